@@ -1,0 +1,86 @@
+"""The workflow definition format (pydantic models).
+
+A definition is stored in `workflows.definition`. `definitions/schema/workflow.schema.json`
+is generated from these models (`supaflow definitions schema`) for editors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.errors import ErrorKind
+
+STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
+TRANSFORMER_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+Strategy = Literal["fixed", "linear", "exponential"]
+
+
+class RetrySpec(BaseModel):
+    """A partial retry policy; unset fields fall through to the next level of precedence.
+
+    Precedence: step `retry`, then workflow `retry`, then the transformer's `retry` default,
+    then built-in defaults; `max_retries` last falls back to the job's `max_retries` column.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_retries: int | None = Field(default=None, ge=0, le=25)
+    strategy: Strategy | None = None
+    initial_delay_seconds: float | None = Field(default=None, ge=0, le=3600)
+    backoff_factor: float | None = Field(default=None, ge=1, le=10)
+    max_delay_seconds: float | None = Field(default=None, ge=0, le=86400)
+    jitter: float | None = Field(
+        default=None, ge=0, le=1, description="Each delay is scaled by 1 ± a random share."
+    )
+    retry_on: list[ErrorKind] | None = Field(
+        default=None, description="Error kinds retried; default: timeout, connection, "
+        "rate_limited, server_error."
+    )
+
+
+class StepDefinition(BaseModel):
+    """One step: a transformer applied to an input built by the mapping."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=STEP_ID_PATTERN)
+    transformer: str = Field(pattern=TRANSFORMER_ID_PATTERN)
+    input: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keys ending in '.$' take a JSONPath over {input, steps, job}; "
+        "other values are literal.",
+    )
+    depends_on: list[str] | None = Field(
+        default=None,
+        description="Steps this one waits for. Unset: the previous step in the list. "
+        "[]: none (starts at once).",
+    )
+    retry: RetrySpec | None = None
+    timeout_seconds: float | None = Field(default=None, gt=0, le=86400)
+
+
+class WorkflowDefinition(BaseModel):
+    """A whole workflow: the input it accepts, its steps, and how its result is built."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_schema: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object"},
+        description="JSON Schema (draft 2020-12) that input_data must satisfy.",
+    )
+    retry: RetrySpec | None = None
+    steps: list[StepDefinition] = Field(min_length=1, max_length=100)
+    output: dict[str, Any] | None = Field(
+        default=None,
+        description="Mapping (same language as step input) that builds final_result; "
+        "unset: the output of every step, keyed by step id.",
+    )
+    log_step_io: bool = Field(
+        default=False, description="Log each step's input and output (secret-looking keys "
+        "redacted)."
+    )
+    timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
