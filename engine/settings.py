@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     state_history_limit: int = Field(
         default=100, description="How many transitions jobs.state_history keeps (newest)."
     )
+    local_auth: bool = Field(
+        default=False,
+        description="Local stack only: the API serves the local signing key's JWKS at "
+        "/auth/v1/.well-known/jwks.json, so SUPABASE_URL can point at the API itself.",
+    )
     log_json: bool = Field(default=True, description="Structured JSON log lines.")
 
     @property

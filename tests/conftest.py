@@ -14,12 +14,23 @@ Fixtures:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import os
+from pathlib import Path
 
-import psycopg
-import pytest
-from dbfixtures import (
+# Before anything imports Prefect: keep its home and telemetry inside the project.
+_DATA = Path(__file__).resolve().parent.parent / ".data"
+os.environ.setdefault("PREFECT_HOME", str(_DATA / "test-prefect-home"))
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# A test that reaches a stopped Prefect should learn it at once, not after client retries.
+os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "0")
+
+from collections.abc import Iterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+import psycopg  # noqa: E402
+import pytest  # noqa: E402
+from dbfixtures import (  # noqa: E402
     TEMPLATE_PREFIX,
     TEST_DB_PREFIX,
     admin_url,
@@ -29,7 +40,7 @@ from dbfixtures import (
     throwaway_name,
 )
 
-from engine.migrate import apply_migrations
+from engine.migrate import apply_migrations  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +89,54 @@ def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit connection to the test's fresh database, as the owner (the service)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url() -> Iterator[str]:
+    """A real Prefect server for the session (Prefect's test harness: SQLite, a subprocess).
+
+    Flows called in tests run in the test process and report to it; worker subprocesses are
+    pointed at it through PREFECT_API_URL.
+    """
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        url = PREFECT_API_URL.value()
+        assert url
+        previous = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = url
+        try:
+            yield url
+        finally:
+            if previous is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = previous
+
+
+@pytest.fixture
+def engine_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point the engine's settings at the test's database and folders; reset afterwards.
+
+    Outbound HTTP may reach 127.0.0.1 only because this allow-list says so.
+    """
+    from engine.database import close_shared_stores
+    from engine.settings import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HTTP_ALLOWLIST", "127.0.0.1")
+    monkeypatch.setenv("STORAGE_BACKEND", "local")
+    get_settings.cache_clear()
+    try:
+        yield database_url
+    finally:
+        close_shared_stores()
+        get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """Local fake services listen on 127.0.0.1, the address tests allow-list explicitly."""
+    return ("127.0.0.1", 0)

@@ -1,0 +1,152 @@
+"""Request and response bodies of the REST API (they drive the OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatusName = Literal["pending", "running", "completed", "failed", "awaiting_retry"]
+
+
+class StartRequest(BaseModel):
+    """Body of POST /workflows/start."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "workflow_id": "audio_transcription_v1",
+                    "input_data": {
+                        "audio_url": "https://example.com/interview.mp3",
+                        "callback_url": "https://example.com/hooks/transcript",
+                    },
+                }
+            ]
+        },
+    )
+
+    workflow_id: str = Field(min_length=1, max_length=200, description="Workflow to run.")
+    input_data: dict[str, Any] = Field(
+        default_factory=dict, description="Must satisfy the workflow's input_schema."
+    )
+
+
+class StartResponse(BaseModel):
+    """Answer of POST /workflows/start: the job was recorded and will run."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": "5b1f8f0e-2f5e-4b8e-9d0a-0c1d2e3f4a5b",
+                    "status": "pending",
+                    "created_at": "2026-11-25T21:00:00Z",
+                }
+            ]
+        }
+    )
+
+    job_id: UUID
+    status: JobStatusName
+    created_at: datetime
+
+
+class Job(BaseModel):
+    """A job as its owner sees it (SPEC.md's jobs row, `id` named `job_id`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": "5b1f8f0e-2f5e-4b8e-9d0a-0c1d2e3f4a5b",
+                    "workflow_id": "demo_offline_v1",
+                    "status": "completed",
+                    "current_step_id": "summary",
+                    "input_data": {"text": "hello world"},
+                    "step_data": {"normalize": {"text": "hello world"}},
+                    "final_result": {"words": 2},
+                    "error_message": None,
+                    "retry_count": 0,
+                    "max_retries": 3,
+                    "next_retry_at": None,
+                    "state_history": [{"status": "pending", "at": "2026-11-25T21:00:00Z"}],
+                    "created_at": "2026-11-25T21:00:00Z",
+                    "started_at": "2026-11-25T21:00:00.4Z",
+                    "last_updated_at": "2026-11-25T21:00:01Z",
+                    "completed_at": "2026-11-25T21:00:01Z",
+                }
+            ]
+        }
+    )
+
+    job_id: UUID
+    workflow_id: str
+    status: JobStatusName
+    current_step_id: str | None
+    input_data: Any
+    step_data: Any
+    final_result: Any
+    error_message: str | None
+    retry_count: int | None
+    max_retries: int | None
+    next_retry_at: datetime | None
+    state_history: Any
+    created_at: datetime
+    started_at: datetime | None
+    last_updated_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        """Build from a jobs row."""
+        data = dict(row)
+        data["job_id"] = data.pop("id")
+        data.pop("user_id", None)
+        return cls.model_validate(data)
+
+
+class JobList(BaseModel):
+    """A page of the caller's jobs, newest first."""
+
+    jobs: list[Job]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+
+
+class WorkflowSummary(BaseModel):
+    """A workflow the caller can start."""
+
+    id: str
+    description: str | None
+    input_schema: dict[str, Any]
+
+
+class WorkflowList(BaseModel):
+    """Every workflow the caller can start."""
+
+    workflows: list[WorkflowSummary]
+
+
+class Health(BaseModel):
+    """Reachability of the parts the API depends on."""
+
+    status: Literal["ok", "degraded", "down"]
+    database: bool
+    prefect: bool
+
+
+class ErrorDetail(BaseModel):
+    """The body of every 4xx and 5xx answer."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """`{"error": {...}}`."""
+
+    error: ErrorDetail

@@ -1,0 +1,154 @@
+"""The `supaflow` command line: migrate, definitions, local tokens, the local stack."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from engine.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, help="Workflow engine for Supabase, run by Prefect.")
+definitions_app = typer.Typer(no_args_is_help=True, help="Check and sync workflow definitions.")
+app.add_typer(definitions_app, name="definitions")
+console = Console(stderr=True)
+
+
+def _database_url(local_bootstrap: bool | None) -> tuple[str, bool]:
+    from engine.database import resolve_database_url
+
+    settings = get_settings()
+    url = resolve_database_url(settings)
+    # The Supabase-compatibility bootstrap is for local PostgreSQL only; on a real Supabase
+    # database the bootstrap refuses to run anyway.
+    bootstrap = (not settings.database_url) if local_bootstrap is None else local_bootstrap
+    return url, bootstrap
+
+
+@app.command()
+def migrate(
+    local: Annotated[
+        bool | None,
+        typer.Option(
+            "--local/--supabase",
+            help="Apply the local Supabase-compatibility bootstrap first "
+            "(default: only for the embedded database).",
+        ),
+    ] = None,
+) -> None:
+    """Apply supabase/migrations in order, recording them where `supabase db push` does."""
+    from engine.migrate import apply_migrations
+
+    url, bootstrap = _database_url(local)
+    applied = apply_migrations(url, bootstrap=bootstrap)
+    console.print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+
+
+@definitions_app.command("validate")
+def definitions_validate(
+    directory: Annotated[Path, typer.Option(help="Definitions folder.")] = Path("definitions"),
+) -> None:
+    """Check every workflow and transformer file; list every problem."""
+    from engine.definition_files import load_definitions
+
+    loaded = load_definitions(directory)
+    if loaded.problems:
+        for p in loaded.problems:
+            console.print(f"[red]✗[/red] {p.location}: {p.message}")
+        raise typer.Exit(code=1)
+    console.print(
+        f"[green]✓[/green] {len(loaded.workflows)} workflow(s), "
+        f"{len(loaded.transformers)} transformer(s) valid"
+    )
+
+
+@definitions_app.command("sync")
+def definitions_sync(
+    directory: Annotated[Path, typer.Option(help="Definitions folder.")] = Path("definitions"),
+) -> None:
+    """Upsert the definitions into the tables; refuses (and lists why) if any is invalid."""
+    from engine.database import shared_store
+    from engine.definition_files import sync_definitions
+    from engine.errors import DefinitionError
+
+    try:
+        changed = sync_definitions(shared_store(), directory)
+    except DefinitionError as exc:
+        for p in exc.problems:
+            console.print(f"[red]✗[/red] {p.location}: {p.message}")
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(code=1) from exc
+    console.print(
+        f"synced: transformers changed {changed['transformers'] or 'none'}, "
+        f"workflows changed {changed['workflows'] or 'none'}"
+    )
+
+
+@definitions_app.command("schema")
+def definitions_schema(
+    output: Annotated[Path, typer.Option(help="Where to write the JSON Schema.")] = Path(
+        "definitions/schema/workflow.schema.json"
+    ),
+) -> None:
+    """Write the JSON Schema of the workflow definition format (for editors)."""
+    from engine.schema_export import write_schema
+
+    write_schema(output)
+    console.print(f"wrote {output}")
+
+
+@app.command()
+def token(
+    email: Annotated[str, typer.Argument(help="The local user's email.")],
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Mint a local development access token (creates the user in auth.users).
+
+    Local only: it is signed with the key in DATA_DIR, which only a local stack trusts.
+    """
+    from cli.local_auth import mint_local_token
+
+    sys.stdout.write(mint_local_token(email, ttl_seconds=ttl) + "\n")
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Run the offline demo job once started.")] = True,
+    wait: Annotated[
+        bool, typer.Option(help="Keep the stack running until Ctrl-C (off: stop after demo).")
+    ] = True,
+    api_port: Annotated[int, typer.Option(help="Port of the REST API.")] = 8000,
+    prefect_port: Annotated[int, typer.Option(help="Port of the local Prefect server.")] = 4200,
+) -> None:
+    """Start the whole engine locally and run the offline demo workflow through the API."""
+    from cli.stack import run_stack
+
+    code = run_stack(demo=demo, wait=wait, api_port=api_port, prefect_port=prefect_port)
+    raise typer.Exit(code=code)
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Serve the REST API with uvicorn."""
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+@app.command("print-settings")
+def print_settings() -> None:
+    """Show the effective settings (secrets hidden)."""
+    sys.stdout.write(json.dumps(get_settings().model_dump(mode="json"), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    app()

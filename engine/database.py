@@ -1,0 +1,45 @@
+"""Which PostgreSQL the engine talks to, and one shared job store per process."""
+
+from __future__ import annotations
+
+import threading
+
+from engine.settings import Settings, get_settings
+from engine.store import JobStore
+
+_stores: dict[str, JobStore] = {}
+_lock = threading.Lock()
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """DATABASE_URL, or the embedded local server in DATA_DIR when it is empty."""
+    if settings.database_url:
+        return settings.database_url
+    from engine.local_postgres import ensure_local_database
+
+    return ensure_local_database(settings)
+
+
+def shared_store(settings: Settings | None = None) -> JobStore:
+    """The process's job store for the configured database (pool opened once, reused)."""
+    settings = settings or get_settings()
+    url = resolve_database_url(settings)
+    with _lock:
+        store = _stores.get(url)
+        if store is None:
+            store = JobStore(
+                url,
+                min_size=settings.db_pool_min,
+                max_size=settings.db_pool_max,
+                history_limit=settings.state_history_limit,
+            )
+            _stores[url] = store
+        return store
+
+
+def close_shared_stores() -> None:
+    """Close every pool this process opened (tests and shutdown)."""
+    with _lock:
+        for store in _stores.values():
+            store.close()
+        _stores.clear()

@@ -1,0 +1,142 @@
+"""From a stored definition to an executable plan (pure).
+
+The plan resolves, for every step, its transformer, parsed config, effective retry policy
+with its exact jittered delays, timeout and dependencies. The flow only executes it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.checks import check_definition
+from engine.definition import WorkflowDefinition
+from engine.errors import DefinitionError, Problem
+from engine.graph import dependencies, topological_order, upstream
+from engine.mapping import render
+from engine.retry import RetryPolicy, resolve_policy, retry_delays
+from engine.transformer_config import parse_transformer_config
+
+DEFAULT_STEP_TIMEOUT_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """Everything needed to run one step."""
+
+    step_id: str
+    transformer_id: str
+    transformer_type: str
+    target_function: str
+    config: Any
+    input_template: dict[str, Any]
+    depends_on: tuple[str, ...]
+    upstream: frozenset[str]
+    policy: RetryPolicy
+    delays: tuple[float, ...]
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class WorkflowPlan:
+    """The steps of one job's workflow in a valid execution order."""
+
+    workflow_id: str
+    definition: WorkflowDefinition
+    order: tuple[str, ...]
+    steps: dict[str, StepPlan] = field(default_factory=dict)
+
+
+def build_plan(
+    workflow_id: str,
+    raw_definition: Any,
+    transformers: Mapping[str, Mapping[str, Any]],
+    *,
+    job_max_retries: int,
+    rng: random.Random | None = None,
+) -> WorkflowPlan:
+    """Check the definition and its transformers and resolve every step.
+
+    Raises DefinitionError listing every problem: a bad definition, a step naming a
+    transformer that is missing, a transformer config that does not parse, or an unknown
+    executor.
+    """
+    definition, problems = check_definition(raw_definition, transformer_ids=transformers.keys())
+    if definition is None:
+        raise DefinitionError(f"workflow '{workflow_id}' definition is invalid", problems)
+    configs: dict[str, Any] = {}
+    for step in definition.steps:
+        row = transformers.get(step.transformer)
+        if row is None or step.transformer in configs:
+            continue
+        try:
+            configs[step.transformer] = parse_transformer_config(
+                str(row.get("type")), row.get("config") or {}
+            )
+        except DefinitionError as exc:
+            problems.extend(
+                Problem(f"transformers.{step.transformer}.{p.location}", p.message)
+                for p in exc.problems
+            )
+    if problems:
+        raise DefinitionError(f"workflow '{workflow_id}' cannot run", problems)
+
+    deps = dependencies(definition)
+    ups = upstream(definition)
+    steps: dict[str, StepPlan] = {}
+    for step in definition.steps:
+        row = transformers[step.transformer]
+        config = configs[step.transformer]
+        transformer_retry = getattr(config, "retry", None)
+        policy = resolve_policy(
+            step=step.retry,
+            workflow=definition.retry,
+            transformer=transformer_retry,
+            job_max_retries=job_max_retries,
+        )
+        timeout = (
+            step.timeout_seconds
+            or getattr(config, "timeout_seconds", None)
+            or DEFAULT_STEP_TIMEOUT_SECONDS
+        )
+        steps[step.id] = StepPlan(
+            step_id=step.id,
+            transformer_id=step.transformer,
+            transformer_type=str(row["type"]),
+            target_function=str(row["target_function"]),
+            config=config,
+            input_template=step.input,
+            depends_on=tuple(deps[step.id]),
+            upstream=frozenset(ups[step.id]),
+            policy=policy,
+            delays=tuple(retry_delays(policy, rng)),
+            timeout_seconds=float(timeout),
+        )
+    return WorkflowPlan(
+        workflow_id=workflow_id,
+        definition=definition,
+        order=tuple(topological_order(definition)),
+        steps=steps,
+    )
+
+
+def ready_steps(
+    plan: WorkflowPlan, done: Collection[str], started: Collection[str]
+) -> list[str]:
+    """Steps not yet started whose direct dependencies have all finished, in plan order."""
+    return [
+        sid
+        for sid in plan.order
+        if sid not in done
+        and sid not in started
+        and all(d in done for d in plan.steps[sid].depends_on)
+    ]
+
+
+def final_result(plan: WorkflowPlan, context: Mapping[str, Any]) -> Any:
+    """The job's final_result: the `output` mapping, or every step output by id."""
+    if plan.definition.output is None:
+        return dict(context.get("steps", {}))
+    return render(plan.definition.output, context, where="workflow output")

@@ -1,0 +1,13 @@
+-- Local development only: make sure a user exists in auth.users (created by the local
+-- Supabase-compatibility bootstrap) and return its id.
+with existing as (
+  select id from auth.users where email = %(email)s
+), inserted as (
+  insert into auth.users (email, role, aud, raw_user_meta_data)
+  select %(email)s, 'authenticated', 'authenticated', '{}'::jsonb
+  where not exists (select 1 from existing)
+  returning id
+)
+select id from inserted
+union all
+select id from existing

@@ -1,0 +1,36 @@
+-- Move a job to a new status and record it, in one statement.
+-- Guarded by the allowed source statuses so a late writer never overwrites a terminal state.
+-- Columns passed as NULL keep their value.
+with updated as (
+  update public.jobs j
+     set status = %(status)s::text,
+         current_step_id = coalesce(%(step_id)s::text, j.current_step_id),
+         started_at = case when %(status)s::text = 'running' then coalesce(j.started_at, now())
+                           else j.started_at end,
+         completed_at = case when %(status)s::text in ('completed', 'failed') then now()
+                             else j.completed_at end,
+         retry_count = coalesce(%(retry_count)s::integer, j.retry_count),
+         max_retries = coalesce(%(max_retries)s::integer, j.max_retries),
+         next_retry_at = case when %(status)s::text = 'awaiting_retry' then %(next_retry_at)s::timestamptz
+                              else null end,
+         error_message = case when %(status)s::text in ('awaiting_retry', 'failed') then %(error_message)s::text
+                              when %(status)s::text = 'completed' then null
+                              else j.error_message end,
+         final_result = case when %(status)s::text = 'completed' then %(final_result)s::jsonb
+                             else j.final_result end,
+         heartbeat_at = now(),
+         state_history = (
+           select coalesce(jsonb_agg(h.e order by h.i), '[]'::jsonb)
+           from jsonb_array_elements(
+                  coalesce(j.state_history, '[]'::jsonb) || jsonb_build_array(%(entry)s::jsonb)
+                ) with ordinality as h(e, i)
+           where h.i > jsonb_array_length(coalesce(j.state_history, '[]'::jsonb)) + 1
+                       - %(history_limit)s::integer
+         )
+   where j.id = %(job_id)s and j.status = any(%(from_statuses)s)
+  returning j.id, j.user_id, j.status
+)
+insert into public.job_events (job_id, user_id, kind, status, step_id, attempt, detail)
+select id, user_id, 'status', status, %(step_id)s::text, %(attempt)s::integer, %(entry)s::jsonb
+from updated
+returning job_id

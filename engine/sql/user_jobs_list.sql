@@ -1,0 +1,12 @@
+-- The signed-in user's jobs, newest first, keyset-paginated on (created_at, id).
+-- RLS restricts rows to the caller; the user_id predicate lets the planner use the index.
+select id, user_id, workflow_id, current_step_id, status, input_data, step_data, final_result,
+       created_at, started_at, last_updated_at, completed_at, error_message, retry_count,
+       max_retries, next_retry_at, state_history
+from public.jobs
+where user_id = %(user_id)s
+  and (%(status)s::text is null or status = %(status)s)
+  and (%(workflow_id)s::text is null or workflow_id = %(workflow_id)s)
+  and (%(cursor_at)s::timestamptz is null or (created_at, id) < (%(cursor_at)s, %(cursor_id)s::uuid))
+order by created_at desc, id desc
+limit %(limit)s

@@ -1,0 +1,12 @@
+"""Access to the engine's SQL, kept in `engine/sql/*.sql` files."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+
+@lru_cache(maxsize=None)
+def load_sql(name: str) -> str:
+    """The text of `engine/sql/<name>.sql` (read once per process)."""
+    return resources.files("engine").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")

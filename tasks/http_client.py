@@ -1,0 +1,432 @@
+"""The one factory for outbound HTTP, guarded against server-side request forgery.
+
+Every executor that talks HTTP gets its client from `make_client`. The client's transport
+resolves each destination host itself, refuses addresses that are not globally routable
+(loopback, private, link-local, multicast, reserved, unspecified, shared/CGNAT, and those
+hidden in IPv4-mapped, 6to4 and NAT64 IPv6 forms) unless `HTTP_ALLOWLIST` permits them, and
+then connects to the very address it checked. Because the check sits where sockets are
+opened, it covers every request and every redirect hop, and a DNS answer that changes between
+check and connect (DNS rebinding) cannot slip through: the name is resolved exactly once per
+connection. TLS still verifies the certificate against the host name (SNI is the name, not
+the address).
+
+Residual risks, by design: a pooled keep-alive connection is reused for later requests to
+the same scheme/host/port without a new lookup (it was checked when opened); environment
+proxies are ignored (`trust_env=False`), so an operator who needs an egress proxy must add one
+here deliberately.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import string
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpcore
+import httpx
+
+from engine.errors import ErrorKind, StepError
+from engine.sanitize import snippet
+from engine.settings import Settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+USER_AGENT = "supaflow/0.1"
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+_FORBIDDEN_LABELS = (
+    ("unspecified", "the unspecified address"),
+    ("loopback", "a loopback address"),
+    ("link_local", "a link-local address"),
+    ("multicast", "a multicast address"),
+    ("private", "a private address"),
+    ("reserved", "a reserved address"),
+)
+
+# ---------------------------------------------------------------------------------------------
+# Address policy (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (IPv4-mapped, 6to4, NAT64), if any."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64_WELL_KNOWN:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def forbidden_reason(ip: IPAddress) -> str | None:
+    """Why outbound HTTP may not reach `ip`, or None when it is a public address."""
+    inner = embedded_ipv4(ip)
+    if inner is not None:
+        reason = forbidden_reason(inner)
+        return f"{reason} (embedded in {ip})" if reason else None
+    for attribute, label in _FORBIDDEN_LABELS:
+        if getattr(ip, f"is_{attribute}"):
+            return f"{ip} is {label}"
+    if not ip.is_global:
+        return f"{ip} is not a globally routable address"
+    return None
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """Destinations the operator permits even though they are not public addresses."""
+
+    hosts: frozenset[str]
+    networks: tuple[IPNetwork, ...]
+
+    def permits_host(self, host: str) -> bool:
+        """Whether the host name itself is allow-listed (exact, case-insensitive)."""
+        return host.lower().rstrip(".") in self.hosts
+
+    def permits_ip(self, ip: IPAddress) -> bool:
+        """Whether the address (or the IPv4 address it embeds) is in an allowed network."""
+        candidates: list[IPAddress] = [ip]
+        inner = embedded_ipv4(ip)
+        if inner is not None:
+            candidates.append(inner)
+        return any(
+            c in net for c in candidates for net in self.networks if c.version == net.version
+        )
+
+
+@lru_cache(maxsize=32)
+def parse_allowlist(text: str) -> Allowlist:
+    """Parse `HTTP_ALLOWLIST`: comma-separated host names, IP addresses and CIDRs."""
+    hosts: set[str] = set()
+    networks: list[IPNetwork] = []
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+        except ValueError:
+            hosts.add(entry.lower().rstrip("."))
+    return Allowlist(frozenset(hosts), tuple(networks))
+
+
+def check_address(host: str, ip: IPAddress, allowlist: Allowlist) -> None:
+    """Raise StepError(FORBIDDEN_ADDRESS) unless `host` resolving to `ip` may be reached."""
+    if allowlist.permits_host(host) or allowlist.permits_ip(ip):
+        return
+    reason = forbidden_reason(ip)
+    if reason is not None:
+        shown = host if host == str(ip) else f"{host} ({ip})"
+        raise StepError(
+            ErrorKind.FORBIDDEN_ADDRESS,
+            f"refusing to connect to {shown}: {reason}; add it to HTTP_ALLOWLIST if intended",
+        )
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address `host` resolves to (an IP literal resolves to itself)."""
+    try:
+        return [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
+    addresses: list[IPAddress] = []
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        # Drop an IPv6 zone ("fe80::1%eth0"); link-local is refused anyway.
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if ip not in addresses:
+            addresses.append(ip)
+    if not addresses:
+        raise httpcore.ConnectError(f"{host!r} resolved to no address")
+    return addresses
+
+
+# ---------------------------------------------------------------------------------------------
+# Transport
+# ---------------------------------------------------------------------------------------------
+
+
+class GuardedBackend(httpcore.SyncBackend):
+    """A network backend that checks every destination before opening the socket."""
+
+    def __init__(self, allowlist: Allowlist) -> None:
+        self._allowlist = allowlist
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        """Resolve `host`, refuse it if any address is forbidden, connect to a checked one."""
+        addresses = resolve(host, port)
+        # Every address must pass: a name answering with one public and one private address
+        # would otherwise reach the private one on a retry or failover.
+        for ip in addresses:
+            check_address(host, ip, self._allowlist)
+        last_error: Exception | None = None
+        for ip in addresses:
+            try:
+                return super().connect_tcp(
+                    str(ip),
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+        assert last_error is not None
+        raise last_error
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """httpx transport whose connection pool uses `GuardedBackend`."""
+
+    def __init__(self, allowlist: Allowlist, *, limits: httpx.Limits | None = None) -> None:
+        super().__init__(trust_env=False)
+        limits = limits or httpx.Limits(max_connections=20, max_keepalive_connections=5)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=GuardedBackend(allowlist),
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Refuse anything but http(s) before touching the network."""
+        if request.url.scheme not in ("http", "https"):
+            raise StepError(
+                ErrorKind.CLIENT_ERROR,
+                f"only http and https URLs are allowed, not {request.url.scheme!r}",
+            )
+        return super().handle_request(request)
+
+
+def make_client(
+    settings: Settings,
+    *,
+    timeout: float,
+    follow_redirects: bool = True,
+    max_redirects: int = 5,
+    allow_hosts: Iterable[str] = (),
+) -> httpx.Client:
+    """An httpx client for outbound calls, guarded by the SSRF policy.
+
+    `allow_hosts` adds trusted host names for this client only (e.g. the operator-configured
+    SUPABASE_URL); user-supplied URLs must never be passed here.
+    """
+    extra = ",".join(h for h in allow_hosts if h)
+    allowlist = parse_allowlist(f"{settings.http_allowlist},{extra}")
+    return httpx.Client(
+        transport=GuardedTransport(allowlist),
+        timeout=httpx.Timeout(timeout),
+        follow_redirects=follow_redirects,
+        max_redirects=max_redirects,
+        trust_env=False,
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# URLs and headers (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+def check_url(url: object) -> str:
+    """`url` if it is an absolute http(s) URL without credentials or whitespace.
+
+    Raises StepError(CLIENT_ERROR): a wrong URL in the input will not get better on retry.
+    """
+    if not isinstance(url, str) or not url:
+        raise StepError(ErrorKind.CLIENT_ERROR, "the URL must be a non-empty string")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise StepError(ErrorKind.CLIENT_ERROR, "the URL contains whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError as exc:
+        raise StepError(ErrorKind.CLIENT_ERROR, f"malformed URL: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise StepError(ErrorKind.CLIENT_ERROR, "the URL must be absolute http:// or https://")
+    if parts.username is not None or parts.password is not None:
+        raise StepError(ErrorKind.CLIENT_ERROR, "the URL must not carry user:password@")
+    return url
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """The URL without credentials, query or fragment, for messages and logs."""
+    parts = urlsplit(str(url))
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    try:
+        if parts.port:
+            netloc += f":{parts.port}"
+    except ValueError:
+        pass
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _url_value(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise StepError(
+        ErrorKind.MAPPING,
+        f"URL placeholder {{{name}}} needs a string or number, got {type(value).__name__}",
+    )
+
+
+def build_url(template: str, values: Mapping[str, Any]) -> str:
+    """Fill the `{name}` placeholders of `template`, URL-encoding every value.
+
+    Every character of a value outside the unreserved set is percent-encoded ('/' too), so a
+    value can neither add path segments nor change the host or the query. A missing value
+    raises StepError(MAPPING); the result is checked with `check_url`.
+    """
+    pieces: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise StepError(ErrorKind.CONFIG, f"malformed URL template: {exc}") from exc
+    for literal, field, _spec, _conversion in parsed:
+        pieces.append(literal)
+        if field is None:
+            continue
+        if field not in values or values[field] is None:
+            raise StepError(
+                ErrorKind.MAPPING, f"URL template needs {{{field}}}, which the step input lacks"
+            )
+        pieces.append(quote(_url_value(field, values[field]), safe=""))
+    return check_url("".join(pieces))
+
+
+def check_header_value(name: str, value: str) -> str:
+    """`value` if it is safe to send as header `name`; never echoes the value in errors.
+
+    Raises StepError(CONFIG): header values come from config or environment variables.
+    """
+    if not name or any(ch in name for ch in "\r\n\0:") or name != name.strip():
+        raise StepError(ErrorKind.CONFIG, f"invalid header name {name!r}")
+    if any(ch in value for ch in "\r\n\0"):
+        raise StepError(
+            ErrorKind.CONFIG, f"the value of header {name!r} contains a line break or NUL"
+        )
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses and errors
+# ---------------------------------------------------------------------------------------------
+
+
+def status_kind(status: int) -> ErrorKind:
+    """The error kind an unexpected HTTP status means."""
+    if status in (408, 429):
+        return ErrorKind.RATE_LIMITED
+    if 400 <= status < 500:
+        return ErrorKind.CLIENT_ERROR
+    if status >= 500:
+        return ErrorKind.SERVER_ERROR
+    return ErrorKind.INVALID_RESPONSE
+
+
+def http_status_error(response: httpx.Response, *, body: bytes | None = None) -> StepError:
+    """A StepError for a response whose status is not a success.
+
+    `body` is the content already read from a streamed response (for the message excerpt).
+    """
+    try:
+        content = response.content if body is None else body
+    except (httpx.ResponseNotRead, httpx.StreamError):
+        content = b""
+    excerpt = snippet(content[:2000].decode("utf-8", errors="replace")) if content else ""
+    try:
+        message = f"{response.request.method} {redact_url(response.request.url)}"
+    except RuntimeError:  # a response built without a request
+        message = "upstream"
+    message += f" answered HTTP {response.status_code}"
+    if excerpt:
+        message += f": {excerpt}"
+    details: dict[str, Any] = {"status": response.status_code}
+    retry_after = response.headers.get("retry-after")
+    if retry_after:
+        details["retry_after"] = retry_after[:64]
+    return StepError(status_kind(response.status_code), message, details=details)
+
+
+def transport_error(exc: Exception, what: str) -> StepError:
+    """A StepError for an httpx failure while doing `what`."""
+    if isinstance(exc, StepError):
+        return exc
+    if isinstance(exc, httpx.TimeoutException):
+        return StepError(ErrorKind.TIMEOUT, f"{what}: timed out ({type(exc).__name__})")
+    if isinstance(exc, httpx.TooManyRedirects):
+        return StepError(ErrorKind.CLIENT_ERROR, f"{what}: too many redirects")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return StepError(ErrorKind.CLIENT_ERROR, f"{what}: {exc}")
+    if isinstance(exc, httpx.DecodingError):
+        return StepError(ErrorKind.INVALID_RESPONSE, f"{what}: undecodable response: {exc}")
+    if isinstance(exc, httpx.TransportError):
+        return StepError(ErrorKind.CONNECTION, f"{what}: {type(exc).__name__}: {exc}")
+    return StepError(ErrorKind.INTERNAL, f"{what}: {type(exc).__name__}: {exc}")
+
+
+@contextmanager
+def classify_errors(what: str) -> Iterator[None]:
+    """Turn httpx failures inside the block into classified StepErrors."""
+    try:
+        yield
+    except StepError:
+        raise
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise transport_error(exc, what) from exc
+
+
+def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    """The body of a streamed response, refusing more than `max_bytes` (StepError TOO_LARGE)."""
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise StepError(
+            ErrorKind.TOO_LARGE,
+            f"response declares {int(declared)} bytes, more than the limit of {max_bytes}",
+        )
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise StepError(ErrorKind.TOO_LARGE, f"response exceeds the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_body(content: bytes, content_type: str | None) -> Any:
+    """JSON-decoded body when the content type says JSON, else text (or None when empty)."""
+    if not content:
+        return None
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        try:
+            return json.loads(content)
+        except ValueError:
+            pass
+    return content.decode("utf-8", errors="replace")

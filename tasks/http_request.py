@@ -1,0 +1,102 @@
+"""execute-http-request: one HTTP call whose URL and body come from the step input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from engine.errors import ErrorKind, StepError
+from engine.transformer_config import HttpRequestConfig
+from tasks.context import StepContext
+from tasks.http_client import (
+    build_url,
+    check_header_value,
+    classify_errors,
+    decode_body,
+    http_status_error,
+    make_client,
+    read_capped,
+    redact_url,
+)
+
+MAX_REDIRECTS = 5
+#: Response headers not worth passing on to later steps.
+_DROPPED_RESPONSE_HEADERS = frozenset(
+    {"set-cookie", "connection", "keep-alive", "transfer-encoding"}
+)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
+def send_following_redirects(
+    client: httpx.Client, request: httpx.Request, *, follow: bool, secret_names: set[str]
+) -> httpx.Response:
+    """Send `request` (streamed), following redirects by hand so that secret headers are
+    dropped when a redirect leaves the original origin (httpx only drops Authorization)."""
+    origin = _origin(request.url)
+    for _hop in range(MAX_REDIRECTS + 1):
+        response = client.send(request, stream=True, follow_redirects=False)
+        if not (follow and response.is_redirect and response.next_request is not None):
+            return response
+        next_request = response.next_request
+        response.close()
+        if _origin(next_request.url) != origin:
+            for name in secret_names:
+                next_request.headers.pop(name, None)
+        request = next_request
+    raise StepError(ErrorKind.CLIENT_ERROR, f"more than {MAX_REDIRECTS} redirects")
+
+
+def execute_http_request(
+    config: HttpRequestConfig, step_input: dict[str, Any], ctx: StepContext
+) -> dict[str, Any]:
+    """Call `config.url_template` filled from the step input; send `input.body` as JSON.
+
+    Returns `{status, headers, body}` (body parsed when JSON). A status outside
+    `expected_statuses` (default: any 2xx) raises a StepError classified by status.
+    """
+    url = build_url(config.url_template, step_input)
+    headers = {name: check_header_value(name, value) for name, value in config.headers.items()}
+    for name, secret in config.secret_headers.items():
+        value = ctx.read_secret(secret.env_var, purpose=f"header {name}")
+        headers[name] = check_header_value(name, secret.prefix + value)
+    has_body = "body" in step_input and step_input["body"] is not None
+    if has_body and config.method in ("GET", "HEAD"):
+        raise StepError(ErrorKind.CLIENT_ERROR, f"a {config.method} request cannot carry a body")
+
+    what = f"{config.method} {redact_url(url)}"
+    with (
+        make_client(
+            ctx.settings, timeout=config.request_timeout_seconds, follow_redirects=False
+        ) as client,
+        classify_errors(what),
+    ):
+        request = client.build_request(
+            config.method, url, headers=headers, json=step_input["body"] if has_body else None
+        )
+        response = send_following_redirects(
+            client,
+            request,
+            follow=config.follow_redirects,
+            secret_names={n.lower() for n in config.secret_headers},
+        )
+        try:
+            content = read_capped(response, config.max_response_bytes)
+        finally:
+            response.close()
+        expected = config.expected_statuses
+        ok = response.status_code in expected if expected else response.is_success
+        if not ok:
+            raise http_status_error(response, body=content)
+        return {
+            "status": response.status_code,
+            "headers": {
+                k.lower(): v
+                for k, v in response.headers.items()
+                if k.lower() not in _DROPPED_RESPONSE_HEADERS
+            },
+            "body": decode_body(content, response.headers.get("content-type")),
+        }
