@@ -45,6 +45,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def store_dep(request: Request) -> JobStore:
+    """The app's job store (created at startup)."""
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+StoreParam = Annotated[JobStore, Depends(store_dep)]
+
+
 def request_hash(body: StartRequest) -> str:
     """A stable fingerprint of a start request, to tell idempotent replays from conflicts."""
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -84,11 +92,6 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api_max_body_bytes)
 
-    def store_dep(request: Request) -> JobStore:
-        return request.app.state.store  # type: ignore[no-any-return]
-
-    StoreDep = Annotated[JobStore, Depends(store_dep)]
-
     @app.post(
         "/workflows/start",
         response_model=StartResponse,
@@ -99,7 +102,7 @@ def create_app(
     def start_workflow(
         body: StartRequest,
         principal: StartPrincipal,
-        store: StoreDep,
+        store: StoreParam,
         request: Request,
         response: Response,
         idempotency_key: Annotated[
@@ -120,8 +123,10 @@ def create_app(
             raise InputValidationError(
                 "input_data does not match the workflow's input_schema",
                 details=[
-                    {"pointer": "/input_data" + (p.location if p.location != "/" else ""),
-                     "message": p.message}
+                    {
+                        "pointer": "/input_data" + (p.location if p.location != "/" else ""),
+                        "message": p.message,
+                    }
                     for p in problems
                 ],
             )
@@ -149,7 +154,7 @@ def create_app(
         summary="Get one of your jobs",
         tags=["jobs"],
     )
-    def get_job(job_id: UUID, principal: ReadPrincipal, store: StoreDep) -> Job:
+    def get_job(job_id: UUID, principal: ReadPrincipal, store: StoreParam) -> Job:
         """The full job; another user's job and a missing one are both 404."""
         return Job.from_row(store.get_job_for_user(principal.claims, str(job_id)))
 
@@ -161,7 +166,7 @@ def create_app(
     )
     def list_jobs(
         principal: ReadPrincipal,
-        store: StoreDep,
+        store: StoreParam,
         limit_: Annotated[int, Query(alias="limit", ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Query(max_length=200)] = None,
         status: Annotated[JobStatusName | None, Query()] = None,
@@ -189,7 +194,7 @@ def create_app(
         summary="Workflows you can start",
         tags=["workflows"],
     )
-    def list_workflows(principal: ReadPrincipal, store: StoreDep) -> WorkflowList:
+    def list_workflows(principal: ReadPrincipal, store: StoreParam) -> WorkflowList:
         """Every workflow with the input schema its input_data must satisfy."""
         rows = store.list_workflows_for_user(principal.claims)
         return WorkflowList(
@@ -222,7 +227,7 @@ def create_app(
         summary="Reachability",
         dependencies=[Depends(limit_anonymous)],
     )
-    def health(request: Request, store: StoreDep) -> JSONResponse:
+    def health(request: Request, store: StoreParam) -> JSONResponse:
         """Database and Prefect reachability; 503 when the database is down."""
         try:
             with store.pool.connection(timeout=2) as conn:

@@ -113,7 +113,9 @@ class JobList(BaseModel):
     """A page of the caller's jobs, newest first."""
 
     jobs: list[Job]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
 
 
 class WorkflowSummary(BaseModel):

@@ -12,7 +12,7 @@ def ensure_local_user(email: str) -> str:
     """The id of the local user with this email, created if missing."""
     store = shared_store()
     with store.pool.connection() as conn:
-        row = conn.execute(load_sql("auth_user_upsert"), {"email": email}).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(load_sql("auth_user_upsert"), {"email": email}).fetchone()
     assert row is not None
     return str(row["id"])
 

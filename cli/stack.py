@@ -35,7 +35,11 @@ class Service:
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            args, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+            args,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
             start_new_session=True,
         )
 
@@ -123,6 +127,11 @@ def _follow_job(api: str, token: str, job_id: str, timeout: float) -> dict[str, 
     raise RuntimeError(f"job {job_id} did not finish within {timeout:.0f} s")
 
 
+def _stop_all(services: list[Service]) -> None:
+    for service in reversed(services):
+        service.stop()
+
+
 def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> int:
     """Start everything, run the demo, wait for Ctrl-C; 0 when the demo job completed."""
     from cli.local_auth import mint_local_token
@@ -136,7 +145,7 @@ def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> in
     code = 0
     with ExitStack() as stack:
         services: list[Service] = []
-        stack.callback(lambda: [s.stop() for s in reversed(services)])
+        stack.callback(_stop_all, services)
 
         console.print("[bold]1/6[/bold] PostgreSQL")
         database_url = resolve_database_url(settings)
@@ -154,8 +163,15 @@ def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> in
             console.print("[bold]2/6[/bold] Prefect server (SQLite, first start runs migrations)")
             server = Service(
                 "prefect-server",
-                [_bin("prefect"), "server", "start", "--host", "127.0.0.1",
-                 "--port", str(prefect_port)],
+                [
+                    _bin("prefect"),
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(prefect_port),
+                ],
                 env,
                 log_dir,
             )
@@ -167,11 +183,18 @@ def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> in
         console.print("[bold]3/6[/bold] deployments and worker")
         subprocess.run(
             [_bin("prefect"), "work-pool", "create", "local-process", "--type", "process"],
-            env=env, cwd=PROJECT_ROOT, capture_output=True, check=False,
+            env=env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            check=False,
         )
         deploy = subprocess.run(
             [_bin("prefect"), "--no-prompt", "deploy", "--all"],
-            env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False,
+            env=env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if deploy.returncode != 0:
             console.print(deploy.stdout[-3000:], deploy.stderr[-3000:])
@@ -179,8 +202,15 @@ def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> in
         services.append(
             Service(
                 "worker",
-                [_bin("prefect"), "worker", "start", "--pool", "local-process",
-                 "--type", "process"],
+                [
+                    _bin("prefect"),
+                    "worker",
+                    "start",
+                    "--pool",
+                    "local-process",
+                    "--type",
+                    "process",
+                ],
                 env,
                 log_dir,
             )
@@ -188,9 +218,7 @@ def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> in
 
         console.print("[bold]4/6[/bold] REST API")
         api_url = f"http://127.0.0.1:{api_port}"
-        api = Service(
-            "api", [_bin("supaflow"), "api", "--port", str(api_port)], env, log_dir
-        )
+        api = Service("api", [_bin("supaflow"), "api", "--port", str(api_port)], env, log_dir)
         services.append(api)
         _wait_http(f"{api_url}/health", timeout=60, service=api)
 

@@ -37,8 +37,9 @@ class RetrySpec(BaseModel):
         default=None, ge=0, le=1, description="Each delay is scaled by 1 ± a random share."
     )
     retry_on: list[ErrorKind] | None = Field(
-        default=None, description="Error kinds retried; default: timeout, connection, "
-        "rate_limited, server_error."
+        default=None,
+        description="Error kinds retried; default: timeout, connection, "
+        "rate_limited, server_error.",
     )
 
 
@@ -80,7 +81,7 @@ class WorkflowDefinition(BaseModel):
         "unset: the output of every step, keyed by step id.",
     )
     log_step_io: bool = Field(
-        default=False, description="Log each step's input and output (secret-looking keys "
-        "redacted)."
+        default=False,
+        description="Log each step's input and output (secret-looking keys redacted).",
     )
     timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)

@@ -122,9 +122,7 @@ def build_plan(
     )
 
 
-def ready_steps(
-    plan: WorkflowPlan, done: Collection[str], started: Collection[str]
-) -> list[str]:
+def ready_steps(plan: WorkflowPlan, done: Collection[str], started: Collection[str]) -> list[str]:
     """Steps not yet started whose direct dependencies have all finished, in plan order."""
     return [
         sid

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_sql(name: str) -> str:
     """The text of `engine/sql/<name>.sql` (read once per process)."""
     return resources.files("engine").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")

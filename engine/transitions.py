@@ -35,9 +35,7 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
             JobStatus.PENDING,
         }
     ),
-    JobStatus.AWAITING_RETRY: frozenset(
-        {JobStatus.RUNNING, JobStatus.FAILED, JobStatus.PENDING}
-    ),
+    JobStatus.AWAITING_RETRY: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.PENDING}),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.FAILED: frozenset(),
 }

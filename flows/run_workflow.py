@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Flow, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import FlowRun, TaskRun
+from prefect.client.schemas.objects import FlowRun, State, TaskRun
 from prefect.futures import PrefectFuture
 from prefect.runtime import task_run as task_run_runtime
-from prefect.states import State
 
 from engine.database import shared_store
 from engine.errors import DefinitionError, ErrorKind, MappingError, NotFoundError, StepError
@@ -62,7 +61,7 @@ class JobInfo:
 _LAST_ATTEMPT: dict[tuple[str, str], int] = {}
 
 
-class StepFailed(Exception):
+class StepFailedError(Exception):
     """A step's final failure, with what the job's error_message must name."""
 
     def __init__(self, step: StepPlan, kind: ErrorKind, message: str, attempts: int) -> None:
@@ -203,11 +202,18 @@ def _submit(job: JobInfo, step: StepPlan, steps_done: dict[str, Any]) -> Prefect
         # Jitter is already applied in these delays, so Prefect's own jitter stays off and
         # next_retry_at is exact.
         retry_delay_seconds=list(step.delays) or 0,
-        retry_jitter_factor=None,
+        retry_jitter_factor=0.0,
         timeout_seconds=step.timeout_seconds,
         retry_condition_fn=_make_retry_condition(store, job, step),
     )
     return configured.submit(job, step, dict(steps_done))
+
+
+def _notify(finished: queue.Queue[str], step_id: str) -> Callable[[PrefectFuture[Any]], None]:
+    def done(_future: PrefectFuture[Any]) -> None:
+        finished.put(step_id)
+
+    return done
 
 
 def _execute(job: JobInfo, plan: WorkflowPlan, steps_done: dict[str, Any]) -> None:
@@ -218,12 +224,12 @@ def _execute(job: JobInfo, plan: WorkflowPlan, steps_done: dict[str, Any]) -> No
     finished: queue.Queue[str] = queue.Queue()
     running: dict[str, PrefectFuture[Any]] = {}
     started: set[str] = set()
-    failure: StepFailed | None = None
+    failure: StepFailedError | None = None
     while True:
         if failure is None:
             for step_id in ready_steps(plan, steps_done.keys(), started):
                 future = _submit(job, plan.steps[step_id], steps_done)
-                future.add_done_callback(lambda _f, sid=step_id: finished.put(sid))
+                future.add_done_callback(_notify(finished, step_id))
                 running[step_id] = future
                 started.add(step_id)
         if not running:
@@ -239,11 +245,14 @@ def _execute(job: JobInfo, plan: WorkflowPlan, steps_done: dict[str, Any]) -> No
         step = plan.steps[step_id]
         if failure is None:
             if isinstance(exc, BaseException):
-                failure = StepFailed(
-                    step, classify_exception(exc), _error_text(exc), attempts=_LAST_ATTEMPT.pop((job.job_id, step_id), 1)
+                failure = StepFailedError(
+                    step,
+                    classify_exception(exc),
+                    _error_text(exc),
+                    attempts=_LAST_ATTEMPT.pop((job.job_id, step_id), 1),
                 )
             else:
-                failure = StepFailed(
+                failure = StepFailedError(
                     step, ErrorKind.INTERNAL, state.message or state.name or "failed", 1
                 )
     if failure is not None:
@@ -263,7 +272,7 @@ def _load(store: JobStore, job_id: str) -> tuple[JobInfo, dict[str, Any], Any]:
     return job, row, bundle
 
 
-def _mark_cancelled(_flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
+def _mark_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     job_id = str(flow_run.parameters.get("job_id"))
     shared_store().transition(
         job_id,
@@ -315,8 +324,12 @@ def run_workflow(job_id: str) -> Any:
     steps_done: dict[str, Any] = dict(row["step_data"] or {})
     for step_id in plan.order:
         if step_id in steps_done:
-            store.add_event(job.job_id, "step_skipped", step_id=step_id,
-                            detail={"reason": "output already in step_data"})
+            store.add_event(
+                job.job_id,
+                "step_skipped",
+                step_id=step_id,
+                detail={"reason": "output already in step_data"},
+            )
     first = next((s for s in plan.order if s not in steps_done), None)
     store.transition(job.job_id, Transition(status=JobStatus.RUNNING, step_id=first))
     logger.info("job running", extra=log_ctx)
@@ -326,10 +339,10 @@ def run_workflow(job_id: str) -> Any:
         try:
             result = final_result(plan, context)
         except MappingError as exc:
-            raise StepFailed(
+            raise StepFailedError(
                 plan.steps[plan.order[-1]], ErrorKind.MAPPING, exc.message, attempts=1
             ) from exc
-    except StepFailed as failed:
+    except StepFailedError as failed:
         store.transition(
             job.job_id,
             Transition(
@@ -341,8 +354,6 @@ def run_workflow(job_id: str) -> Any:
         )
         logger.error(str(failed), extra={**log_ctx, "step_id": failed.step.step_id})
         raise
-    store.transition(
-        job.job_id, Transition(status=JobStatus.COMPLETED, final_result=result)
-    )
+    store.transition(job.job_id, Transition(status=JobStatus.COMPLETED, final_result=result))
     logger.info("job completed", extra=log_ctx)
     return result
