@@ -3,8 +3,8 @@
 with existing as (
   select id from auth.users where email = %(email)s
 ), inserted as (
-  insert into auth.users (email, role, aud, raw_user_meta_data)
-  select %(email)s, 'authenticated', 'authenticated', '{}'::jsonb
+  insert into auth.users (id, email, role, aud, raw_user_meta_data)
+  select gen_random_uuid(), %(email)s, 'authenticated', 'authenticated', '{}'::jsonb
   where not exists (select 1 from existing)
   returning id
 )

@@ -1,24 +1,36 @@
-"""Fixtures for the API building-block tests: a real JWKS server on 127.0.0.1, signing keys,
-settings pointing at it, and tiny FastAPI apps wired with the pieces under test."""
+"""Fixtures for the API tests: a real JWKS server on 127.0.0.1, signing keys, settings pointing
+at it, tiny FastAPI apps wired with the pieces under test, and the real app (`create_app`) on a
+fresh migrated database with the shipped definitions synced."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import pytest
 import redis
+from dbfixtures import create_user
+from fastapi.testclient import TestClient
 from pytest_httpserver import HTTPServer
 from tokens import (
     JwksEndpoint,
     SigningKey,
+    bearer,
     new_es256_key,
     new_rs256_key,
+    supabase_claims,
 )
 
+from api.app import create_app
 from api.auth import TokenVerifier
+from api.trigger import PrefectTrigger, Trigger
+from engine.definition_files import sync_definitions
 from engine.settings import Settings
+from engine.store import JobStore
 
 REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
 
@@ -78,3 +90,89 @@ def redis_namespace() -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
+
+
+# --- the real app ------------------------------------------------------------------------------
+
+#: A Prefect API URL on a port nothing listens on: the real "Prefect unreachable" case.
+CLOSED_PREFECT_API_URL = "http://127.0.0.1:9/api"
+#: The deployment the API triggers (prefect.yaml: flow `run-workflow`, deployment `run-workflow`).
+RUN_WORKFLOW_DEPLOYMENT = "run-workflow/run-workflow"
+
+
+@dataclass(frozen=True)
+class ApiUser:
+    """A Supabase user that exists in auth.users, with a valid ES256 access token."""
+
+    user_id: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header of this user's requests."""
+        return bearer(self.token)
+
+
+@pytest.fixture
+def job_store(database_url: str) -> Iterator[JobStore]:
+    """A real JobStore on the test's database, with the shipped definitions synced."""
+    store = JobStore(database_url, max_size=4)
+    try:
+        sync_definitions(store)
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def closed_trigger() -> Iterator[PrefectTrigger]:
+    """A real PrefectTrigger aimed at a closed port, so every start leaves the job pending."""
+    trigger = PrefectTrigger(RUN_WORKFLOW_DEPLOYMENT, api_url=CLOSED_PREFECT_API_URL)
+    yield trigger
+    trigger.close()
+
+
+@pytest.fixture
+def make_user(
+    db: psycopg.Connection[Any], jwks: JwksEndpoint, es_key: SigningKey
+) -> Callable[..., ApiUser]:
+    """Create a user in auth.users and sign them an ES256 token from the local JWKS's key."""
+
+    def build(**claim_overrides: Any) -> ApiUser:
+        user_id = create_user(db)
+        claims = supabase_claims(issuer=jwks.issuer, user_id=user_id, **claim_overrides)
+        return ApiUser(user_id, es_key.sign(claims))
+
+    return build
+
+
+@pytest.fixture
+def make_client(
+    make_settings: Callable[..., Settings],
+    job_store: JobStore,
+    closed_trigger: PrefectTrigger,
+) -> Iterator[Callable[..., TestClient]]:
+    """Build the real app and enter a TestClient on it (lifespan runs; closed after the test).
+
+    Defaults: the test's JobStore and the closed-port trigger; keyword arguments other than
+    `store` and `trigger` are Settings overrides (e.g. `rate_limits`, `api_max_body_bytes`).
+    """
+    with ExitStack() as stack:
+
+        def build(
+            *, store: JobStore | None = None, trigger: Trigger | None = None, **overrides: Any
+        ) -> TestClient:
+            app = create_app(
+                make_settings(**overrides),
+                store=store or job_store,
+                trigger=trigger or closed_trigger,
+            )
+            return stack.enter_context(TestClient(app))
+
+        yield build
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    """The real app with default settings, the test's store and the closed-port trigger."""
+    return make_client()
