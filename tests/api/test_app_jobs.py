@@ -463,7 +463,7 @@ def test_list_rejects_a_bad_cursor_naming_it(
     """A cursor GET /jobs did not hand out: 422 whose details name `cursor` (never a 500)."""
     response = client.get("/jobs", params={"cursor": cursor}, headers=make_user().headers)
     assert response.status_code == 422
-    error = assert_error_shape(response.json(), "invalid_input")
+    error = assert_error_shape(response.json(), "invalid_request")
     assert [d["location"] for d in error["details"]] == ["query.cursor"]
 
 

@@ -71,7 +71,7 @@ def test_503_twice_then_success_waits_the_policy_delays(
     ]
 
     delays = [0.3, 0.6]
-    for before, after, delay in zip(api.hits, api.hits[1:], delays, strict=True):
+    for before, after, delay in zip(api.hits[:-1], api.hits[1:], delays, strict=True):
         assert after.entered - before.left >= delay - SLACK_SECONDS
 
     history = row["state_history"]
