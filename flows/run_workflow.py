@@ -12,6 +12,7 @@ Prefect makes it:
 
 from __future__ import annotations
 
+import json
 import queue
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from engine.database import shared_store
 from engine.errors import DefinitionError, ErrorKind, MappingError, NotFoundError, StepError
 from engine.mapping import render
 from engine.plan import StepPlan, WorkflowPlan, build_plan, final_result, ready_steps
+from engine.redaction import redact
 from engine.retry import classify_exception, should_retry
 from engine.settings import get_settings
 from engine.store import JobStore, Transition
@@ -116,7 +118,7 @@ def _make_retry_condition(
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-def run_step(job: JobInfo, step: StepPlan, steps_done: dict[str, Any]) -> Any:
+def run_step(job: JobInfo, step: StepPlan, steps_done: dict[str, Any], log_io: bool = False) -> Any:
     """One attempt of one step: map its input, run its executor, store its output."""
     store = shared_store()
     logger = get_run_logger()
@@ -158,6 +160,10 @@ def run_step(job: JobInfo, step: StepPlan, steps_done: dict[str, Any]) -> Any:
             user_id=job.user_id,
             settings=get_settings(),
         )
+        if log_io:
+            logger.info(
+                "step input: %s", json.dumps(redact(step_input), default=str), extra=log_ctx
+            )
         output = executor(step.config, step_input, ctx)
     except BaseException as exc:
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -190,10 +196,14 @@ def run_step(job: JobInfo, step: StepPlan, steps_done: dict[str, Any]) -> Any:
         detail={"transformer_id": step.transformer_id, "duration_ms": duration_ms},
     )
     logger.info("step succeeded", extra={**log_ctx, "duration_ms": duration_ms})
+    if log_io:
+        logger.info("step output: %s", json.dumps(redact(output), default=str), extra=log_ctx)
     return output
 
 
-def _submit(job: JobInfo, step: StepPlan, steps_done: dict[str, Any]) -> PrefectFuture[Any]:
+def _submit(
+    job: JobInfo, step: StepPlan, steps_done: dict[str, Any], log_io: bool
+) -> PrefectFuture[Any]:
     store = shared_store()
     configured = run_step.with_options(
         name=step.step_id,
@@ -206,7 +216,7 @@ def _submit(job: JobInfo, step: StepPlan, steps_done: dict[str, Any]) -> Prefect
         timeout_seconds=step.timeout_seconds,
         retry_condition_fn=_make_retry_condition(store, job, step),
     )
-    return configured.submit(job, step, dict(steps_done))
+    return configured.submit(job, step, dict(steps_done), log_io)
 
 
 def _notify(finished: queue.Queue[str], step_id: str) -> Callable[[PrefectFuture[Any]], None]:
@@ -228,7 +238,7 @@ def _execute(job: JobInfo, plan: WorkflowPlan, steps_done: dict[str, Any]) -> No
     while True:
         if failure is None:
             for step_id in ready_steps(plan, steps_done.keys(), started):
-                future = _submit(job, plan.steps[step_id], steps_done)
+                future = _submit(job, plan.steps[step_id], steps_done, plan.definition.log_step_io)
                 future.add_done_callback(_notify(finished, step_id))
                 running[step_id] = future
                 started.add(step_id)
