@@ -1,5 +1,5 @@
 """Fixtures for flow tests: the engine on a fresh database and a real Prefect server, local
-HTTP services that record when each request arrived, and helpers that store workflows.
+HTTP services (see flow_services.py for the handlers and definition helpers).
 
 Fixtures:
   flow_store    the engine's JobStore on the test database (Prefect server running)

@@ -23,7 +23,7 @@ from flows.run_workflow import run_workflow
 from tasks.storage import read_bytes
 
 WEBHOOK_SECRET = "whsec-flow-test"
-# An MPEG audio frame header followed by filler: a few KB that look like an mp3.
+# An ID3 tag header followed by filler: a few KB served as an mp3.
 AUDIO = b"ID3\x03\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 16
 SEGMENTS = [
     {"start_seconds": 0.0, "end_seconds": 1.5, "speaker": "Speaker 1", "text": "Hello there."},
@@ -103,7 +103,7 @@ def test_audio_transcription_job_completes_end_to_end(
     assert fake.generate_calls[0].headers["x-goog-api-key"] == fake.api_key
 
     assert len(receiver.deliveries) == 1
-    valid, payload, headers = receiver.deliveries[0]
+    valid, payload, _headers = receiver.deliveries[0]
     assert valid
     assert payload == {
         "job_id": job.id,
@@ -116,7 +116,7 @@ def test_audio_transcription_job_completes_end_to_end(
     events = flow_store.events(job.id)
     succeeded = [e["step_id"] for e in events if e["kind"] == "step_succeeded"]
     assert succeeded == ["download", "transcribe", "notify"]
-    assert [e["kind"] for e in events][0] == "created"
+    assert events[0]["kind"] == "created"
     statuses = [e["status"] for e in row["state_history"]]
     assert statuses[0] == "pending" and statuses[-1] == "completed"
     assert "failed" not in statuses and "awaiting_retry" not in statuses

@@ -96,7 +96,7 @@ def test_503_twice_then_success_waits_the_policy_delays(
         # next_retry_at is computed just before the row is written at `at`.
         assert (next_at - failed_at).total_seconds() == pytest.approx(delay, abs=0.1)
         assert "503" in entry["error"]
-    assert [e["attempt"] for e in history if e["status"] == "running"][1:] == [1, 2, 3]
+    assert [e.get("attempt") for e in history if e["status"] == "running"] == [None, 1, 2, 3]
 
     events = flow_store.events(job_id)
     assert [e["attempt"] for e in events if e["kind"] == "step_started"] == [1, 2, 3]

@@ -1,0 +1,114 @@
+"""A flow run killed mid-job is resumed by the next run at the first unfinished step."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from flow_services import Scripted, add_workflow, delay_transformer, http_transformer, serve
+from psycopg.types.json import Jsonb
+from pytest_httpserver import HTTPServer
+
+from engine.settings import PROJECT_ROOT
+from engine.store import JobStore
+from flows.run_workflow import run_workflow
+
+#: Long enough that the killed run is surely still inside step 2.
+LONG_DELAY_SECONDS = 300
+#: Upper bound for a fresh Python to import Prefect and finish step 1.
+STEP_ONE_LIMIT_SECONDS = 120
+
+
+def _wait_until_step_started(store: JobStore, job_id: str, step_id: str, proc: Any) -> None:
+    """Wait for the `step_started` event of `step_id` (written after its Running status)."""
+    deadline = time.monotonic() + STEP_ONE_LIMIT_SECONDS
+    while time.monotonic() < deadline:
+        events = store.events(job_id)
+        if any(e["kind"] == "step_started" and e["step_id"] == step_id for e in events):
+            return
+        assert proc.poll() is None, f"the flow process exited early ({proc.returncode})"
+        time.sleep(0.1)
+    raise AssertionError(f"step {step_id!r} did not start in the subprocess")
+
+
+def test_killed_run_resumes_without_repeating_finished_steps(
+    flow_store: JobStore,
+    db: psycopg.Connection[Any],
+    user_id: str,
+    http_server: HTTPServer,
+    tmp_path: Path,
+) -> None:
+    """Crash recovery: the flow runs in a subprocess; once step 1 (a call to a counting
+    server) is in step_data and step 2 (a long delay) has started, the process is killed
+    with SIGKILL. Running the flow again completes the job, step 1's server is still called
+    only once, and a `step_skipped` event records that its output was reused."""
+    counter = Scripted([200], body={"token": "abc"})
+    http_transformer(db, "count-api", serve(http_server, "/count", counter))
+    delay_transformer(db, "long-wait", LONG_DELAY_SECONDS)
+    add_workflow(
+        db,
+        "resume_wf",
+        {
+            "steps": [
+                {"id": "fetch", "transformer": "count-api"},
+                {
+                    "id": "wait",
+                    "transformer": "long-wait",
+                    "input": {"token.$": "$.steps.fetch.body.token"},
+                },
+            ]
+        },
+    )
+    job_id = flow_store.create_job(user_id=user_id, workflow_id="resume_wf", input_data={}).id
+
+    log_path = tmp_path / "flow-subprocess.log"
+    with log_path.open("wb") as log:
+        # os.environ holds the test's DATABASE_URL, PREFECT_API_URL, HTTP_ALLOWLIST, ...
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"from flows.run_workflow import run_workflow; run_workflow({job_id!r})",
+            ],
+            cwd=PROJECT_ROOT,
+            env=dict(os.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until_step_started(flow_store, job_id, "wait", proc)
+            proc.kill()  # SIGKILL: no cleanup, no final status write
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+
+    crashed = flow_store.get_job(job_id)
+    assert crashed["status"] == "running"
+    assert crashed["current_step_id"] == "wait"
+    assert set(crashed["step_data"]) == {"fetch"}
+    assert counter.count == 1
+    # The rerun should not sit out the whole delay: shorten it as an operator might.
+    db.execute(
+        "update public.transformers set config = %s where id = 'long-wait'",
+        [Jsonb({"seconds": 0.1})],
+    )
+
+    result = run_workflow(job_id)
+
+    row = flow_store.get_job(job_id)
+    assert row["status"] == "completed", row["error_message"]
+    assert counter.count == 1
+    assert row["step_data"]["wait"] == {"token": "abc"}
+    assert result == row["final_result"]
+    events = flow_store.events(job_id)
+    skipped = [e["step_id"] for e in events if e["kind"] == "step_skipped"]
+    assert skipped == ["fetch"]
+    started = [e["step_id"] for e in events if e["kind"] == "step_started"]
+    assert started == ["fetch", "wait", "wait"]
