@@ -71,6 +71,55 @@ class Settings(BaseSettings):
     state_history_limit: int = Field(
         default=100, description="How many transitions jobs.state_history keeps (newest)."
     )
+    job_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, description="How often a running flow marks its job alive."
+    )
+    heartbeat_window_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A running job silent this long is presumed dead and resubmitted.",
+    )
+    dispatch_grace_seconds: float = Field(
+        default=10.0, ge=0, description="Age before the dispatcher takes an undispatched job."
+    )
+    resubmit_backoff_seconds: float = Field(
+        default=5.0, ge=0, description="First delay of job-level resubmission (doubles)."
+    )
+    maintenance_interval_seconds: int = Field(
+        default=30, ge=5, description="Schedule of the maintenance deployment."
+    )
+    alert_failure_rate_threshold: float = Field(
+        default=0.5, ge=0, le=1, description="Failed/finished share per workflow that alerts."
+    )
+    alert_failure_rate_min_jobs: int = Field(
+        default=5, ge=1, description="Finished jobs needed in the window before judging the rate."
+    )
+    alert_failure_rate_window_seconds: float = Field(
+        default=3600, gt=0, description="Failure-rate window."
+    )
+    alert_stalled_running_seconds: float = Field(
+        default=1800, gt=0, description="`running` with no heartbeat this long is stalled."
+    )
+    alert_stalled_retry_grace_seconds: float = Field(
+        default=300, gt=0, description="`awaiting_retry` this far past next_retry_at is stalled."
+    )
+    alert_queue_age_seconds: float = Field(
+        default=300, gt=0, description="Oldest pending job age that alerts."
+    )
+    alert_maintenance_seconds: float = Field(
+        default=60, gt=0, description="Maintenance pass duration that alerts."
+    )
+    alert_config_error_window_seconds: float = Field(
+        default=3600, gt=0, description="Window for configuration lookup errors."
+    )
+    alert_webhook_url: str | None = Field(
+        default=None, description="Where alerts are POSTed (signed); unset: stored only."
+    )
+    alert_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC secret of alert deliveries."
+    )
+    alert_webhook_timeout_seconds: float = Field(default=10, gt=0)
+    alert_webhook_max_attempts: int = Field(default=10, ge=1)
     local_auth: bool = Field(
         default=False,
         description="Local stack only: the API serves the local signing key's JWKS at "

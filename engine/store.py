@@ -34,6 +34,15 @@ def _sql(name: str) -> LiteralString:
     return load_sql(name)  # type: ignore[return-value,unused-ignore]
 
 
+class UnknownUserError(NotFoundError):
+    """The would-be owner of a job is not in auth.users (deleted while a token of theirs is
+    still valid: Supabase access tokens outlive the user until they expire)."""
+
+
+#: Foreign keys of public.jobs, and the error a violation of each means for the caller.
+_JOB_FOREIGN_KEYS = {"jobs_user_id_fkey": "user", "jobs_workflow_id_fkey": "workflow"}
+
+
 @dataclass(frozen=True)
 class CreatedJob:
     """What POST /workflows/start answers, and whether this call created the job."""
@@ -103,6 +112,14 @@ class JobStore:
     def _fetchone(self, name: str, params: Mapping[str, Any]) -> Row | None:
         with self.pool.connection() as conn:
             return conn.execute(_sql(name), params).fetchone()
+
+    @contextmanager
+    def _use(self, conn: psycopg.Connection[Row] | None) -> Iterator[psycopg.Connection[Row]]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.pool.connection() as pooled:
+                yield pooled
 
     @contextmanager
     def as_user(self, claims: Mapping[str, Any]) -> Iterator[psycopg.Connection[Row]]:
@@ -181,7 +198,8 @@ class JobStore:
         """Insert a pending job and its `created` event in one statement.
 
         With an idempotency key, the same key and request hash return the existing job; the
-        same key with another request hash raises ConflictError.
+        same key with another request hash raises ConflictError. An owner missing from
+        auth.users raises UnknownUserError; a workflow deleted meanwhile, NotFoundError.
         """
         params = {
             "user_id": user_id,
@@ -194,7 +212,15 @@ class JobStore:
         # A concurrent insert with the same key commits after our snapshot; then the
         # statement returns nothing and a second try sees the winner.
         for _ in range(2):
-            row = self._fetchone("job_insert", params)
+            try:
+                row = self._fetchone("job_insert", params)
+            except psycopg.errors.ForeignKeyViolation as exc:
+                missing = _JOB_FOREIGN_KEYS.get(exc.diag.constraint_name or "")
+                if missing == "user":
+                    raise UnknownUserError(f"user '{user_id}' does not exist") from None
+                if missing == "workflow":
+                    raise NotFoundError(f"workflow '{workflow_id}' does not exist") from None
+                raise
             if row is not None:
                 break
         if row is None:  # pragma: no cover - needs a third concurrent writer
@@ -293,8 +319,19 @@ class JobStore:
         transformers = row.pop("transformers")
         return RunBundle(job=row, definition=definition, transformers=transformers)
 
-    def transition(self, job_id: str, change: Transition) -> bool:
-        """Apply a status change if the job's current status allows it; True if applied."""
+    def transition(
+        self,
+        job_id: str,
+        change: Transition,
+        *,
+        conn: psycopg.Connection[Row] | None = None,
+        flow_run_id: str | None = None,
+    ) -> bool:
+        """Apply a status change if the job's current status allows it; True if applied.
+
+        `flow_run_id`: the writer's flow run; refused when another flow run owns the job.
+        `conn` runs it on a connection the caller holds (inside its transaction and locks).
+        """
         entry: dict[str, Any] = {"status": change.status.value}
         if change.step_id is not None:
             entry["step_id"] = change.step_id
@@ -308,9 +345,8 @@ class JobStore:
             entry["next_retry_at"] = change.next_retry_at.isoformat()
         if change.detail:
             entry.update(change.detail)
-        with self.pool.connection() as conn:
-            entry["at"] = conn.execute("select now() as now").fetchone()["now"].isoformat()  # type: ignore[index]
-            row = conn.execute(
+        with self._use(conn) as c:
+            row = c.execute(
                 _sql("job_transition"),
                 {
                     "job_id": job_id,
@@ -325,9 +361,16 @@ class JobStore:
                     "final_result": Jsonb(change.final_result),
                     "entry": Jsonb(entry),
                     "history_limit": self.history_limit,
+                    "flow_run_id": flow_run_id,
                 },
             ).fetchone()
         return row is not None
+
+    def claim(self, job_id: str, flow_run_id: str) -> bool:
+        """Make `flow_run_id` the job's owner; False if the job is already finished."""
+        return (
+            self._fetchone("job_claim", {"job_id": job_id, "flow_run_id": flow_run_id}) is not None
+        )
 
     def save_step_output(
         self,

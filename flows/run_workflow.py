@@ -13,7 +13,9 @@ Prefect makes it:
 from __future__ import annotations
 
 import json
+import logging
 import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from prefect import Flow, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun, State, TaskRun
 from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run as flow_run_runtime
 from prefect.runtime import task_run as task_run_runtime
 
 from engine.database import shared_store
@@ -48,6 +51,7 @@ class JobInfo:
     user_id: str | None
     created_at: str
     input_data: Any
+    flow_run_id: str | None = None
 
     def as_context(self) -> dict[str, Any]:
         """The `job` object of the mapping context."""
@@ -111,6 +115,21 @@ def _make_retry_condition(
                 ),
                 detail={"kind": kind.value, "delay_seconds": delay},
             ),
+            flow_run_id=job.flow_run_id,
+        )
+        get_run_logger().warning(
+            "job awaiting_retry: step '%s' retry in %.1f s",
+            step.step_id,
+            delay,
+            extra={
+                "job_id": job.job_id,
+                "workflow_id": job.workflow_id,
+                "step_id": step.step_id,
+                "transformer_id": step.transformer_id,
+                "attempt": retries_done + 1,
+                "error_kind": kind.value,
+                "status": "awaiting_retry",
+            },
         )
         return True
 
@@ -131,10 +150,16 @@ def run_step(job: JobInfo, step: StepPlan, steps_done: dict[str, Any], log_io: b
         "attempt": attempt,
     }
     _LAST_ATTEMPT[(job.job_id, step.step_id)] = attempt
-    store.transition(
+    if not store.transition(
         job.job_id,
         Transition(status=JobStatus.RUNNING, step_id=step.step_id, attempt=attempt),
-    )
+        flow_run_id=job.flow_run_id,
+    ):
+        # The job finished or a resubmitted flow run took it over: this run must stop.
+        raise StepError(
+            ErrorKind.INTERNAL,
+            "the job is no longer owned by this flow run (finished or resubmitted)",
+        )
     store.add_event(
         job.job_id,
         "step_started",
@@ -269,6 +294,35 @@ def _execute(job: JobInfo, plan: WorkflowPlan, steps_done: dict[str, Any]) -> No
         raise failure
 
 
+class _Heartbeat:
+    """Marks the job alive every `interval` seconds while its flow run works on it.
+
+    The maintenance flow resubmits a running job whose heartbeat stops (the process died
+    without Prefect noticing); long steps and retry sleeps keep beating.
+    """
+
+    def __init__(self, store: JobStore, job_id: str, interval: float) -> None:
+        self._store = store
+        self._job_id = job_id
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._store.heartbeat(self._job_id)
+            except Exception as exc:  # a missed beat is harmless; the next one retries
+                logging.getLogger("supaflow.heartbeat").debug("heartbeat failed: %s", exc)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+
+
 def _load(store: JobStore, job_id: str) -> tuple[JobInfo, dict[str, Any], Any]:
     bundle = store.load_run_bundle(job_id)
     row = bundle.job
@@ -278,6 +332,7 @@ def _load(store: JobStore, job_id: str) -> tuple[JobInfo, dict[str, Any], Any]:
         user_id=str(row["user_id"]) if row["user_id"] else None,
         created_at=row["created_at"].isoformat(),
         input_data=row["input_data"],
+        flow_run_id=str(flow_run_runtime.id) if flow_run_runtime.id else None,
     )
     return job, row, bundle
 
@@ -291,6 +346,7 @@ def _mark_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) 
             error_message=f"flow run {flow_run.id} was cancelled: {state.message or ''}".strip(),
             detail={"kind": "cancelled"},
         ),
+        flow_run_id=str(flow_run.id),
     )
 
 
@@ -310,7 +366,9 @@ def run_workflow(job_id: str) -> Any:
         logger.error("job not found", extra={"job_id": job_id})
         raise
     log_ctx = {"job_id": job.job_id, "workflow_id": job.workflow_id}
-    if JobStatus(row["status"]) in TERMINAL:
+    if JobStatus(row["status"]) in TERMINAL or (
+        job.flow_run_id is not None and not store.claim(job.job_id, job.flow_run_id)
+    ):
         logger.info("job already %s; nothing to do", row["status"], extra=log_ctx)
         return None
     try:
@@ -328,6 +386,7 @@ def run_workflow(job_id: str) -> Any:
         store.transition(
             job.job_id,
             Transition(status=JobStatus.FAILED, error_message=message, detail={"kind": "config"}),
+            flow_run_id=job.flow_run_id,
         )
         logger.error(message, extra=log_ctx)
         raise
@@ -341,10 +400,13 @@ def run_workflow(job_id: str) -> Any:
                 detail={"reason": "output already in step_data"},
             )
     first = next((s for s in plan.order if s not in steps_done), None)
-    store.transition(job.job_id, Transition(status=JobStatus.RUNNING, step_id=first))
-    logger.info("job running", extra=log_ctx)
+    store.transition(
+        job.job_id, Transition(status=JobStatus.RUNNING, step_id=first), flow_run_id=job.flow_run_id
+    )
+    logger.info("job running", extra={**log_ctx, "status": "running"})
     try:
-        _execute(job, plan, steps_done)
+        with _Heartbeat(store, job.job_id, get_settings().job_heartbeat_seconds):
+            _execute(job, plan, steps_done)
         context = {"input": job.input_data, "steps": steps_done, "job": job.as_context()}
         try:
             result = final_result(plan, context)
@@ -361,9 +423,23 @@ def run_workflow(job_id: str) -> Any:
                 error_message=str(failed),
                 detail={"kind": failed.kind.value, "transformer_id": failed.step.transformer_id},
             ),
+            flow_run_id=job.flow_run_id,
         )
-        logger.error(str(failed), extra={**log_ctx, "step_id": failed.step.step_id})
+        logger.error(
+            str(failed),
+            extra={
+                **log_ctx,
+                "step_id": failed.step.step_id,
+                "transformer_id": failed.step.transformer_id,
+                "error_kind": failed.kind.value,
+                "status": "failed",
+            },
+        )
         raise
-    store.transition(job.job_id, Transition(status=JobStatus.COMPLETED, final_result=result))
-    logger.info("job completed", extra=log_ctx)
+    store.transition(
+        job.job_id,
+        Transition(status=JobStatus.COMPLETED, final_result=result),
+        flow_run_id=job.flow_run_id,
+    )
+    logger.info("job completed", extra={**log_ctx, "status": "completed"})
     return result

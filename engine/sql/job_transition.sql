@@ -1,5 +1,6 @@
 -- Move a job to a new status and record it, in one statement.
--- Guarded by the allowed source statuses so a late writer never overwrites a terminal state.
+-- Guarded by the allowed source statuses so a late writer never overwrites a terminal state,
+-- and by the flow run that owns the job.
 -- Columns passed as NULL keep their value.
 with updated as (
   update public.jobs j
@@ -22,15 +23,18 @@ with updated as (
          state_history = (
            select coalesce(jsonb_agg(h.e order by h.i), '[]'::jsonb)
            from jsonb_array_elements(
-                  coalesce(j.state_history, '[]'::jsonb) || jsonb_build_array(%(entry)s::jsonb)
+                  coalesce(j.state_history, '[]'::jsonb) || jsonb_build_array((%(entry)s::jsonb || jsonb_build_object('at', now())))
                 ) with ordinality as h(e, i)
            where h.i > jsonb_array_length(coalesce(j.state_history, '[]'::jsonb)) + 1
                        - %(history_limit)s::integer
          )
    where j.id = %(job_id)s and j.status = any(%(from_statuses)s)
+     -- Fencing: a flow run that was superseded by a resubmission may not move the job.
+     and (%(flow_run_id)s::uuid is null or j.prefect_flow_run_id is null
+          or j.prefect_flow_run_id = %(flow_run_id)s::uuid)
   returning j.id, j.user_id, j.status
 )
 insert into public.job_events (job_id, user_id, kind, status, step_id, attempt, detail)
-select id, user_id, 'status', status, %(step_id)s::text, %(attempt)s::integer, %(entry)s::jsonb
+select id, user_id, 'status', status, %(step_id)s::text, %(attempt)s::integer, (%(entry)s::jsonb || jsonb_build_object('at', now()))
 from updated
 returning job_id
