@@ -366,6 +366,23 @@ class JobStore:
             ).fetchone()
         return row is not None
 
+    @contextmanager
+    def locked_in_flight(
+        self, *, grace_seconds: float, limit: int = 100
+    ) -> Iterator[tuple[psycopg.Connection[Row], list[Row]]]:
+        """In one transaction: the in-flight jobs, row-locked (SKIP LOCKED) until it ends."""
+        with self.pool.connection() as conn, conn.transaction():
+            rows = conn.execute(
+                _sql("jobs_in_flight"), {"grace_seconds": grace_seconds, "limit": limit}
+            ).fetchall()
+            yield conn, rows
+
+    def record_resubmission(
+        self, conn: psycopg.Connection[Row], job_id: str, flow_run_id: str
+    ) -> None:
+        """Point the job at its new flow run and count the resubmission (caller's transaction)."""
+        conn.execute(_sql("job_resubmit"), {"job_id": job_id, "flow_run_id": flow_run_id})
+
     def claim(self, job_id: str, flow_run_id: str) -> bool:
         """Make `flow_run_id` the job's owner; False if the job is already finished."""
         return (

@@ -25,7 +25,7 @@ TERMINAL: frozenset[JobStatus] = frozenset({JobStatus.COMPLETED, JobStatus.FAILE
 #: Allowed moves. `running -> running` is a step change; `* -> pending` is a resubmission
 #: after the flow run crashed or was lost.
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED}),
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.PENDING}),
     JobStatus.RUNNING: frozenset(
         {
             JobStatus.RUNNING,

@@ -1,29 +1,39 @@
 """The maintenance flow, on a Prefect schedule: the engine's periodic tick.
 
-It dispatches `pending` jobs that never reached Prefect (the API could not create their
-flow run: Prefect down, API restarted mid-request).
+Each pass:
+1. dispatches `pending` jobs that never reached Prefect (the API could not create their flow
+   run: Prefect down, API restarted mid-request);
+2. recovers in-flight jobs whose flow run crashed, was cancelled by infrastructure, was lost
+   or stopped beating: resubmitted with backoff (they resume at their first unfinished step),
+   or failed once resubmitted `max_retries` times;
+3. evaluates, stores and delivers alerts.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prefect import flow, get_run_logger
 
 from engine.database import shared_store
 from engine.settings import get_settings
+from flows.alerting import run_alerting
 from flows.dispatch import start_job_run
+from flows.recovery import recover_jobs
 
 
 @flow(name="maintenance", persist_result=False)
-def maintenance(grace_seconds: float = 10.0, limit: int = 100) -> dict[str, Any]:
-    """One maintenance pass; returns what it did (also logged as decisions)."""
+def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[str, Any]:
+    """One maintenance pass; returns what it did (each decision is also logged)."""
+    started = time.perf_counter()
     settings = get_settings()
     store = shared_store(settings)
     logger = get_run_logger()
+    grace = settings.dispatch_grace_seconds if grace_seconds is None else grace_seconds
     outcomes = store.dispatch_pending(
         lambda job_id: start_job_run(settings.prefect_deployment, job_id),
-        grace_seconds=grace_seconds,
+        grace_seconds=grace,
         limit=limit,
     )
     dispatched = [job for job, run in outcomes if run is not None]
@@ -32,6 +42,19 @@ def maintenance(grace_seconds: float = 10.0, limit: int = 100) -> dict[str, Any]
         logger.info(
             "dispatch decision: %s",
             "flow run created" if run_id else "Prefect unreachable, job stays pending",
-            extra={"job_id": job_id, "flow_run_id": run_id, "decision": "dispatch"},
+            extra={"job_id": job_id, "dispatched_flow_run_id": run_id, "decision": "dispatch"},
         )
-    return {"dispatched": dispatched, "still_pending": waiting}
+    recovery = recover_jobs(store, settings, log=logger, limit=limit).as_dict()
+    try:
+        alerting = run_alerting(
+            store, settings, maintenance_seconds=time.perf_counter() - started, log=logger
+        ).as_dict()
+    except Exception:
+        logger.exception("alert evaluation failed", extra={"decision": "alerting"})
+        alerting = {"error": True}
+    return {
+        "dispatched": dispatched,
+        "still_pending": waiting,
+        "recovery": recovery,
+        "alerts": alerting,
+    }
