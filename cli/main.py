@@ -140,8 +140,13 @@ def api(
     import uvicorn
 
     from api.app import create_app
+    from engine.logging_json import uvicorn_log_config
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    log_config = uvicorn_log_config("info") if get_settings().log_json else None
+    if log_config is None:
+        uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    else:
+        uvicorn.run(create_app(), host=host, port=port, log_config=log_config)
 
 
 @app.command("print-settings")

@@ -101,6 +101,10 @@ def stack_environment(prefect_api_url: str, api_port: int, database_url: str) ->
             "PREFECT_WORKER_PREFETCH_SECONDS": env.get("PREFECT_WORKER_PREFETCH_SECONDS", "1"),
         }
     )
+    if settings.log_json:
+        from engine.logging_json import prefect_logging_env
+
+        env.update(prefect_logging_env())
     if not settings.supabase_jwt_secret and "SUPABASE_URL" not in os.environ:
         # Local auth: the API serves the local key's JWKS at the Supabase Auth path.
         env["SUPABASE_URL"] = f"http://127.0.0.1:{api_port}"

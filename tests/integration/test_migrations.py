@@ -300,6 +300,19 @@ def test_auth_functions_read_postgrest_claims(
 
 COLUMNS: list[tuple[str, str, str, bool, str | None]] = [
     # table, column, type, not null, default
+    ("alerts", "id", "bigint", True, None),
+    ("alerts", "kind", "text", True, None),
+    ("alerts", "subject", "text", True, None),
+    ("alerts", "severity", "text", True, None),
+    ("alerts", "message", "text", True, None),
+    ("alerts", "detail", "jsonb", True, "'{}'::jsonb"),
+    ("alerts", "opened_at", "timestamp with time zone", True, "now()"),
+    ("alerts", "last_seen_at", "timestamp with time zone", True, "now()"),
+    ("alerts", "resolved_at", "timestamp with time zone", False, None),
+    ("alerts", "delivered_at", "timestamp with time zone", False, None),
+    ("alerts", "resolution_delivered_at", "timestamp with time zone", False, None),
+    ("alerts", "delivery_attempts", "integer", True, "0"),
+    ("alerts", "last_delivery_error", "text", False, None),
     ("workflows", "id", "text", True, None),
     ("workflows", "description", "text", False, None),
     ("workflows", "definition", "jsonb", True, None),
@@ -377,6 +390,13 @@ def test_job_events_id_is_identity(db: psycopg.Connection[Any]) -> None:
 
 
 CONSTRAINTS: list[tuple[str, str]] = [
+    ("alerts", "PRIMARY KEY (id)"),
+    (
+        "alerts",
+        "CHECK ((severity = ANY (ARRAY['info'::text, 'warning'::text, 'critical'::text])))",
+    ),
+    ("alerts", "CHECK ((delivery_attempts >= 0))"),
+    ("alerts", "CHECK (((resolved_at IS NULL) OR (resolved_at >= opened_at)))"),
     ("workflows", "PRIMARY KEY (id)"),
     ("transformers", "PRIMARY KEY (id)"),
     ("jobs", "PRIMARY KEY (id)"),
@@ -407,6 +427,21 @@ def test_every_constraint(db: psycopg.Connection[Any]) -> None:
 
 
 INDEXES: list[tuple[str, str]] = [
+    (
+        "alerts",
+        "CREATE UNIQUE INDEX alerts_open_kind_subject_key ON public.alerts USING btree "
+        "(kind, subject) WHERE (resolved_at IS NULL)",
+    ),
+    (
+        "alerts",
+        "CREATE INDEX alerts_opened_at_idx ON public.alerts USING btree (opened_at DESC, id DESC)",
+    ),
+    (
+        "alerts",
+        "CREATE INDEX alerts_undelivered_idx ON public.alerts USING btree (id) WHERE "
+        "((delivered_at IS NULL) OR ((resolved_at IS NOT NULL) AND "
+        "(resolution_delivered_at IS NULL)))",
+    ),
     (
         "transformers",
         "CREATE INDEX transformers_type_idx ON public.transformers USING btree (type)",

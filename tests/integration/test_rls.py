@@ -554,6 +554,7 @@ def test_rls_enabled_on_every_public_table(db: Conn) -> None:
         "where n.nspname = 'public' and c.relkind in ('r', 'p') order by 1"
     ).fetchall()
     assert rows == [
+        ("alerts", True),
         ("job_events", True),
         ("jobs", True),
         ("transformers", True),
