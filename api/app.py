@@ -16,10 +16,11 @@ from uuid import UUID
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.auth import TokenVerifier
+from api.auth import AuthError, TokenVerifier
 from api.bodylimit import BodySizeLimitMiddleware
 from api.cursor import decode_cursor, encode_cursor
 from api.errors import install_error_handlers
+from api.metrics import install_metrics
 from api.models import (
     ErrorBody,
     Health,
@@ -31,12 +32,13 @@ from api.models import (
     WorkflowList,
     WorkflowSummary,
 )
+from api.operator import operator_router
 from api.ratelimit import RateLimiter, ReadPrincipal, StartPrincipal, limit_anonymous
 from api.trigger import PrefectTrigger, Trigger
 from engine.errors import InputValidationError
 from engine.input_validation import input_problems
 from engine.settings import Settings, get_settings
-from engine.store import JobStore
+from engine.store import JobStore, UnknownUserError
 
 logger = logging.getLogger("supaflow.api")
 
@@ -91,6 +93,9 @@ def create_app(
     app.state.limiter = RateLimiter.from_settings(settings)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    # Timing is added last so it is outermost: it also measures 413s and auth failures.
+    install_metrics(app, settings)
+    app.include_router(operator_router)
 
     @app.post(
         "/workflows/start",
@@ -130,13 +135,17 @@ def create_app(
                     for p in problems
                 ],
             )
-        created = store.create_job(
-            user_id=principal.user_id,
-            workflow_id=body.workflow_id,
-            input_data=body.input_data,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash(body),
-        )
+        try:
+            created = store.create_job(
+                user_id=principal.user_id,
+                workflow_id=body.workflow_id,
+                input_data=body.input_data,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash(body),
+            )
+        except UnknownUserError:
+            # A valid signature for a user that no longer exists: the token is revoked.
+            raise AuthError("token subject is not a known user") from None
         if created.created:
             flow_run_id = request.app.state.trigger.start(created.id)
             if flow_run_id is not None:

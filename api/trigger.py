@@ -7,6 +7,8 @@ import threading
 from typing import Protocol
 from uuid import UUID
 
+import httpcore
+import httpx
 from prefect.client.orchestration import SyncPrefectClient, get_client
 
 logger = logging.getLogger("supaflow.api.trigger")
@@ -20,6 +22,26 @@ class Trigger(Protocol):
 
     def healthy(self) -> bool:
         """Whether the orchestrator answers."""
+
+
+def without_connect_retries(client: SyncPrefectClient) -> None:
+    """Make `client` give up on the first refused connection instead of retrying it.
+
+    Prefect sets its HTTP transport to retry failed connections 3 times with backoff
+    (about 1.5 s in all, whatever PREFECT_CLIENT_MAX_RETRIES says). In a request path that
+    only delays the answer: a job that could not be handed over stays `pending` and the
+    maintenance flow dispatches it. Done the way Prefect sets its default, after the client
+    exists, so proxy and TLS settings stay Prefect's; a layout it does not recognise is left
+    alone.
+    """
+    http = getattr(client, "_client", None)
+    transport_for_url = getattr(http, "_transport_for_url", None)
+    if not callable(transport_for_url):
+        return
+    transport = transport_for_url(httpx.URL(str(client.api_url)))
+    pool = getattr(transport, "_pool", None)
+    if isinstance(pool, httpcore.ConnectionPool):
+        pool._retries = 0
 
 
 class PrefectTrigger:
@@ -45,6 +67,7 @@ class PrefectTrigger:
                     if self.api_url
                     else get_client(sync_client=True)
                 )
+                without_connect_retries(client)
                 client.__enter__()
                 self._client = client
             return self._client

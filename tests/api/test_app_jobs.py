@@ -6,16 +6,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
-from conftest import ApiUser
 from fastapi.testclient import TestClient
 
 from api.trigger import PrefectTrigger
 from engine.store import JobStore, Transition
 from engine.transitions import JobStatus
+
+if TYPE_CHECKING:
+    # Annotation only: at run time several conftest modules share the name `conftest`.
+    from conftest import ApiUser
 
 #: Every field of GET /jobs/{id}, as SPEC.md's jobs row with `id` named `job_id`.
 JOB_FIELDS = {
@@ -217,7 +220,15 @@ def test_input_schema_failures_list_each_pointer(
         ),
         ([], "body", "model_attributes_type"),
     ],
-    ids=["no-workflow", "empty-workflow", "int-workflow", "list-input", "str-input", "extra", "list"],
+    ids=[
+        "no-workflow",
+        "empty-workflow",
+        "int-workflow",
+        "list-input",
+        "str-input",
+        "extra",
+        "list",
+    ],
 )
 def test_malformed_start_body_is_422_naming_the_field(
     client: TestClient,
@@ -269,9 +280,7 @@ def test_body_over_the_limit_is_413_and_writes_nothing(
 
     declared = client.post("/workflows/start", json=big, headers=user.headers)
     assert declared.status_code == 413
-    assert assert_error_shape(declared.json(), "request_too_large")["details"] == {
-        "max_bytes": 256
-    }
+    assert assert_error_shape(declared.json(), "request_too_large")["details"] == {"max_bytes": 256}
 
     def chunks() -> Any:
         yield b'{"workflow_id": "demo_offline_v1", "input_data": {"text": "'
