@@ -85,9 +85,6 @@ class Settings(BaseSettings):
     resubmit_backoff_seconds: float = Field(
         default=5.0, ge=0, description="First delay of job-level resubmission (doubles)."
     )
-    maintenance_interval_seconds: int = Field(
-        default=30, ge=5, description="Schedule of the maintenance deployment."
-    )
     alert_failure_rate_threshold: float = Field(
         default=0.5, ge=0, le=1, description="Failed/finished share per workflow that alerts."
     )

@@ -1,0 +1,118 @@
+"""The command line: migrate, definitions validate/sync (refusing invalid files, listing every
+problem, writing nothing), and local dev tokens that create the user and verify."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jwt
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from engine.database import shared_store
+from engine.definition_files import DEFAULT_DIR, load_definitions, sync_definitions
+from engine.errors import DefinitionError
+from engine.local_keys import jwks, load_or_create_signing_key
+from engine.settings import get_settings
+
+runner = CliRunner()
+
+
+def _broken_copy(tmp_path: Path) -> Path:
+    """The shipped definitions with three mistakes in two files."""
+    target = tmp_path / "definitions"
+    shutil.copytree(DEFAULT_DIR, target)
+    wf_path = target / "workflows" / "demo_offline_v1.json"
+    wf = json.loads(wf_path.read_text())
+    wf["definition"]["steps"][1]["transformer"] = "no-such-transformer"
+    wf["definition"]["steps"][2]["input"]["text.$"] = "$.steps.summary.value"  # downstream
+    wf_path.write_text(json.dumps(wf))
+    tr_path = target / "transformers" / "pause-one-second.json"
+    tr = json.loads(tr_path.read_text())
+    tr["config"]["seconds"] = -1
+    tr_path.write_text(json.dumps(tr))
+    return target
+
+
+def test_shipped_definitions_are_valid() -> None:
+    """Everything in definitions/ passes the same checks the engine runs on save."""
+    loaded = load_definitions()
+    assert loaded.problems == []
+    assert {"audio_transcription_v1", "demo_offline_v1"} <= set(loaded.workflows)
+    assert {"gemini-timestamp-transcriber", "http-download-audio", "webhook-notify"} <= set(
+        loaded.transformers
+    )
+
+
+def test_validate_lists_every_problem_and_fails(tmp_path: Path) -> None:
+    """`definitions validate` exits 1 and names each problem with its file and field."""
+    result = runner.invoke(
+        app, ["definitions", "validate", "--directory", str(_broken_copy(tmp_path))]
+    )
+    assert result.exit_code == 1
+    out = result.output
+    assert "no-such-transformer" in out
+    assert "summary" in out  # the downstream reference
+    assert "pause-one-second.json" in out and "seconds" in out
+
+
+def test_sync_upserts_then_is_idempotent(engine_env: str, db: psycopg.Connection[Any]) -> None:
+    """A first sync writes every row; a second one changes nothing."""
+    store = shared_store()
+    first = sync_definitions(store)
+    assert "demo_offline_v1" in first["workflows"]
+    assert "webhook-notify" in first["transformers"]
+    assert sync_definitions(store) == {"transformers": [], "workflows": []}
+    count = db.execute("select count(*) from public.workflows").fetchone()
+    assert count is not None and count[0] >= 2
+
+
+def test_sync_refuses_invalid_definitions_and_writes_nothing(
+    engine_env: str, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """One invalid file stops the whole sync; the error lists every problem."""
+    with pytest.raises(DefinitionError) as raised:
+        sync_definitions(shared_store(), _broken_copy(tmp_path))
+    assert len(raised.value.problems) >= 3
+    rows = db.execute("select count(*) from public.workflows").fetchone()
+    assert rows is not None and rows[0] == 0
+    result = runner.invoke(
+        app, ["definitions", "sync", "--directory", str(_broken_copy(tmp_path / "again"))]
+    )
+    assert result.exit_code == 1 and "nothing was synced" in result.output
+
+
+def test_migrate_command_reports_nothing_pending(engine_env: str) -> None:
+    """On an already migrated database `supaflow migrate` applies nothing."""
+    result = runner.invoke(app, ["migrate", "--supabase"])
+    assert result.exit_code == 0, result.output
+    assert "none pending" in result.output
+
+
+def test_token_creates_the_user_and_verifies_with_the_local_key(
+    engine_env: str, db: psycopg.Connection[Any]
+) -> None:
+    """`supaflow token EMAIL` creates the user once and prints a Supabase-shaped token signed
+    with the local key (verifiable through its JWKS)."""
+    first = runner.invoke(app, ["token", "dev@example.com"])
+    second = runner.invoke(app, ["token", "dev@example.com"])
+    assert first.exit_code == 0 and second.exit_code == 0, first.output
+    token = first.stdout.strip()
+    users = db.execute("select id::text from auth.users where email = 'dev@example.com'").fetchall()
+    assert len(users) == 1
+    settings = get_settings()
+    key = jwt.PyJWK(jwks(load_or_create_signing_key(settings.data_dir))["keys"][0])
+    claims = jwt.decode(
+        token,
+        key.key,
+        algorithms=["ES256"],
+        audience="authenticated",
+        issuer=settings.jwt_issuer,
+    )
+    assert claims["sub"] == users[0][0]
+    assert claims["role"] == "authenticated" and claims["email"] == "dev@example.com"
