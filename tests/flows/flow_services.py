@@ -113,3 +113,44 @@ def delay_transformer(db: psycopg.Connection[Any], transformer_id: str, seconds:
 def add_workflow(db: psycopg.Connection[Any], workflow_id: str, definition: dict[str, Any]) -> str:
     """Insert a workflow row with `definition` (stored as is, like a synced definition)."""
     return insert_workflow(db, workflow_id, definition)
+
+
+def kill_flow_mid_step(store: Any, job_id: str, step_id: str, log_path: Any) -> None:
+    """Run the job's flow in a fresh Python process and SIGKILL it once `step_id` started.
+
+    The kill lands after the step's `step_started` event, so the step is surely in progress:
+    no cleanup runs and no final status is written, as in a real crash.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from engine.settings import PROJECT_ROOT
+
+    with open(log_path, "wb") as log:
+        # os.environ holds the test's DATABASE_URL, PREFECT_API_URL, HTTP_ALLOWLIST, ...
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"from flows.run_workflow import run_workflow; run_workflow({job_id!r})",
+            ],
+            cwd=PROJECT_ROOT,
+            env=dict(os.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                events = store.events(job_id)
+                if any(e["kind"] == "step_started" and e["step_id"] == step_id for e in events):
+                    break
+                assert proc.poll() is None, f"the flow process exited early ({proc.returncode})"
+                time.sleep(0.1)
+            else:
+                raise AssertionError(f"step {step_id!r} did not start in the subprocess")
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)

@@ -5,9 +5,6 @@ maintenance passes never handle the same job twice."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,13 +14,20 @@ from uuid import UUID
 
 import psycopg
 import pytest
-from flow_services import Scripted, add_workflow, delay_transformer, http_transformer, serve
+from flow_services import (
+    Scripted,
+    add_workflow,
+    delay_transformer,
+    http_transformer,
+    kill_flow_mid_step,
+    serve,
+)
 from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 from psycopg.types.json import Jsonb
 from pytest_httpserver import HTTPServer
 
-from engine.settings import PROJECT_ROOT, get_settings
+from engine.settings import get_settings
 from engine.store import JobStore
 from flows.maintenance import maintenance
 from flows.recovery import recover_jobs
@@ -45,35 +49,6 @@ def fast_heartbeat(monkeypatch: pytest.MonkeyPatch, engine_env: str) -> None:
     monkeypatch.setenv("HEARTBEAT_WINDOW_SECONDS", "2")
     monkeypatch.setenv("RESUBMIT_BACKOFF_SECONDS", "0")
     get_settings.cache_clear()
-
-
-def _kill_mid_step(store: JobStore, job_id: str, log_path: Path) -> None:
-    """Run the job's flow in a subprocess and SIGKILL it once step 'wait' has started."""
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                f"from flows.run_workflow import run_workflow; run_workflow({job_id!r})",
-            ],
-            cwd=PROJECT_ROOT,
-            env=dict(os.environ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                events = store.events(job_id)
-                if any(e["kind"] == "step_started" and e["step_id"] == "wait" for e in events):
-                    break
-                assert proc.poll() is None, log_path.read_text()[-3000:]
-                time.sleep(0.1)
-            else:
-                raise AssertionError("step 'wait' never started")
-        finally:
-            proc.kill()
-            proc.wait(timeout=30)
 
 
 def _setup(db: psycopg.Connection[Any], http_server: HTTPServer) -> Scripted:
@@ -127,7 +102,7 @@ def test_killed_flow_run_is_resubmitted_and_resumes(
     finished step is not run again."""
     counter = _setup(db, http_server)
     job_id = flow_store.create_job(user_id=user_id, workflow_id="recover_wf", input_data={}).id
-    _kill_mid_step(flow_store, job_id, tmp_path / "killed.log")
+    kill_flow_mid_step(flow_store, job_id, "wait", tmp_path / "killed.log")
     old_run = flow_store.get_job(job_id)["prefect_flow_run_id"]
     assert old_run is not None
     _wait_silent(flow_store, job_id, 2.5)
@@ -175,7 +150,7 @@ def test_job_past_max_retries_is_failed_not_resubmitted(
     job_id = flow_store.create_job(
         user_id=user_id, workflow_id="recover_wf", input_data={}, max_retries=0
     ).id
-    _kill_mid_step(flow_store, job_id, tmp_path / "killed.log")
+    kill_flow_mid_step(flow_store, job_id, "wait", tmp_path / "killed.log")
     _wait_silent(flow_store, job_id, 2.5)
 
     outcome = maintenance(grace_seconds=0)
@@ -198,7 +173,7 @@ def test_concurrent_maintenance_passes_handle_a_job_once(
     """Two recovery passes at once: row locks with SKIP LOCKED let only one resubmit."""
     _setup(db, http_server)
     job_id = flow_store.create_job(user_id=user_id, workflow_id="recover_wf", input_data={}).id
-    _kill_mid_step(flow_store, job_id, tmp_path / "killed.log")
+    kill_flow_mid_step(flow_store, job_id, "wait", tmp_path / "killed.log")
     _wait_silent(flow_store, job_id, 2.5)
     settings = get_settings()
     results: list[Any] = []

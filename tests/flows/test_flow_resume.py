@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from flow_services import Scripted, add_workflow, delay_transformer, http_transformer, serve
+from flow_services import (
+    Scripted,
+    add_workflow,
+    delay_transformer,
+    http_transformer,
+    kill_flow_mid_step,
+    serve,
+)
 from psycopg.types.json import Jsonb
 from pytest_httpserver import HTTPServer
 
-from engine.settings import PROJECT_ROOT
 from engine.store import JobStore
 from flows.run_workflow import run_workflow
 
@@ -22,18 +24,6 @@ from flows.run_workflow import run_workflow
 LONG_DELAY_SECONDS = 300
 #: Upper bound for a fresh Python to import Prefect and finish step 1.
 STEP_ONE_LIMIT_SECONDS = 120
-
-
-def _wait_until_step_started(store: JobStore, job_id: str, step_id: str, proc: Any) -> None:
-    """Wait for the `step_started` event of `step_id` (written after its Running status)."""
-    deadline = time.monotonic() + STEP_ONE_LIMIT_SECONDS
-    while time.monotonic() < deadline:
-        events = store.events(job_id)
-        if any(e["kind"] == "step_started" and e["step_id"] == step_id for e in events):
-            return
-        assert proc.poll() is None, f"the flow process exited early ({proc.returncode})"
-        time.sleep(0.1)
-    raise AssertionError(f"step {step_id!r} did not start in the subprocess")
 
 
 def test_killed_run_resumes_without_repeating_finished_steps(
@@ -66,28 +56,7 @@ def test_killed_run_resumes_without_repeating_finished_steps(
     )
     job_id = flow_store.create_job(user_id=user_id, workflow_id="resume_wf", input_data={}).id
 
-    log_path = tmp_path / "flow-subprocess.log"
-    with log_path.open("wb") as log:
-        # os.environ holds the test's DATABASE_URL, PREFECT_API_URL, HTTP_ALLOWLIST, ...
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                f"from flows.run_workflow import run_workflow; run_workflow({job_id!r})",
-            ],
-            cwd=PROJECT_ROOT,
-            env=dict(os.environ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_until_step_started(flow_store, job_id, "wait", proc)
-            proc.kill()  # SIGKILL: no cleanup, no final status write
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=30)
+    kill_flow_mid_step(flow_store, job_id, "wait", tmp_path / "flow-subprocess.log")
 
     crashed = flow_store.get_job(job_id)
     assert crashed["status"] == "running"

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+from examples import DESIGN_EXAMPLE
 
 from engine.checks import check_definition, validate_definition
 from engine.errors import DefinitionError, Problem
@@ -13,43 +14,7 @@ from engine.errors import DefinitionError, Problem
 TRANSFORMERS = {"http-download-audio", "gemini-timestamp-transcriber", "webhook-notify"}
 
 #: The example from DESIGN.md: valid.
-EXAMPLE: dict[str, Any] = {
-    "input_schema": {
-        "type": "object",
-        "required": ["audio_url"],
-        "properties": {"audio_url": {"type": "string", "format": "uri"}},
-    },
-    "retry": {
-        "max_retries": 3,
-        "strategy": "exponential",
-        "initial_delay_seconds": 2,
-        "backoff_factor": 2,
-        "max_delay_seconds": 300,
-        "jitter": 0.2,
-    },
-    "steps": [
-        {
-            "id": "download",
-            "transformer": "http-download-audio",
-            "input": {"url.$": "$.input.audio_url"},
-        },
-        {
-            "id": "transcribe",
-            "transformer": "gemini-timestamp-transcriber",
-            "input": {"audio.$": "$.steps.download"},
-            "retry": {"max_retries": 5},
-        },
-        {
-            "id": "notify",
-            "transformer": "webhook-notify",
-            "input": {
-                "url.$": "$.input.callback_url",
-                "transcript.$": "$.steps.transcribe.segments",
-            },
-        },
-    ],
-    "output": {"transcript.$": "$.steps.transcribe"},
-}
+EXAMPLE: dict[str, Any] = DESIGN_EXAMPLE
 
 
 def edited(path: str, value: Any) -> dict[str, Any]:
