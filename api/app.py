@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import BackgroundTasks, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.auth import AuthError, TokenVerifier
@@ -53,6 +53,13 @@ def store_dep(request: Request) -> JobStore:
 
 
 StoreParam = Annotated[JobStore, Depends(store_dep)]
+
+
+def _dispatch(trigger: Trigger, store: JobStore, job_id: str) -> None:
+    """Create the job's flow run and record its id (None: Prefect unreachable, stays pending)."""
+    flow_run_id = trigger.start(job_id)
+    if flow_run_id is not None:
+        store.set_flow_run(job_id, flow_run_id)
 
 
 def request_hash(body: StartRequest) -> str:
@@ -110,6 +117,7 @@ def create_app(
         store: StoreParam,
         request: Request,
         response: Response,
+        background: BackgroundTasks,
         idempotency_key: Annotated[
             str | None,
             Header(
@@ -147,9 +155,10 @@ def create_app(
             # A valid signature for a user that no longer exists: the token is revoked.
             raise AuthError("token subject is not a known user") from None
         if created.created:
-            flow_run_id = request.app.state.trigger.start(created.id)
-            if flow_run_id is not None:
-                store.set_flow_run(created.id, flow_run_id)
+            # The row is committed; the flow run is created after the answer is sent, so the
+            # caller never waits on Prefect. If this process dies first, the job is still
+            # pending without a flow run and the maintenance flow dispatches it.
+            background.add_task(_dispatch, request.app.state.trigger, store, created.id)
         else:
             response.status_code = 200
         response.headers["Location"] = f"/jobs/{created.id}"
