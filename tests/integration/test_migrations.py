@@ -489,7 +489,8 @@ def test_every_index(db: psycopg.Connection[Any]) -> None:
 
 
 def test_every_trigger(db: psycopg.Connection[Any]) -> None:
-    """Touch triggers on the three spec tables, copy-owner and append-only on job_events."""
+    """Touch triggers on the three spec tables, copy-owner and append-only on job_events, and
+    the NOTIFY that wakes warm workers when a job gets a flow run."""
     rows = db.execute(
         "select c.relname, t.tgname, p.proname from pg_trigger t "
         "join pg_class c on c.oid = t.tgrelid join pg_proc p on p.oid = t.tgfoid "
@@ -503,6 +504,7 @@ def test_every_trigger(db: psycopg.Connection[Any]) -> None:
             ("jobs", "jobs_set_last_updated_at", "set_touched_at"),
             ("job_events", "job_events_copy_user_id", "job_events_copy_user_id"),
             ("job_events", "job_events_append_only", "job_events_append_only"),
+            ("jobs", "jobs_notify_flow_run", "jobs_notify_flow_run"),
         ]
     )
 

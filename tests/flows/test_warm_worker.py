@@ -1,0 +1,509 @@
+"""The warm worker: jobs run in-process in a long-lived Prefect worker, through real Prefect.
+
+Every job here goes the production way: a flow run created from a deployment on a
+`supaflow-warm` work pool, its id stored on the job row (which fires the NOTIFY), the worker
+claiming it and running `run_workflow` in one of its threads, states and task runs reported
+to the session's Prefect server. Workers run in a thread of the test process (so test-only
+executors can be registered) except where a process has to be killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+from flow_services import Scripted, add_workflow, delay_transformer, http_transformer, serve
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import FlowRun
+from prefect.settings import (
+    PREFECT_CLIENT_MAX_RETRIES,
+    PREFECT_WORKER_QUERY_SECONDS,
+    temporary_settings,
+)
+from prefect.states import Cancelling
+from pytest_httpserver import HTTPServer
+
+from engine.settings import PROJECT_ROOT
+from engine.store import JobStore
+from flows.wake import NotificationListener, reconnect_delay
+from flows.warm_worker import (
+    Owner,
+    WarmWorker,
+    ensure_warm_deployment,
+    entrypoint_module,
+    infrastructure_id,
+    owner_is_gone,
+    parse_infrastructure_id,
+    process_alive,
+    run_worker,
+)
+from tasks import registry
+
+TERMINAL = ("completed", "failed")
+
+
+@pytest.fixture(autouse=True)
+def client_retries() -> Iterator[None]:
+    """Let Prefect's client retry in these tests (the session turns retries off): the
+    SQLite test server answers 503 while it is busy writing, and several runs write at once."""
+    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 5}):
+        yield
+
+
+# -- pure helpers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("warm:host-a:123:456", Owner("host-a", 123, "456")),
+        ("warm:host-a:123:", Owner("host-a", 123, "")),
+        ("host-a:123", None),  # a process worker's pid
+        ("warm:host-a:abc:1", None),
+        ("warm::123:1", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_infrastructure_id_parsing(value: str | None, expected: Owner | None) -> None:
+    """Only ids stamped by a warm worker name an owner process; anything else is no owner."""
+    assert parse_infrastructure_id(value) == expected
+
+
+def test_infrastructure_id_round_trips() -> None:
+    """The id a worker stamps parses back to the same host, pid and start."""
+    assert parse_infrastructure_id(infrastructure_id("h", 42, "99")) == Owner("h", 42, "99")
+
+
+@pytest.mark.parametrize(
+    ("value", "alive", "gone"),
+    [
+        ("warm:here:10:5", False, True),  # our host, process gone: orphaned run
+        ("warm:here:10:5", True, False),  # our host, process alive
+        ("warm:there:10:5", False, False),  # another host: only heartbeats can tell
+        ("here:10", False, False),  # not a warm worker's run
+        (None, False, False),  # never started
+    ],
+)
+def test_owner_is_gone(value: str | None, alive: bool, gone: bool) -> None:
+    """A run is orphaned only when its owner is a warm worker on this host that has exited."""
+    assert owner_is_gone(value, host="here", alive=lambda _pid, _start: alive) is gone
+
+
+def test_process_alive_tells_this_process_from_an_exited_one() -> None:
+    """This process is alive; a reaped child is not; a wrong start time means pid reuse."""
+    assert process_alive(os.getpid(), "")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert not process_alive(child.pid, "")
+    assert not process_alive(os.getpid(), "not-my-start-time")
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "expected"),
+    [
+        ("flows/run_workflow.py:run_workflow", ("flows.run_workflow", "run_workflow")),
+        ("flows.maintenance:maintenance", ("flows.maintenance", "maintenance")),
+        ("/abs/path/flow.py:f", None),
+        ("../outside.py:f", None),
+        ("flows/run_workflow.py", None),
+        ("flows/my-flow.py:f", None),
+    ],
+)
+def test_entrypoint_module(entrypoint: str, expected: tuple[str, str] | None) -> None:
+    """Project-relative file entrypoints and module entrypoints map to importable modules."""
+    assert entrypoint_module(entrypoint) == expected
+
+
+@pytest.mark.parametrize(
+    ("failures", "delay"), [(0, 0.0), (1, 0.5), (2, 1.0), (4, 4.0), (10, 30.0)]
+)
+def test_reconnect_delay_doubles_and_caps(failures: int, delay: float) -> None:
+    """A lost LISTEN connection is retried after 0.5 s, doubling, at most every 30 s."""
+    assert reconnect_delay(failures) == delay
+
+
+# -- the NOTIFY trigger ---------------------------------------------------------------------
+
+
+def test_job_getting_its_flow_run_id_notifies_listeners(
+    engine_env: str, db: psycopg.Connection[Any], user_id: str
+) -> None:
+    """Setting prefect_flow_run_id sends its value on supaflow_flow_runs once; other updates
+    (and setting the same id again) send nothing."""
+    from engine.database import shared_store
+
+    store = shared_store()
+    add_workflow(db, "wf_notify", {"steps": []})
+    job_id = store.create_job(user_id=user_id, workflow_id="wf_notify", input_data={}).id
+    heard: list[str] = []
+    listener = NotificationListener(engine_env, heard.append, wait_seconds=0.1)
+    listener.start()
+    try:
+        assert listener.connected.wait(10)
+        run_id = str(uuid.uuid4())
+        store.set_flow_run(job_id, run_id)
+        store.set_flow_run(job_id, run_id)  # unchanged: no second notification
+        store.heartbeat(job_id)  # another column: nothing
+        marker = str(uuid.uuid4())
+        db.execute("select pg_notify('supaflow_flow_runs', %s)", [marker])
+        deadline = time.monotonic() + 10
+        while marker not in heard and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        listener.stop()
+    assert heard == [run_id, marker]
+
+
+# -- helpers for worker tests ---------------------------------------------------------------
+
+
+@contextmanager
+def warm_worker(pool: str, *, query_seconds: float = 60.0, **options: Any) -> Iterator[WarmWorker]:
+    """A warm worker on `pool` in a thread of this process, stopped when the block ends.
+
+    The fallback poll is slow (60 s) so that prompt starts can only come from NOTIFY wake-ups
+    (or, for a full worker, from a slot freeing up). Prefect's client may retry here (the
+    session turns retries off): the SQLite test server answers 503 when busy.
+    """
+    worker = WarmWorker(pool, drain_seconds=10.0, **options)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            with temporary_settings(
+                {PREFECT_CLIENT_MAX_RETRIES: 5, PREFECT_WORKER_QUERY_SECONDS: query_seconds}
+            ):
+                asyncio.run(run_worker(worker, stop=stop, handle_signals=False))
+        except BaseException as exc:  # reported by the test below
+            failure.append(exc)
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(serve,), daemon=True)
+    thread.start()
+    try:
+        assert worker.ready.wait(60), failure
+        yield worker
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive(), "the worker did not stop"
+    assert not failure, failure
+
+
+def deploy(pool: str) -> UUID:
+    """The warm pool and a run-workflow deployment on it; returns the deployment id."""
+    name = ensure_warm_deployment(pool, f"warm-{pool}")
+    with get_client(sync_client=True) as client:
+        return client.read_deployment_by_name(name).id
+
+
+def dispatch(store: JobStore, deployment_id: UUID, job_id: str, *, key: str = "") -> str:
+    """What the API does for POST /workflows/start: flow run, then its id on the job."""
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run_from_deployment(
+            deployment_id, parameters={"job_id": job_id}, idempotency_key=key or job_id
+        )
+    store.set_flow_run(job_id, str(run.id))
+    return str(run.id)
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll `check` until it returns something truthy (the test fails after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_for_jobs(store: JobStore, job_ids: list[str], timeout: float = 60) -> dict[str, str]:
+    """Wait until every job is completed or failed; returns their statuses."""
+    return dict(
+        wait_until(
+            lambda: (s := store.statuses(job_ids)) and all(v in TERMINAL for v in s.values()) and s,
+            timeout,
+            f"jobs {job_ids} to finish",
+        )
+    )
+
+
+def read_flow_run(run_id: str) -> FlowRun:
+    """The flow run as the Prefect API reports it now."""
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(run_id))
+
+
+def wait_for_state(run_id: str, state_type: str, timeout: float = 30) -> FlowRun:
+    """Wait until the flow run's state has type `state_type` (e.g. 'CRASHED')."""
+
+    def check() -> FlowRun | None:
+        run = read_flow_run(run_id)
+        return run if run.state and run.state.type.value == state_type else None
+
+    return wait_until(check, timeout, f"flow run {run_id} to be {state_type}")  # type: ignore[no-any-return]
+
+
+def max_overlap(hits: list[Any]) -> int:
+    """Most requests that were open at the same moment."""
+    moments = sorted([(h.entered, 1) for h in hits] + [(h.left, -1) for h in hits])
+    open_now = peak = 0
+    for _, change in moments:
+        open_now += change
+        peak = max(peak, open_now)
+    return peak
+
+
+def unique_pool() -> str:
+    """A work pool name of this test alone (the Prefect server lives for the session)."""
+    return f"warm-{uuid.uuid4().hex[:8]}"
+
+
+# -- behaviour ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_several_jobs_run_at_once_up_to_the_limit(
+    flow_store: JobStore, db: psycopg.Connection[Any], user_id: str, http_server: HTTPServer
+) -> None:
+    """Four jobs on a worker limited to three: three run together in one process (each of
+    their requests waits until all three have arrived), never more than three, and the fourth
+    starts as soon as a slot frees up (the fallback poll is 60 s away). Each job is one
+    Prefect flow run, Completed, with one task run for its step."""
+    together = threading.Barrier(3, timeout=60)
+
+    def first_three_meet(number: int) -> None:
+        if number <= 3:
+            together.wait()  # BrokenBarrierError (a 500) unless three run at once
+
+    slow = Scripted([200], body={"ok": True}, sleep_seconds=0.3, on_request=first_three_meet)
+    http_transformer(db, "slow-api", serve(http_server, "/slow", slow))
+    add_workflow(db, "wf_slow", {"steps": [{"id": "call", "transformer": "slow-api"}]})
+    pool = unique_pool()
+    deployment_id = deploy(pool)
+    with warm_worker(pool, limit=3) as worker:
+        job_ids = [
+            flow_store.create_job(user_id=user_id, workflow_id="wf_slow", input_data={}).id
+            for _ in range(4)
+        ]
+        run_ids = [dispatch(flow_store, deployment_id, job_id) for job_id in job_ids]
+        statuses = wait_for_jobs(flow_store, job_ids)
+        assert worker.wakeups >= 1
+    assert set(statuses.values()) == {"completed"}, statuses
+    assert len(slow.hits) == 4
+    assert max_overlap(slow.hits) == 3
+    started = sorted(flow_store.get_job(j)["started_at"] for j in job_ids)
+    assert started[2] < min(flow_store.get_job(j)["completed_at"] for j in job_ids)
+    with get_client(sync_client=True) as client:
+        for run_id in run_ids:
+            run = client.read_flow_run(UUID(run_id))
+            assert run.state is not None and run.state.is_completed()
+            assert run.infrastructure_pid == worker.infrastructure_id
+            task_runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run_id)]))
+            )
+            assert [t.name for t in task_runs] == ["call"]
+
+
+class Boom(BaseException):
+    """Not an Exception: what escapes every `except Exception` (a crash, not a failure)."""
+
+
+@pytest.mark.slow
+def test_a_crashing_run_is_contained_and_its_job_recovers(
+    flow_store: JobStore,
+    db: psycopg.Connection[Any],
+    user_id: str,
+    http_server: HTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A step raising a BaseException crashes its flow run (Crashed in Prefect, recorded as
+    `flow_run_crashed` on the job, which stays in flight) while a job running at the same
+    time in the same worker completes. Resubmitted as maintenance would (a new flow run
+    for the job), the crashed job resumes and completes in the same worker."""
+    calls: list[str] = []
+
+    def crash_once(config: Any, step_input: dict[str, Any], ctx: Any) -> Any:
+        calls.append(ctx.job_id)
+        if len(calls) == 1:
+            time.sleep(0.3)  # let the other job's request be open when this one crashes
+            raise Boom("unexpected crash inside a step")
+        return {"recovered": True}
+
+    monkeypatch.setitem(registry.EXECUTORS, "test-crash-once", crash_once)
+    # A json_transform config (it must validate) routed to the test executor.
+    db.execute(
+        "insert into public.transformers (id, type, config, target_function) values "
+        "('crasher', 'json_transform', '{\"template\": {}}'::jsonb, 'test-crash-once')"
+    )
+    slow = Scripted([200], body={"ok": True}, sleep_seconds=1.5)
+    http_transformer(db, "slow-api", serve(http_server, "/slow", slow))
+    add_workflow(db, "wf_crash", {"steps": [{"id": "boom", "transformer": "crasher"}]})
+    add_workflow(db, "wf_slow", {"steps": [{"id": "call", "transformer": "slow-api"}]})
+    pool = unique_pool()
+    deployment_id = deploy(pool)
+    with warm_worker(pool, limit=4) as worker:
+        healthy = flow_store.create_job(user_id=user_id, workflow_id="wf_slow", input_data={}).id
+        crashing = flow_store.create_job(user_id=user_id, workflow_id="wf_crash", input_data={})
+        dispatch(flow_store, deployment_id, healthy)
+        wait_until(lambda: slow.count, 30, "the healthy job's request")
+        crashed_run = dispatch(flow_store, deployment_id, crashing.id)
+
+        crashed = wait_for_state(crashed_run, "CRASHED")
+        assert crashed.state is not None and "Boom" in (crashed.state.message or "")
+        assert wait_for_jobs(flow_store, [healthy]) == {healthy: "completed"}
+        kinds = wait_until(
+            lambda: (
+                "flow_run_crashed" in (k := [e["kind"] for e in flow_store.events(crashing.id)])
+                and k
+            ),
+            30,
+            "the crash to be recorded on the job",
+        )
+        assert "step_failed" in kinds
+        assert flow_store.get_job(crashing.id)["status"] == "running"
+
+        # Maintenance's recovery: a new flow run for the same job (new idempotency key).
+        dispatch(flow_store, deployment_id, crashing.id, key=f"{crashing.id}:1")
+        assert wait_for_jobs(flow_store, [crashing.id]) == {crashing.id: "completed"}
+        assert flow_store.get_job(crashing.id)["step_data"]["boom"] == {"recovered": True}
+        wait_until(lambda: not worker.runs, 30, "the worker to release every run")
+    assert len(slow.hits) == 1
+
+
+@pytest.mark.slow
+def test_notify_starts_a_job_long_before_the_next_poll(
+    flow_store: JobStore, db: psycopg.Connection[Any], user_id: str
+) -> None:
+    """With the fallback poll 60 s away, a job dispatched after the worker's first poll
+    completes within 30 s: the NOTIFY sent when the job got its flow run id woke the worker."""
+    db.execute(
+        "insert into public.transformers (id, type, config, target_function) values "
+        "('reshape', 'json_transform', '{\"template\": {\"value.$\": \"$.input\"}}'::jsonb, "
+        "'execute-json-transform')"
+    )
+    add_workflow(
+        db,
+        "wf_quick",
+        {
+            "steps": [
+                {"id": "a", "transformer": "reshape", "input": {"x.$": "$.input.x"}},
+                {"id": "b", "transformer": "reshape", "input": {"x.$": "$.steps.a.value.x"}},
+            ],
+            "output": {"x.$": "$.steps.b.value.x"},
+        },
+    )
+    pool = unique_pool()
+    deployment_id = deploy(pool)
+    with warm_worker(pool, limit=2, query_seconds=60.0) as worker:
+        time.sleep(0.5)  # past the worker's first poll
+        job_id = flow_store.create_job(
+            user_id=user_id, workflow_id="wf_quick", input_data={"x": 7}
+        ).id
+        dispatch(flow_store, deployment_id, job_id)
+        assert wait_for_jobs(flow_store, [job_id], timeout=30) == {job_id: "completed"}
+        assert worker.wakeups >= 1
+    assert flow_store.get_job(job_id)["final_result"] == {"x": 7}
+
+
+@pytest.mark.slow
+def test_cancelling_a_run_stops_it_before_its_next_step(
+    flow_store: JobStore, db: psycopg.Connection[Any], user_id: str, http_server: HTTPServer
+) -> None:
+    """Cancelling a flow run while its first step runs: that step finishes, the second never
+    starts, the flow's on_cancellation hook fails the job as cancelled, and the flow run
+    ends Cancelled."""
+    run_id: list[str] = []
+
+    def cancel_now(_number: int) -> None:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(UUID(run_id[0]), Cancelling(message="user asked"))
+
+    first = Scripted([200], sleep_seconds=1.5, on_request=cancel_now)
+    second = Scripted([200])
+    http_transformer(db, "first-api", serve(http_server, "/first", first))
+    http_transformer(db, "second-api", serve(http_server, "/second", second))
+    add_workflow(
+        db,
+        "wf_two",
+        {
+            "steps": [
+                {"id": "one", "transformer": "first-api"},
+                {"id": "two", "transformer": "second-api", "depends_on": ["one"]},
+            ]
+        },
+    )
+    pool = unique_pool()
+    deployment_id = deploy(pool)
+    with warm_worker(pool, limit=2, cancel_poll_seconds=1.0):
+        job_id = flow_store.create_job(user_id=user_id, workflow_id="wf_two", input_data={}).id
+        run_id.append(dispatch(flow_store, deployment_id, job_id))
+        assert wait_for_jobs(flow_store, [job_id]) == {job_id: "failed"}
+        wait_for_state(run_id[0], "CANCELLED")
+    row = flow_store.get_job(job_id)
+    assert "cancelled" in row["error_message"]
+    assert first.count == 1 and second.count == 0
+    assert set(row["step_data"]) == {"one"}
+
+
+@pytest.mark.slow
+def test_runs_of_a_killed_worker_are_marked_crashed_by_the_next_one(
+    flow_store: JobStore, db: psycopg.Connection[Any], user_id: str
+) -> None:
+    """kill -9 of a warm worker process leaves its run Running in Prefect. The next warm
+    worker on the host sees that the run's owner process is gone, marks the run Crashed and
+    records `flow_run_crashed` on the job, for maintenance to resubmit."""
+    delay_transformer(db, "long-pause", 60)
+    add_workflow(db, "wf_long", {"steps": [{"id": "wait", "transformer": "long-pause"}]})
+    pool = unique_pool()
+    deployment_id = deploy(pool)
+    env = {**os.environ, "PREFECT_CLIENT_MAX_RETRIES": "5"}
+    doomed = subprocess.Popen(
+        [sys.executable, "-m", "flows.warm_worker", "--pool", pool, "--limit", "2"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        job_id = flow_store.create_job(user_id=user_id, workflow_id="wf_long", input_data={}).id
+        run_id = dispatch(flow_store, deployment_id, job_id)
+        running = wait_until(
+            lambda: (
+                (r := read_flow_run(run_id)).state
+                and r.state.is_running()
+                and r.infrastructure_pid
+                and r
+            ),
+            90,
+            "the run to be Running in the first worker",
+        )
+        owner = parse_infrastructure_id(running.infrastructure_pid)
+        assert owner is not None and owner.pid == doomed.pid
+    finally:
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait(30)
+    assert flow_store.get_job(job_id)["status"] == "running"
+
+    with warm_worker(pool, limit=2, listen=False):
+        crashed = wait_for_state(run_id, "CRASHED")
+        assert crashed.state is not None and str(doomed.pid) in (crashed.state.message or "")
+    events = [e for e in flow_store.events(job_id) if e["kind"] == "flow_run_crashed"]
+    assert len(events) == 1 and events[0]["detail"]["flow_run_id"] == run_id
