@@ -203,9 +203,13 @@ def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> in
         if deploy.returncode != 0:
             console.print(deploy.stdout[-3000:], deploy.stderr[-3000:])
             raise RuntimeError("prefect deploy failed")
+        if settings.worker_mode == "warm":
+            # Every component that starts runs (API, maintenance) must use the warm deployment.
+            env["PREFECT_DEPLOYMENT"] = "run-workflow/run-workflow-warm"
+        # The process worker runs the scheduled maintenance flow (and, in process mode, jobs).
         services.append(
             Service(
-                "worker",
+                "process-worker",
                 [
                     _bin("prefect"),
                     "worker",
@@ -219,6 +223,42 @@ def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> in
                 log_dir,
             )
         )
+        if settings.worker_mode == "warm":
+            # Jobs run in a warm worker: imports done and pools open before any run arrives,
+            # flow runs in threads, woken by PostgreSQL NOTIFY when the API creates a run.
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "flows.warm_worker",
+                    "--pool",
+                    settings.warm_pool,
+                    "--deploy-only",
+                ],
+                env=env,
+                cwd=PROJECT_ROOT,
+                check=True,
+                capture_output=True,
+            )
+            services.append(
+                Service(
+                    "warm-worker",
+                    [
+                        sys.executable,
+                        "-m",
+                        "flows.warm_worker",
+                        "--pool",
+                        settings.warm_pool,
+                        "--limit",
+                        str(settings.worker_limit),
+                        "--query-seconds",
+                        "10",
+                    ],
+                    env,
+                    log_dir,
+                )
+            )
+        console.print(f"      worker mode: {settings.worker_mode}")
 
         console.print("[bold]4/6[/bold] REST API")
         api_url = f"http://127.0.0.1:{api_port}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,11 +67,20 @@ class Settings(BaseSettings):
     prefect_deployment: str = Field(
         default="run-workflow/run-workflow", description="Deployment that runs one job."
     )
-    db_pool_min: int = Field(default=1)
-    db_pool_max: int = Field(default=10)
+    db_pool_min: int = Field(default=1, description="Connections kept open per process.")
+    db_pool_max: int = Field(
+        default=20, description="Connections per process (a warm worker's runs share them)."
+    )
     state_history_limit: int = Field(
         default=100, description="How many transitions jobs.state_history keeps (newest)."
     )
+    worker_mode: Literal["warm", "process"] = Field(
+        default="warm",
+        description="'warm': flow runs execute in-process in a long-lived worker (fast); "
+        "'process': a new Python process per run (isolation).",
+    )
+    worker_limit: int = Field(default=10, ge=1, description="Flow runs a warm worker runs at once.")
+    warm_pool: str = Field(default="supaflow-warm", description="Work pool of the warm worker.")
     job_heartbeat_seconds: float = Field(
         default=10.0, gt=0, description="How often a running flow marks its job alive."
     )
