@@ -24,8 +24,12 @@ class Action(StrEnum):
 
 #: Prefect state types after which a flow run will not touch the job again.
 ENDED_STATES = frozenset({"CRASHED", "CANCELLED", "FAILED", "COMPLETED"})
-#: Prefect state types of a flow run that is waiting to start.
-WAITING_STATES = frozenset({"SCHEDULED", "PENDING", "PAUSED"})
+#: Prefect state types of a flow run that is waiting to start (possibly on purpose: a
+#: resubmission's backoff is a future scheduled time).
+WAITING_STATES = frozenset({"SCHEDULED", "PAUSED"})
+#: States in which a live process must be working on the run: PENDING is a run a worker
+#: claimed; if that worker died before starting it, only the silence tells.
+ACTIVE_STATES = frozenset({"RUNNING", "PENDING", "CANCELLING"})
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ def decide(
         reason = "its flow run was lost (Prefect no longer knows it)"
     elif candidate.flow_run_state in ENDED_STATES:
         reason = f"its flow run ended as {candidate.flow_run_state} without finishing the job"
-    elif candidate.flow_run_state in WAITING_STATES or candidate.flow_run_state is None:
+    elif candidate.flow_run_state not in ACTIVE_STATES:
         return Decision(Action.LEAVE, f"flow run is {candidate.flow_run_state or 'unknown'}")
     elif (
         candidate.heartbeat_age_seconds is not None

@@ -12,7 +12,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed, Scheduled
 
-from engine.recovery import Action, Candidate, Decision, decide
+from engine.recovery import ACTIVE_STATES, Action, Candidate, Decision, decide
 from engine.settings import Settings
 from engine.store import JobStore, Transition
 from engine.transitions import JobStatus
@@ -106,7 +106,7 @@ def recover_jobs(
             try:
                 if deployment_id is None:
                     deployment_id = client.read_deployment_by_name(settings.prefect_deployment).id
-                if found and state == "RUNNING" and row["prefect_flow_run_id"] is not None:
+                if found and state in ACTIVE_STATES and row["prefect_flow_run_id"] is not None:
                     # Silent but not ended: end it in Prefect too, so the UI tells the truth.
                     client.set_flow_run_state(
                         UUID(str(row["prefect_flow_run_id"])),

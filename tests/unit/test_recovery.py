@@ -26,7 +26,10 @@ def _candidate(**overrides: object) -> Candidate:
     [
         ({}, Action.LEAVE, "alive"),
         ({"flow_run_state": "SCHEDULED"}, Action.LEAVE, "SCHEDULED"),
-        ({"flow_run_state": "PENDING", "heartbeat_age_seconds": 999.0}, Action.LEAVE, "PENDING"),
+        ({"flow_run_state": "PAUSED", "heartbeat_age_seconds": 999.0}, Action.LEAVE, "PAUSED"),
+        ({"flow_run_state": "PENDING", "heartbeat_age_seconds": 5.0}, Action.LEAVE, "alive"),
+        # Claimed by a worker that died before starting it.
+        ({"flow_run_state": "PENDING", "heartbeat_age_seconds": 999.0}, Action.RESUBMIT, "no sign"),
         ({"flow_run_state": None}, Action.LEAVE, "unknown"),
         ({"flow_run_state": "CRASHED"}, Action.RESUBMIT, "CRASHED"),
         ({"flow_run_state": "CANCELLED"}, Action.RESUBMIT, "CANCELLED"),
