@@ -273,6 +273,8 @@ def _execute(job: JobInfo, plan: WorkflowPlan, steps_done: dict[str, Any]) -> No
         future = running.pop(step_id)
         future.wait()
         state = future.state
+        # Popped in every case: a warm worker lives long, the table must not grow.
+        attempts = _LAST_ATTEMPT.pop((job.job_id, step_id), 1)
         if state.is_completed():
             steps_done[step_id] = future.result()
             continue
@@ -281,10 +283,7 @@ def _execute(job: JobInfo, plan: WorkflowPlan, steps_done: dict[str, Any]) -> No
         if failure is None:
             if isinstance(exc, BaseException):
                 failure = StepFailedError(
-                    step,
-                    classify_exception(exc),
-                    _error_text(exc),
-                    attempts=_LAST_ATTEMPT.pop((job.job_id, step_id), 1),
+                    step, classify_exception(exc), _error_text(exc), attempts=attempts
                 )
             else:
                 failure = StepFailedError(
