@@ -95,6 +95,11 @@ class JobStore:
             max_size=max_size,
             kwargs={"row_factory": dict_row, "autocommit": True},
             connection_class=psycopg.Connection[Row],
+            # A PostgreSQL restart (or a pooler dropping idle sessions) leaves every pooled
+            # connection broken; without a check each one fails its next query once: a 500
+            # from the API, a step that fails after its work was done. Checked at checkout,
+            # a dead connection is replaced instead (one empty round trip per checkout).
+            check=ConnectionPool.check_connection,
             open=True,
             name="supaflow",
         )

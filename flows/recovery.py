@@ -37,15 +37,21 @@ class RecoveryOutcome:
         }
 
 
-def _flow_run_state(client: SyncPrefectClient, flow_run_id: Any) -> tuple[bool, str | None]:
+def _flow_run_state(
+    client: SyncPrefectClient, flow_run_id: Any
+) -> tuple[bool, str | None, float | None]:
+    """Whether Prefect knows the run, its state type, and seconds since it entered it."""
     if flow_run_id is None:
         # Run in-process without a deployment: only the heartbeat tells whether it lives.
-        return True, "RUNNING"
+        return True, "RUNNING", None
     try:
         run = client.read_flow_run(UUID(str(flow_run_id)))
     except ObjectNotFound:
-        return False, None
-    return True, run.state.type.value if run.state else None
+        return False, None, None
+    if run.state is None:
+        return True, None, None
+    since = (datetime.now(UTC) - run.state.timestamp).total_seconds()
+    return True, run.state.type.value, since
 
 
 def recover_jobs(
@@ -72,14 +78,20 @@ def recover_jobs(
         deployment_id: UUID | None = None
         for row in rows:
             job_id = str(row["id"])
-            found, state = _flow_run_state(client, row["prefect_flow_run_id"])
+            found, state, in_state_seconds = _flow_run_state(client, row["prefect_flow_run_id"])
+            silence = float(row["heartbeat_age_seconds"] or 0)
+            if in_state_seconds is not None:
+                # A run that a worker took (PENDING) or that started (RUNNING) a moment ago
+                # has not been silent longer than that, however long ago the job row last
+                # changed (a job that queued, or whose process is still starting, is not dead).
+                silence = min(silence, max(in_state_seconds, 0.0))
             decision: Decision = decide(
                 Candidate(
                     job_id=job_id,
                     status=row["status"],
                     flow_run_found=found,
                     flow_run_state=state,
-                    heartbeat_age_seconds=float(row["heartbeat_age_seconds"] or 0),
+                    heartbeat_age_seconds=silence,
                     resubmissions=int(row["resubmissions"]),
                     max_retries=int(row["max_retries"] if row["max_retries"] is not None else 3),
                 ),
