@@ -428,6 +428,11 @@ def test_every_constraint(db: psycopg.Connection[Any]) -> None:
 
 INDEXES: list[tuple[str, str]] = [
     (
+        "jobs",
+        "CREATE INDEX jobs_finished_completed_at_idx ON public.jobs USING btree (completed_at) "
+        "WHERE (status = ANY (ARRAY['completed'::text, 'failed'::text]))",
+    ),
+    (
         "alerts",
         "CREATE UNIQUE INDEX alerts_open_kind_subject_key ON public.alerts USING btree "
         "(kind, subject) WHERE (resolved_at IS NULL)",
