@@ -6,9 +6,12 @@ synchronous psycopg pool the whole engine shares.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from uuid import UUID
@@ -62,6 +65,37 @@ def _dispatch(trigger: Trigger, store: JobStore, job_id: str) -> None:
         store.set_flow_run(job_id, flow_run_id)
 
 
+class Dispatcher:
+    """Creates flow runs on a small thread pool of its own, never on the request threads.
+
+    When Prefect is slow, waiting dispatches would otherwise hold the threads that reads
+    need. Past `max_backlog` waiting jobs, new ones are left `pending` for the maintenance
+    flow instead of queueing without bound.
+    """
+
+    def __init__(self, workers: int = 4, max_backlog: int = 200) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dispatch")
+        self._slots = threading.BoundedSemaphore(max_backlog)
+
+    async def dispatch(self, trigger: Trigger, store: JobStore, job_id: str) -> None:
+        """Create the job's flow run off the request thread pool (or leave it to maintenance)."""
+        if not self._slots.acquire(blocking=False):
+            logger.warning(
+                "dispatch backlog full; the job stays pending for maintenance",
+                extra={"job_id": job_id},
+            )
+            return
+        try:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, _dispatch, trigger, store, job_id)
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        """Finish queued dispatches and stop the threads."""
+        self._executor.shutdown(wait=True)
+
+
 def request_hash(body: StartRequest) -> str:
     """A stable fingerprint of a start request, to tell idempotent replays from conflicts."""
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -84,7 +118,9 @@ def create_app(
 
         app.state.store = store or shared_store(settings)
         app.state.trigger = trigger or PrefectTrigger(settings.prefect_deployment)
+        app.state.dispatcher = Dispatcher()
         yield
+        app.state.dispatcher.close()
         if trigger is None and isinstance(app.state.trigger, PrefectTrigger):
             app.state.trigger.close()
 
@@ -158,7 +194,12 @@ def create_app(
             # The row is committed; the flow run is created after the answer is sent, so the
             # caller never waits on Prefect. If this process dies first, the job is still
             # pending without a flow run and the maintenance flow dispatches it.
-            background.add_task(_dispatch, request.app.state.trigger, store, created.id)
+            background.add_task(
+                request.app.state.dispatcher.dispatch,
+                request.app.state.trigger,
+                store,
+                created.id,
+            )
         else:
             response.status_code = 200
         response.headers["Location"] = f"/jobs/{created.id}"
