@@ -8,6 +8,9 @@ from engine.settings import Settings, get_settings
 from engine.store import JobStore
 
 _stores: dict[str, JobStore] = {}
+#: DATABASE_URL (or the embedded server's data dir) -> the URL it resolved to. Resolving the
+#: embedded server starts it and checks its migrations: done once, not on every step.
+_resolved: dict[tuple[str, str], str] = {}
 _lock = threading.Lock()
 
 
@@ -23,7 +26,10 @@ def resolve_database_url(settings: Settings) -> str:
 def shared_store(settings: Settings | None = None) -> JobStore:
     """The process's job store for the configured database (pool opened once, reused)."""
     settings = settings or get_settings()
-    url = resolve_database_url(settings)
+    key = (settings.database_url, str(settings.data_dir))
+    url = _resolved.get(key)
+    if url is None:
+        url = _resolved[key] = resolve_database_url(settings)
     with _lock:
         store = _stores.get(url)
         if store is None:
@@ -43,3 +49,4 @@ def close_shared_stores() -> None:
         for store in _stores.values():
             store.close()
         _stores.clear()
+        _resolved.clear()

@@ -134,11 +134,7 @@ class JobStore:
         the pooled connection, even on error (the transaction rolls back).
         """
         with self.pool.connection() as conn, conn.transaction():
-            conn.execute(
-                "select set_config('role', 'authenticated', true),"
-                " set_config('request.jwt.claims', %s, true)",
-                [json.dumps(dict(claims))],
-            )
+            conn.execute(_sql("user_session_begin"), {"claims": json.dumps(dict(claims))})
             yield conn
 
     # -- definitions ----------------------------------------------------------------------
@@ -444,16 +440,9 @@ class JobStore:
 
     def events(self, job_id: str) -> list[Row]:
         """Every event of a job in order (service path; tests and operators)."""
-        with self.pool.connection() as conn:
-            return conn.execute(
-                "select * from public.job_events where job_id = %s order by id", [job_id]
-            ).fetchall()
+        return self._fetchall("job_events_list", {"job_id": job_id})
 
     def statuses(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Current status of several jobs (service path)."""
-        with self.pool.connection() as conn:
-            rows = conn.execute(
-                "select id::text as id, status from public.jobs where id = any(%s::uuid[])",
-                [list(job_ids)],
-            ).fetchall()
+        rows = self._fetchall("job_statuses", {"job_ids": list(job_ids)})
         return {r["id"]: r["status"] for r in rows}

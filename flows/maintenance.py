@@ -15,11 +15,12 @@ import time
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
 
 from engine.database import shared_store
 from engine.settings import get_settings
 from flows.alerting import run_alerting
-from flows.dispatch import start_job_run
+from flows.dispatch import RunStarter
 from flows.recovery import recover_jobs
 
 
@@ -31,11 +32,10 @@ def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[st
     store = shared_store(settings)
     logger = get_run_logger()
     grace = settings.dispatch_grace_seconds if grace_seconds is None else grace_seconds
-    outcomes = store.dispatch_pending(
-        lambda job_id: start_job_run(settings.prefect_deployment, job_id),
-        grace_seconds=grace,
-        limit=limit,
-    )
+    with get_client(sync_client=True) as client:
+        starter = RunStarter(client, settings.prefect_deployment)
+        outcomes = store.dispatch_pending(starter.try_start, grace_seconds=grace, limit=limit)
+        recovery = recover_jobs(store, settings, log=logger, limit=limit, starter=starter)
     dispatched = [job for job, run in outcomes if run is not None]
     waiting = [job for job, run in outcomes if run is None]
     for job_id, run_id in outcomes:
@@ -44,7 +44,6 @@ def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[st
             "flow run created" if run_id else "Prefect unreachable, job stays pending",
             extra={"job_id": job_id, "dispatched_flow_run_id": run_id, "decision": "dispatch"},
         )
-    recovery = recover_jobs(store, settings, log=logger, limit=limit).as_dict()
     try:
         alerting = run_alerting(
             store, settings, maintenance_seconds=time.perf_counter() - started, log=logger
@@ -55,6 +54,6 @@ def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[st
     return {
         "dispatched": dispatched,
         "still_pending": waiting,
-        "recovery": recovery,
+        "recovery": recovery.as_dict(),
         "alerts": alerting,
     }

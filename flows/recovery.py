@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from engine.recovery import ACTIVE_STATES, Action, Candidate, Decision, decide
 from engine.settings import Settings
 from engine.store import JobStore, Transition
 from engine.transitions import JobStatus
+from flows.dispatch import RunStarter
 
 
 @dataclass
@@ -60,22 +62,24 @@ def recover_jobs(
     *,
     log: logging.Logger | logging.LoggerAdapter[logging.Logger],
     limit: int = 100,
+    starter: RunStarter | None = None,
 ) -> RecoveryOutcome:
     """One pass: resubmit jobs whose flow run crashed, was cancelled by infrastructure, was
     lost or went silent; fail those already resubmitted `max_retries` times.
 
     Every job is handled inside one transaction holding its row lock (SKIP LOCKED), so a
     concurrent maintenance run skips it; the new flow run id fences out the old run.
+    `starter` shares the caller's Prefect client; without one, the pass opens its own.
     """
     outcome = RecoveryOutcome()
-    with (
-        get_client(sync_client=True) as client,
-        store.locked_in_flight(grace_seconds=settings.heartbeat_window_seconds, limit=limit) as (
-            conn,
-            rows,
-        ),
-    ):
-        deployment_id: UUID | None = None
+    with ExitStack() as stack:
+        if starter is None:
+            client = stack.enter_context(get_client(sync_client=True))
+            starter = RunStarter(client, settings.prefect_deployment)
+        client = starter.client
+        conn, rows = stack.enter_context(
+            store.locked_in_flight(grace_seconds=settings.heartbeat_window_seconds, limit=limit)
+        )
         for row in rows:
             job_id = str(row["id"])
             found, state, in_state_seconds = _flow_run_state(client, row["prefect_flow_run_id"])
@@ -116,8 +120,6 @@ def recover_jobs(
                 log.error("recovery: job failed: %s", decision.reason, extra=extra)
                 continue
             try:
-                if deployment_id is None:
-                    deployment_id = client.read_deployment_by_name(settings.prefect_deployment).id
                 if found and state in ACTIVE_STATES and row["prefect_flow_run_id"] is not None:
                     # Silent but not ended: end it in Prefect too, so the UI tells the truth.
                     client.set_flow_run_state(
@@ -126,9 +128,8 @@ def recover_jobs(
                         force=True,
                     )
                 number = int(row["resubmissions"]) + 1
-                new_run = client.create_flow_run_from_deployment(
-                    deployment_id,
-                    parameters={"job_id": job_id},
+                new_run = starter.create(
+                    job_id,
                     idempotency_key=f"{job_id}:resubmission:{number}",
                     state=Scheduled(
                         scheduled_time=datetime.now(UTC) + timedelta(seconds=decision.delay_seconds)
