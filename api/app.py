@@ -38,10 +38,10 @@ from api.models import (
 from api.operator import operator_router
 from api.ratelimit import RateLimiter, ReadPrincipal, StartPrincipal, limit_anonymous
 from api.trigger import PrefectTrigger, Trigger
+from engine.db.store import JobStore, UnknownUserError
+from engine.definitions.inputs import input_problems
 from engine.errors import InputValidationError
-from engine.input_validation import input_problems
 from engine.settings import Settings, get_settings
-from engine.store import JobStore, UnknownUserError
 
 logger = logging.getLogger("supaflow.api")
 
@@ -114,7 +114,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
-        from engine.database import shared_store
+        from engine.db.connection import shared_store
 
         app.state.store = store or shared_store(settings)
         app.state.trigger = trigger or PrefectTrigger(settings.prefect_deployment)
@@ -266,7 +266,7 @@ def create_app(
         )
 
     if settings.local_auth:
-        from engine.local_keys import jwks, load_or_create_signing_key
+        from engine.security.local_keys import jwks, load_or_create_signing_key
 
         local_jwks = jwks(load_or_create_signing_key(settings.data_dir))
 

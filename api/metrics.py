@@ -1,7 +1,7 @@
 """GET /metrics in Prometheus format, and the API response-time histogram.
 
 Two sources:
-- **the database**, read at scrape time from the metrics views (engine.metrics_sql): job
+- **the database**, read at scrape time from the metrics views (engine.db.metrics): job
   outcomes and rates, failures by step and error kind, job and step duration histograms, queue
   length, open alerts. Every API replica reports the same numbers, so aggregate with max() or
   scrape one replica;
@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.operator import check_operator_token, configured_token
-from engine.metrics_sql import HistogramSeries, MetricsSnapshot, read_metrics
+from engine.db.metrics import HistogramSeries, MetricsSnapshot, read_metrics
 
 logger = logging.getLogger("supaflow.api.metrics")
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import AuthError, bearer_token
-from engine.alert_store import AlertStore
+from engine.db.alert_store import AlertStore
 
 
 def configured_token(request: Request) -> str | None:

@@ -292,7 +292,7 @@ class BenchStack:
 
     def start(self) -> Self:
         """Scratch databases, the environment, the Prefect server and the no-op workflows."""
-        from engine.migrate import apply_migrations
+        from engine.db.migrate import apply_migrations
 
         if "prefect" in sys.modules:
             # Prefect reads its settings once, at import: imported before the environment
@@ -361,7 +361,7 @@ class BenchStack:
         for pid in self._orphans:
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
-        from engine.database import close_shared_stores
+        from engine.db.connection import close_shared_stores
 
         close_shared_stores()
         for name in self._databases:
@@ -533,7 +533,7 @@ class BenchStack:
 
     def install_noop_workflow(self, steps: int) -> str:
         """A workflow of `steps` sequential no-op (json_transform) steps; its id."""
-        from engine.database import shared_store
+        from engine.db.connection import shared_store
 
         store = shared_store()
         store.upsert_transformer(

@@ -215,7 +215,7 @@ class LocalStack:
             with contextlib.suppress(Exception):
                 self._pg.cleanup()
             self._pg = None
-        from engine.database import close_shared_stores
+        from engine.db.connection import close_shared_stores
 
         close_shared_stores()
         if not self.keep:
@@ -256,7 +256,7 @@ class LocalStack:
         """Start the embedded server in the scratch folder (first time: create the database,
         apply migrations); after `stop_postgres`, start it again on the same data and socket."""
         if self._pg is None:
-            from engine.local_postgres import ensure_local_database, start_local_server
+            from engine.db.embedded import ensure_local_database, start_local_server
 
             settings = get_settings()
             self.database_url = ensure_local_database(settings)
@@ -289,8 +289,8 @@ class LocalStack:
         return psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row)
 
     def _sync_definitions(self) -> None:
-        from engine.database import shared_store
-        from engine.definition_files import sync_definitions
+        from engine.db.connection import shared_store
+        from engine.definitions.files import sync_definitions
 
         sync_definitions(shared_store())
 
@@ -402,7 +402,7 @@ class LocalStack:
 
     def _mint_token(self) -> str:
         from cli.local_auth import mint_local_token
-        from engine.database import close_shared_stores
+        from engine.db.connection import close_shared_stores
 
         token = mint_local_token("bench@example.com", ttl_seconds=24 * 3600)
         # Later reads use fresh connections (see `connect`); a pool left open here would

@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         machine = machine_info()
         from cli.local_auth import ensure_local_user
-        from engine.database import shared_store
+        from engine.db.connection import shared_store
 
         install_counting_workflow(stack, counter.url)
         deployment = stack.deploy_engine()

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         from raw_flow import raw_noop_flow, raw_noop_flow_direct
 
         from cli.local_auth import ensure_local_user
-        from engine.database import shared_store
+        from engine.db.connection import shared_store
         from flows.run_workflow import run_workflow
 
         store = shared_store()

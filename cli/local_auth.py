@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from engine.database import shared_store
-from engine.local_keys import load_or_create_signing_key, mint_access_token
+from engine.db.connection import shared_store
+from engine.db.queries import load_sql
+from engine.security.local_keys import load_or_create_signing_key, mint_access_token
 from engine.settings import get_settings
-from engine.sql_files import load_sql
 
 
 def ensure_local_user(email: str) -> str:

@@ -19,7 +19,7 @@ console = Console(stderr=True)
 
 
 def _database_url(local_bootstrap: bool | None) -> tuple[str, bool]:
-    from engine.database import resolve_database_url
+    from engine.db.connection import resolve_database_url
 
     settings = get_settings()
     url = resolve_database_url(settings)
@@ -41,7 +41,7 @@ def migrate(
     ] = None,
 ) -> None:
     """Apply supabase/migrations in order, recording them where `supabase db push` does."""
-    from engine.migrate import apply_migrations
+    from engine.db.migrate import apply_migrations
 
     url, bootstrap = _database_url(local)
     applied = apply_migrations(url, bootstrap=bootstrap)
@@ -53,7 +53,7 @@ def definitions_validate(
     directory: Annotated[Path, typer.Option(help="Definitions folder.")] = Path("definitions"),
 ) -> None:
     """Check every workflow and transformer file; list every problem."""
-    from engine.definition_files import load_definitions
+    from engine.definitions.files import load_definitions
 
     loaded = load_definitions(directory)
     if loaded.problems:
@@ -71,8 +71,8 @@ def definitions_sync(
     directory: Annotated[Path, typer.Option(help="Definitions folder.")] = Path("definitions"),
 ) -> None:
     """Upsert the definitions into the tables; refuses (and lists why) if any is invalid."""
-    from engine.database import shared_store
-    from engine.definition_files import sync_definitions
+    from engine.db.connection import shared_store
+    from engine.definitions.files import sync_definitions
     from engine.errors import DefinitionError
 
     try:
@@ -95,7 +95,7 @@ def definitions_schema(
     ),
 ) -> None:
     """Write the JSON Schema of the workflow definition format (for editors)."""
-    from engine.schema_export import write_schema
+    from engine.definitions.schema import write_schema
 
     write_schema(output)
     console.print(f"wrote {output}")

@@ -1,11 +1,11 @@
 """Alert evaluation, storage and delivery: one call per maintenance pass.
 
-`run_alerting` observes the database (engine.alert_store), applies the pure rules
-(engine.alerts), reconciles the alerts table (one open alert per (kind, subject)), logs each
+`run_alerting` observes the database (engine.db.alert_store), applies the pure rules
+(engine.jobs.alerts), reconciles the alerts table (one open alert per (kind, subject)), logs each
 decision, and delivers openings and resolutions to ALERT_WEBHOOK_URL when configured: a JSON
-POST signed exactly like execute-webhook-call (engine.signing, `X-Supaflow-Signature`), sent
-through the SSRF-guarded client. A failed delivery stays owed and is retried on later passes,
-up to ALERT_WEBHOOK_MAX_ATTEMPTS.
+POST signed exactly like execute-webhook-call (engine.security.signing,
+`X-Supaflow-Signature`), sent through the SSRF-guarded client. A failed delivery stays owed
+and is retried on later passes, up to ALERT_WEBHOOK_MAX_ATTEMPTS.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine import signing
-from engine.alert_store import AlertStore, Reconciled
-from engine.alerts import AlertThresholds, evaluate, evaluated_kinds
+from engine.db.alert_store import AlertStore, Reconciled
+from engine.db.store import JobStore
+from engine.jobs.alerts import AlertThresholds, evaluate, evaluated_kinds
+from engine.security import signing
 from engine.settings import Settings
-from engine.store import JobStore
 from tasks.http_client import make_client, redact_url
 
 logger = logging.getLogger("supaflow.alerting")

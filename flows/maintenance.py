@@ -17,7 +17,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 
-from engine.database import shared_store
+from engine.db.connection import shared_store
 from engine.settings import get_settings
 from flows.alerting import run_alerting
 from flows.dispatch import RunStarter

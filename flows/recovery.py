@@ -13,10 +13,10 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed, Scheduled
 
-from engine.recovery import ACTIVE_STATES, Action, Candidate, Decision, decide
+from engine.db.store import JobStore, Transition
+from engine.jobs.recovery import ACTIVE_STATES, Action, Candidate, Decision, decide
+from engine.jobs.transitions import JobStatus
 from engine.settings import Settings
-from engine.store import JobStore, Transition
-from engine.transitions import JobStatus
 from flows.dispatch import RunStarter
 
 

@@ -29,15 +29,15 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run as flow_run_runtime
 from prefect.runtime import task_run as task_run_runtime
 
-from engine.database import shared_store
+from engine.db.connection import shared_store
+from engine.db.store import JobStore, Transition
+from engine.definitions.mapping import render
+from engine.definitions.plan import StepPlan, WorkflowPlan, build_plan, final_result, ready_steps
+from engine.definitions.retry import classify_exception, should_retry
 from engine.errors import DefinitionError, ErrorKind, MappingError, NotFoundError, StepError
-from engine.mapping import render
-from engine.plan import StepPlan, WorkflowPlan, build_plan, final_result, ready_steps
-from engine.redaction import redact
-from engine.retry import classify_exception, should_retry
+from engine.jobs.transitions import TERMINAL, JobStatus
+from engine.security.redaction import redact
 from engine.settings import get_settings
-from engine.store import JobStore, Transition
-from engine.transitions import TERMINAL, JobStatus
 from tasks.context import StepContext
 from tasks.registry import get_executor
 

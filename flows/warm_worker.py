@@ -388,7 +388,7 @@ class WarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorkerResul
         """Import the preloaded flows and open the job store's pool before any run."""
         for entrypoint in self.preload:
             self._flows[entrypoint] = load_flow(entrypoint, self.project_dir)
-        from engine.database import shared_store
+        from engine.db.connection import shared_store
 
         shared_store()
 
@@ -782,14 +782,14 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 def _configured_database_url() -> str:
-    from engine.database import resolve_database_url
+    from engine.db.connection import resolve_database_url
     from engine.settings import get_settings
 
     return resolve_database_url(get_settings())
 
 
 def _record_crash(job_id: str, flow_run_id: str, message: str) -> None:
-    from engine.database import shared_store
+    from engine.db.connection import shared_store
 
     shared_store().add_event(
         job_id, "flow_run_crashed", detail={"flow_run_id": flow_run_id, "error": message}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from engine.transformer_config import DelayConfig
+from engine.definitions.transformers import DelayConfig
 from tasks.context import StepContext
 
 

@@ -6,7 +6,7 @@ import json
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from engine.transformer_config import EdgeFunctionConfig
+from engine.definitions.transformers import EdgeFunctionConfig
 from tasks.context import StepContext
 from tasks.http_client import (
     check_header_value,

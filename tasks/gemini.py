@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from engine.definitions.transformers import GeminiPromptConfig
 from engine.errors import ErrorKind, StepError
-from engine.sanitize import render_template, snippet
-from engine.transformer_config import GeminiPromptConfig
+from engine.security.sanitize import render_template, snippet
 from tasks.context import StepContext
 from tasks.http_client import (
     check_url,

@@ -33,7 +33,7 @@ import httpcore
 import httpx
 
 from engine.errors import ErrorKind, StepError
-from engine.sanitize import snippet
+from engine.security.sanitize import snippet
 from engine.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -6,8 +6,8 @@ import fnmatch
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from engine.definitions.transformers import HttpDownloadConfig
 from engine.errors import ErrorKind, StepError
-from engine.transformer_config import HttpDownloadConfig
 from tasks.context import StepContext
 from tasks.http_client import check_url, classify_errors, http_status_error, make_client
 from tasks.storage import Backend, open_writer, safe_filename

@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
+from engine.definitions.transformers import HttpRequestConfig
 from engine.errors import ErrorKind, StepError
-from engine.transformer_config import HttpRequestConfig
 from tasks.context import StepContext
 from tasks.http_client import (
     build_url,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import mapping
+from engine.definitions import mapping
+from engine.definitions.transformers import JsonTransformConfig
 from engine.errors import ErrorKind, MappingError, StepError
-from engine.transformer_config import JsonTransformConfig
 from tasks.context import StepContext
 
 

@@ -6,8 +6,8 @@ import json
 import time
 from typing import Any
 
-from engine import signing
-from engine.transformer_config import WebhookCallConfig
+from engine.definitions.transformers import WebhookCallConfig
+from engine.security import signing
 from tasks.context import StepContext
 from tasks.http_client import (
     build_url,
@@ -39,7 +39,7 @@ def encode_payload(payload: Any) -> bytes:
 def execute_webhook_call(
     config: WebhookCallConfig, step_input: dict[str, Any], ctx: StepContext
 ) -> dict[str, Any]:
-    """POST the payload as JSON, signed (engine.signing) when `secret_env_var` is set.
+    """POST the payload as JSON, signed (engine.security.signing) when `secret_env_var` is set.
 
     The URL is `config.url_template` filled from the input, else `input.url`. Redirects are
     not followed (a signed delivery goes where it was addressed). 2xx succeeds; 408/429 are

@@ -40,7 +40,7 @@ from dbfixtures import (  # noqa: E402
     throwaway_name,
 )
 
-from engine.migrate import apply_migrations  # noqa: E402
+from engine.db.migrate import apply_migrations  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +121,7 @@ def engine_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     Outbound HTTP may reach 127.0.0.1 only because this allow-list says so.
     """
-    from engine.database import close_shared_stores
+    from engine.db.connection import close_shared_stores
     from engine.settings import get_settings
 
     monkeypatch.setenv("DATABASE_URL", database_url)

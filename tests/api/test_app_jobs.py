@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.trigger import PrefectTrigger
-from engine.store import JobStore, Transition
-from engine.transitions import JobStatus
+from engine.db.store import JobStore, Transition
+from engine.jobs.transitions import JobStatus
 
 if TYPE_CHECKING:
     # Annotation only: at run time several conftest modules share the name `conftest`.

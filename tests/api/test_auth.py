@@ -38,8 +38,8 @@ from api.auth import (
     principal_from_claims,
 )
 from api.errors import install_error_handlers
-from engine import local_keys
-from engine.local_keys import jwk_thumbprint, load_or_create_signing_key, mint_access_token
+from engine.security import local_keys
+from engine.security.local_keys import jwk_thumbprint, load_or_create_signing_key, mint_access_token
 from engine.settings import Settings
 
 HS_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"

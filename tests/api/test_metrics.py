@@ -18,8 +18,8 @@ from api.app import create_app
 from api.metrics import METRIC_NAMES, install_metrics
 from api.operator import operator_router
 from api.trigger import PrefectTrigger
+from engine.db.store import JobStore
 from engine.settings import Settings
-from engine.store import JobStore
 
 TOKEN = "metrics-operator-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -17,8 +17,8 @@ import pytest
 from dbfixtures import create_user
 from pytest_httpserver import HTTPServer
 
-from engine.database import shared_store
-from engine.store import JobStore
+from engine.db.connection import shared_store
+from engine.db.store import JobStore
 
 
 @pytest.fixture

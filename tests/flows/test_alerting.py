@@ -15,10 +15,10 @@ from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from engine.database import shared_store
+from engine.db.connection import shared_store
+from engine.db.store import JobStore
+from engine.security.signing import verify
 from engine.settings import Settings
-from engine.signing import verify
-from engine.store import JobStore
 from flows.alerting import DELIVERY_HEADER, EVENT_HEADER, run_alerting
 
 SECRET = "alert-receiver-secret"

@@ -24,9 +24,9 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 
-from engine.definition_files import sync_definitions
+from engine.db.store import JobStore
+from engine.definitions.files import sync_definitions
 from engine.settings import PROJECT_ROOT
-from engine.store import JobStore
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 POOL = "local-process"

@@ -10,8 +10,8 @@ import pytest
 from flow_services import Scripted, add_workflow, http_transformer, serve
 from pytest_httpserver import HTTPServer
 
+from engine.db.store import JobStore
 from engine.errors import DefinitionError
-from engine.store import JobStore
 from flows.run_workflow import StepFailedError, run_workflow
 
 #: Retries would be quick if they (wrongly) happened, so a test cannot pass by being slow.

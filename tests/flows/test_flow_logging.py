@@ -21,8 +21,8 @@ from engine.logging_json import prefect_logging_env
 
 SCRIPT = """
 import sys
-from engine.database import shared_store
-from engine.definition_files import sync_definitions
+from engine.db.connection import shared_store
+from engine.definitions.files import sync_definitions
 from flows.run_workflow import run_workflow
 
 store = shared_store()

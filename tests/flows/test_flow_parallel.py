@@ -8,7 +8,7 @@ import psycopg
 from flow_services import Scripted, add_workflow, http_transformer, serve
 from pytest_httpserver import HTTPServer
 
-from engine.store import JobStore
+from engine.db.store import JobStore
 from flows.run_workflow import run_workflow
 
 

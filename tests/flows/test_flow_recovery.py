@@ -27,8 +27,8 @@ from prefect.flow_engine import run_flow
 from psycopg.types.json import Jsonb
 from pytest_httpserver import HTTPServer
 
+from engine.db.store import JobStore
 from engine.settings import get_settings
-from engine.store import JobStore
 from flows.maintenance import maintenance
 from flows.recovery import recover_jobs
 from flows.run_workflow import run_workflow

@@ -17,7 +17,7 @@ from flow_services import (
 from psycopg.types.json import Jsonb
 from pytest_httpserver import HTTPServer
 
-from engine.store import JobStore
+from engine.db.store import JobStore
 from flows.run_workflow import run_workflow
 
 #: Long enough that the killed run is surely still inside step 2.

@@ -11,7 +11,7 @@ import pytest
 from flow_services import Scripted, add_workflow, http_transformer, serve
 from pytest_httpserver import HTTPServer
 
-from engine.store import JobStore
+from engine.db.store import JobStore
 from flows.run_workflow import StepFailedError, run_workflow
 
 #: Below the policy's delay by no more than clock granularity and bookkeeping.

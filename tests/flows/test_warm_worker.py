@@ -37,8 +37,8 @@ from prefect.settings import (
 from prefect.states import Cancelling
 from pytest_httpserver import HTTPServer
 
+from engine.db.store import JobStore
 from engine.settings import PROJECT_ROOT
-from engine.store import JobStore
 from flows.wake import NotificationListener, reconnect_delay
 from flows.warm_worker import (
     Owner,
@@ -145,7 +145,7 @@ def test_job_getting_its_flow_run_id_notifies_listeners(
 ) -> None:
     """Setting prefect_flow_run_id sends its value on supaflow_flow_runs once; other updates
     (and setting the same id again) send nothing."""
-    from engine.database import shared_store
+    from engine.db.connection import shared_store
 
     store = shared_store()
     add_workflow(db, "wf_notify", {"steps": []})

@@ -14,10 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from engine.database import shared_store
-from engine.definition_files import DEFAULT_DIR, load_definitions, sync_definitions
+from engine.db.connection import shared_store
+from engine.definitions.files import DEFAULT_DIR, load_definitions, sync_definitions
 from engine.errors import DefinitionError
-from engine.local_keys import jwks, load_or_create_signing_key
+from engine.security.local_keys import jwks, load_or_create_signing_key
 from engine.settings import get_settings
 
 runner = CliRunner()

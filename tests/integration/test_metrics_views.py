@@ -1,5 +1,5 @@
 """The metrics views (migration 20261125000500) over real jobs and job_events rows, and their
-reading for /metrics (engine.metrics_sql)."""
+reading for /metrics (engine.db.metrics)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dbfixtures import as_user, create_user, insert_job, insert_job_event, inser
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from engine.metrics_sql import HistogramSeries, cumulative_histogram, read_metrics
+from engine.db.metrics import HistogramSeries, cumulative_histogram, read_metrics
 
 BASE = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 VIEWS = (

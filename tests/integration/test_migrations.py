@@ -22,8 +22,8 @@ from dbfixtures import (
     is_stale_throwaway,
 )
 
-from engine.local_postgres import ensure_local_database, start_local_server
-from engine.migrate import (
+from engine.db.embedded import ensure_local_database, start_local_server
+from engine.db.migrate import (
     MigrationError,
     applied_migrations,
     apply_bootstrap,
@@ -69,7 +69,7 @@ def test_parse_migration_filename(filename: str, expected: tuple[str, str] | Non
 )
 def test_plan_pending(available: list[str], applied: list[str], pending: list[str]) -> None:
     """Pending = local files whose version the ledger lacks, in file order."""
-    from engine.migrate import Migration
+    from engine.db.migrate import Migration
 
     migrations = [Migration(v, f"m{v}", Path(f"{v}_m{v}.sql")) for v in available]
     assert [m.version for m in plan_pending(migrations, applied)] == pending

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from engine.migrate import (
+from engine.db.migrate import (
     MIGRATIONS_DIR,
     applied_migrations,
     apply_bootstrap,

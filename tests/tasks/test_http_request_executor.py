@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
+from engine.definitions.transformers import HttpRequestConfig
 from engine.errors import ErrorKind, StepError
-from engine.transformer_config import HttpRequestConfig
 from tasks.context import StepContext
 from tasks.http_request import execute_http_request
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
+from engine.definitions.transformers import TRANSFORMER_TYPES, parse_transformer_config
 from engine.errors import ConfigurationError, ErrorKind, StepError
 from engine.settings import Settings
-from engine.transformer_config import TRANSFORMER_TYPES, parse_transformer_config
 from tasks.context import StepContext
 from tasks.registry import EXECUTORS, get_executor
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from engine.errors import ErrorKind, StepError
-from engine.sanitize import render_template, sanitise_value
+from engine.security.sanitize import render_template, sanitise_value
 from tasks.http_client import (
     build_url,
     check_header_value,

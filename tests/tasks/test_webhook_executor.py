@@ -11,9 +11,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from engine.definitions.transformers import WebhookCallConfig
 from engine.errors import ErrorKind, StepError
-from engine.signing import verify
-from engine.transformer_config import WebhookCallConfig
+from engine.security.signing import verify
 from tasks.context import StepContext
 from tasks.webhook import execute_webhook_call
 

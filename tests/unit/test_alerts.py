@@ -1,4 +1,4 @@
-"""The alert rules (engine.alerts): tables of observations and the alerts they must open."""
+"""The alert rules (engine.jobs.alerts): tables of observations and the alerts they must open."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.alerts import (
+from engine.jobs.alerts import (
     MAX_LISTED_JOBS,
     ActiveJob,
     AlertKind,

@@ -1,4 +1,4 @@
-"""Unit tests of the static definition checks (engine.checks)."""
+"""Unit tests of the static definition checks (engine.definitions.checks)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from examples import DESIGN_EXAMPLE
 
-from engine.checks import check_definition, validate_definition
+from engine.definitions.checks import check_definition, validate_definition
 from engine.errors import DefinitionError, Problem
 
 TRANSFORMERS = {"http-download-audio", "gemini-timestamp-transcriber", "webhook-notify"}

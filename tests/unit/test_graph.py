@@ -1,4 +1,4 @@
-"""Unit tests of the step graph (engine.graph)."""
+"""Unit tests of the step graph (engine.definitions.graph)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from engine.definition import WorkflowDefinition
+from engine.definitions.graph import dependencies, find_cycles, topological_order, upstream
+from engine.definitions.models import WorkflowDefinition
 from engine.errors import DefinitionError
-from engine.graph import dependencies, find_cycles, topological_order, upstream
 
 
 def workflow(*steps: tuple[str, list[str] | None]) -> WorkflowDefinition:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from engine.input_validation import MAX_MESSAGE_LENGTH, input_problems, is_uri, json_pointer
+from engine.definitions.inputs import MAX_MESSAGE_LENGTH, input_problems, is_uri, json_pointer
 
 SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -1,4 +1,4 @@
-"""Unit tests of the mapping language (engine.mapping)."""
+"""Unit tests of the mapping language (engine.definitions.mapping)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from engine.errors import MappingError
-from engine.mapping import (
+from engine.definitions.mapping import (
     ALL_STEPS,
     compile_path,
     is_singular,
@@ -17,6 +16,7 @@ from engine.mapping import (
     step_reference,
     template_problems,
 )
+from engine.errors import MappingError
 
 CONTEXT: dict[str, Any] = {
     "input": {

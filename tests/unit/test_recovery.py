@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.recovery import Action, Candidate, backoff_seconds, decide
+from engine.jobs.recovery import Action, Candidate, backoff_seconds, decide
 
 
 def _candidate(**overrides: object) -> Candidate:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from engine.redaction import REDACTED, redact
+from engine.security.redaction import REDACTED, redact
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Unit tests of retry policies (engine.retry)."""
+"""Unit tests of retry policies (engine.definitions.retry)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.definition import RetrySpec
-from engine.errors import (
-    DEFAULT_RETRY_ON,
-    ConfigurationError,
-    DefinitionError,
-    ErrorKind,
-    MappingError,
-    StepError,
-)
-from engine.retry import (
+from engine.definitions.models import RetrySpec
+from engine.definitions.retry import (
     RetryPolicy,
     base_delay,
     classify_exception,
@@ -26,6 +18,14 @@ from engine.retry import (
     resolve_policy,
     retry_delays,
     should_retry,
+)
+from engine.errors import (
+    DEFAULT_RETRY_ON,
+    ConfigurationError,
+    DefinitionError,
+    ErrorKind,
+    MappingError,
+    StepError,
 )
 
 

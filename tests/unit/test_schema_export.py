@@ -10,7 +10,7 @@ import pytest
 from examples import DESIGN_EXAMPLE
 from jsonschema import Draft202012Validator
 
-from engine.schema_export import (
+from engine.definitions.schema import (
     SCHEMA_ID,
     SCHEMA_PATH,
     schema_text,

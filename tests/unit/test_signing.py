@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 
-from engine.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
+from engine.security.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
 
 SECRET = b"whsec-test"
 BODY = b'{"job_id":"j1","status":"completed"}'

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from engine.errors import DefinitionError
-from engine.transformer_config import (
+from engine.definitions.transformers import (
     TRANSFORMER_TYPES,
     DelayConfig,
     GeminiPromptConfig,
@@ -17,6 +16,7 @@ from engine.transformer_config import (
     template_fields,
     validate_transformer,
 )
+from engine.errors import DefinitionError
 
 VALID: list[tuple[str, dict[str, Any]]] = [
     ("gemini_prompt", {"prompt_template": "Transcribe this audio."}),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.transitions import JobStatus as S
-from engine.transitions import can_move, sources_of
+from engine.jobs.transitions import JobStatus as S
+from engine.jobs.transitions import can_move, sources_of
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.definition import WorkflowDefinition
+from engine.definitions.models import WorkflowDefinition
 
 SCHEMA_ID = "https://supaflow.dev/schema/workflow.schema.json"
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.checks import check_definition
+from engine.db.store import JobStore
+from engine.definitions.checks import check_definition
+from engine.definitions.transformers import check_transformer
 from engine.errors import DefinitionError, Problem
 from engine.settings import PROJECT_ROOT
-from engine.store import JobStore
-from engine.transformer_config import check_transformer
 
 DEFAULT_DIR = PROJECT_ROOT / "definitions"
 

@@ -16,7 +16,7 @@ from typing import Literal, TypeVar
 
 import httpx
 
-from engine.definition import RetrySpec
+from engine.definitions.models import RetrySpec
 from engine.errors import (
     DEFAULT_RETRY_ON,
     ConfigurationError,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from engine.definition import WorkflowDefinition
+from engine.definitions.models import WorkflowDefinition
 from engine.errors import DefinitionError, Problem
 
 

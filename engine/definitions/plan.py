@@ -11,13 +11,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.checks import check_definition
-from engine.definition import WorkflowDefinition
+from engine.definitions.checks import check_definition
+from engine.definitions.graph import dependencies, topological_order, upstream
+from engine.definitions.mapping import render
+from engine.definitions.models import WorkflowDefinition
+from engine.definitions.retry import RetryPolicy, resolve_policy, retry_delays
+from engine.definitions.transformers import parse_transformer_config
 from engine.errors import DefinitionError, Problem
-from engine.graph import dependencies, topological_order, upstream
-from engine.mapping import render
-from engine.retry import RetryPolicy, resolve_policy, retry_delays
-from engine.transformer_config import parse_transformer_config
 
 DEFAULT_STEP_TIMEOUT_SECONDS = 300.0
 

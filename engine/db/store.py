@@ -22,9 +22,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from engine.db.queries import load_sql
 from engine.errors import ConflictError, NotFoundError
-from engine.sql_files import load_sql
-from engine.transitions import JobStatus, sources_of
+from engine.jobs.transitions import JobStatus, sources_of
 
 Row = dict[str, Any]
 

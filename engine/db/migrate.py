@@ -57,7 +57,7 @@ class Migration:
 
 
 def _sql(name: str) -> str:
-    """The runner's own SQL from engine/sql/migrations_<name>.sql."""
+    """The runner's own SQL from engine/db/sql/migrations_<name>.sql."""
     return (_SQL_DIR / f"migrations_{name}.sql").read_text(encoding="utf-8")
 
 
@@ -203,7 +203,7 @@ def _apply_one(conn: psycopg.Connection[tuple[object, ...]], migration: Migratio
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m engine.migrate [--bootstrap] [--database-url URL]`: migrate a database."""
+    """`python -m engine.db.migrate [--bootstrap] [--database-url URL]`: migrate a database."""
     from engine.settings import get_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)

@@ -26,9 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-from engine.definition import TRANSFORMER_ID_PATTERN, RetrySpec
+from engine.definitions.mapping import iter_paths, path_info, template_problems
+from engine.definitions.models import TRANSFORMER_ID_PATTERN, RetrySpec
 from engine.errors import DefinitionError, Problem
-from engine.mapping import iter_paths, path_info, template_problems
 
 ENV_VAR_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
 _ENV_VAR_RE = re.compile(ENV_VAR_PATTERN)

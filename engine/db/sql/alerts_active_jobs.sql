@@ -1,5 +1,5 @@
 -- Alert rule input: running / awaiting_retry jobs already past the stall thresholds (the rule
--- in engine/alerts.py decides again; this filter only keeps the result small), oldest first.
+-- in engine/jobs/alerts.py decides again; this filter only keeps the result small), oldest first.
 -- A job's last sign of life is its newest heartbeat or update.
 select id::text as job_id,
        workflow_id,

@@ -4,7 +4,7 @@
 such as ``steps[1].retry.max_retries`` or ``steps[2].input.url.$``.
 
 A path that can read every step's output (``$.steps``, ``$.steps.*``, ``$..x``, ``$``; see
-`engine.mapping.ALL_STEPS`) is allowed in a step's input only when every other step is
+`engine.definitions.mapping.ALL_STEPS`) is allowed in a step's input only when every other step is
 upstream of that step, and always in the workflow output.
 """
 
@@ -17,8 +17,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import ValidationError
 
-from engine import graph, mapping
-from engine.definition import RetrySpec, WorkflowDefinition
+from engine.definitions import graph, mapping
+from engine.definitions.models import RetrySpec, WorkflowDefinition
 from engine.errors import DefinitionError, MappingError, Problem
 
 ROOT_LOCATION = "(root)"

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from engine.migrate import apply_migrations
+from engine.db.migrate import apply_migrations
 from engine.settings import Settings
 
 logger = logging.getLogger(__name__)

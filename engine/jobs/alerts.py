@@ -1,6 +1,6 @@
 """Alert rules (pure): from observed rows and numbers to the alerts that should be open now.
 
-The maintenance flow gathers `Observations` (engine.alert_store), calls `evaluate`, and the
+The maintenance flow gathers `Observations` (engine.db.alert_store), calls `evaluate`, and the
 store reconciles the result with the alerts table: new (kind, subject) pairs open, present ones
 are refreshed, open ones of an evaluated kind that are no longer wanted resolve.
 

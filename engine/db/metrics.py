@@ -14,7 +14,7 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from engine.sql_files import load_sql
+from engine.db.queries import load_sql
 
 Row = dict[str, Any]
 

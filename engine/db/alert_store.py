@@ -1,6 +1,6 @@
 """The alerts table and the observations the alert rules read (service path, psycopg 3).
 
-`observe` gathers what engine.alerts evaluates; `reconcile` makes the table match the rules'
+`observe` gathers what engine.jobs.alerts evaluates; `reconcile` makes the table match the rules'
 verdict in one transaction (open or refresh the wanted alerts, resolve the others of the
 evaluated kinds); `list_alerts` serves the operator endpoint; `deliveries_due` yields the
 owed webhook deliveries, locked, with a `DeliveryBatch` to record each outcome.
@@ -17,7 +17,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from engine.alerts import (
+from engine.db.queries import load_sql
+from engine.jobs.alerts import (
     ActiveJob,
     AlertCandidate,
     AlertKind,
@@ -26,7 +27,6 @@ from engine.alerts import (
     Observations,
     WorkflowOutcomes,
 )
-from engine.sql_files import load_sql
 
 Row = dict[str, Any]
 AlertState = Literal["open", "resolved", "all"]

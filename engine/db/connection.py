@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from engine.db.store import JobStore
 from engine.settings import Settings, get_settings
-from engine.store import JobStore
 
 _stores: dict[str, JobStore] = {}
 #: DATABASE_URL (or the embedded server's data dir) -> the URL it resolved to. Resolving the
@@ -18,7 +18,7 @@ def resolve_database_url(settings: Settings) -> str:
     """DATABASE_URL, or the embedded local server in DATA_DIR when it is empty."""
     if settings.database_url:
         return settings.database_url
-    from engine.local_postgres import ensure_local_database
+    from engine.db.embedded import ensure_local_database
 
     return ensure_local_database(settings)
 

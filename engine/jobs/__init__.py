@@ -1,0 +1,1 @@
+"""Pure rules about jobs: status transitions, recovery decisions and alert rules."""

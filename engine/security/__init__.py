@@ -1,0 +1,1 @@
+"""Signing, sanitising, secret redaction and the local stack's signing keys."""
