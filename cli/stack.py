@@ -230,7 +230,7 @@ def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> in
                 [
                     sys.executable,
                     "-m",
-                    "flows.warm_worker",
+                    "worker",
                     "--pool",
                     settings.warm_pool,
                     "--deploy-only",
@@ -246,7 +246,7 @@ def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> in
                     [
                         sys.executable,
                         "-m",
-                        "flows.warm_worker",
+                        "worker",
                         "--pool",
                         settings.warm_pool,
                         "--limit",

@@ -10,6 +10,9 @@ Fixtures:
   database_url         function: URL of a fresh migrated database
   db                   function: autocommit psycopg connection to `database_url`
   empty_database_url   function: URL of a fresh, completely empty database (template0)
+  flow_store           function: the engine's JobStore on the test database (Prefect running)
+  user_id              function: a confirmed auth user owning the test's jobs
+  http_server          function: a THREADED HTTP server on 127.0.0.1
 """
 
 from __future__ import annotations
@@ -35,12 +38,16 @@ from dbfixtures import (  # noqa: E402
     TEST_DB_PREFIX,
     admin_url,
     create_database,
+    create_user,
     drop_database,
     drop_stale_databases,
     throwaway_name,
 )
+from pytest_httpserver import HTTPServer  # noqa: E402
 
+from engine.db.connection import shared_store  # noqa: E402
 from engine.db.migrate import apply_migrations  # noqa: E402
+from engine.db.store import JobStore  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -140,3 +147,28 @@ def engine_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def httpserver_listen_address() -> tuple[str, int]:
     """Local fake services listen on 127.0.0.1, the address tests allow-list explicitly."""
     return ("127.0.0.1", 0)
+
+
+@pytest.fixture
+def flow_store(engine_env: str, prefect_api_url: str) -> JobStore:
+    """The engine's store on the test database; flows called in the test report to Prefect."""
+    return shared_store()
+
+
+@pytest.fixture
+def user_id(db: psycopg.Connection[Any]) -> str:
+    """A user who owns the jobs of the test."""
+    return create_user(db)
+
+
+@pytest.fixture
+def http_server() -> Iterator[HTTPServer]:
+    """A threaded HTTP server on 127.0.0.1 (the engine's allow-listed address)."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.clear()
+        if server.is_running():
+            server.stop()

@@ -11,7 +11,7 @@ is open, and the run's task runs, logs, retries and states still reach the API a
 
 - Bounded: at most `limit` runs at once (BaseWorker's capacity limiter); each run has its own
   thread and its own engine, so an exception escaping one run ends that thread only.
-- Woken, not only polled: with a database URL the worker LISTENs (flows/wake.py) and polls its
+- Woken, not only polled: with a database URL the worker LISTENs (worker/wake.py) and polls its
   pool at once when a job receives its flow run id; the regular poll stays as the fallback.
 - Cancellation: the worker observes Cancelling flow runs (websocket, polling as fallback). A
   run executing here gets a stop request through the engine's own boundary check, so it stops
@@ -28,7 +28,7 @@ is open, and the run's task runs, logs, retries and states still reach the API a
   (a BaseException escaped it) is Crashed by the engine and gets the same job event. Jobs stay
   non-terminal: resubmission is the maintenance flow's decision.
 
-Start one with `serve_warm_worker(pool, limit)` or `python -m flows.warm_worker --pool P`.
+Start one with `serve_warm_worker(pool, limit)` or `python -m worker.worker --pool P`.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ from prefect.workers.base import (
 )
 
 from engine.settings import PROJECT_ROOT
-from flows.wake import NotificationListener
+from worker.wake import NotificationListener
 
 WORKER_TYPE = "supaflow-warm"
 DEFAULT_POOL = "supaflow-warm"
@@ -952,7 +952,7 @@ def serve_warm_worker(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m flows.warm_worker --pool supaflow-warm --limit 10`."""
+    """`python -m worker.worker --pool supaflow-warm --limit 10`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--pool", default=DEFAULT_POOL, help="Work pool (created if missing).")
     parser.add_argument("--limit", type=int, default=10, help="Most runs at once.")

@@ -39,8 +39,9 @@ from pytest_httpserver import HTTPServer
 
 from engine.db.store import JobStore
 from engine.settings import PROJECT_ROOT
-from flows.wake import NotificationListener, reconnect_delay
-from flows.warm_worker import (
+from tasks import registry
+from worker.wake import NotificationListener, reconnect_delay
+from worker.worker import (
     Owner,
     WarmWorker,
     ensure_warm_deployment,
@@ -51,7 +52,6 @@ from flows.warm_worker import (
     process_alive,
     run_worker,
 )
-from tasks import registry
 
 TERMINAL = ("completed", "failed")
 
@@ -475,7 +475,7 @@ def test_runs_of_a_killed_worker_are_marked_crashed_by_the_next_one(
     deployment_id = deploy(pool)
     env = {**os.environ, "PREFECT_CLIENT_MAX_RETRIES": "5"}
     doomed = subprocess.Popen(
-        [sys.executable, "-m", "flows.warm_worker", "--pool", pool, "--limit", "2"],
+        [sys.executable, "-m", "worker", "--pool", pool, "--limit", "2"],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

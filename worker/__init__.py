@@ -1,0 +1,1 @@
+"""The warm worker: a Prefect worker type that runs flow runs in threads of a warm process."""

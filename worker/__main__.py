@@ -1,0 +1,5 @@
+"""`python -m worker --pool supaflow-warm --limit 10` (the same as `supaflow worker`)."""
+
+from worker.worker import main
+
+main()
