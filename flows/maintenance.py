@@ -18,9 +18,9 @@ from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 
 from engine.db.connection import shared_store
+from engine.dispatch import RunStarter
 from engine.settings import get_settings
 from flows.alerting import run_alerting
-from flows.dispatch import RunStarter
 from flows.recovery import recover_jobs
 
 

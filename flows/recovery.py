@@ -14,10 +14,10 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed, Scheduled
 
 from engine.db.store import JobStore, Transition
+from engine.dispatch import RunStarter
 from engine.jobs.recovery import ACTIVE_STATES, Action, Candidate, Decision, decide
 from engine.jobs.transitions import JobStatus
 from engine.settings import Settings
-from flows.dispatch import RunStarter
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Creating flow runs for jobs from inside the engine (maintenance dispatch and recovery)."""
+"""Creating flow runs for jobs (maintenance dispatch and recovery)."""
 
 from __future__ import annotations
 
