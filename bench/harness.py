@@ -289,8 +289,8 @@ class LocalStack:
         return psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row)
 
     def _sync_definitions(self) -> None:
+        from cli.definition_files import sync_definitions
         from engine.db.connection import shared_store
-        from engine.definitions.files import sync_definitions
 
         sync_definitions(shared_store())
 

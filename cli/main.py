@@ -53,7 +53,7 @@ def definitions_validate(
     directory: Annotated[Path, typer.Option(help="Definitions folder.")] = Path("definitions"),
 ) -> None:
     """Check every workflow and transformer file; list every problem."""
-    from engine.definitions.files import load_definitions
+    from cli.definition_files import load_definitions
 
     loaded = load_definitions(directory)
     if loaded.problems:
@@ -71,8 +71,8 @@ def definitions_sync(
     directory: Annotated[Path, typer.Option(help="Definitions folder.")] = Path("definitions"),
 ) -> None:
     """Upsert the definitions into the tables; refuses (and lists why) if any is invalid."""
+    from cli.definition_files import sync_definitions
     from engine.db.connection import shared_store
-    from engine.definitions.files import sync_definitions
     from engine.errors import DefinitionError
 
     try:

@@ -138,10 +138,10 @@ def _stop_all(services: list[Service]) -> None:
 
 def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> int:
     """Start everything, run the demo, wait for Ctrl-C; 0 when the demo job completed."""
+    from cli.definition_files import sync_definitions
     from cli.local_auth import mint_local_token
     from engine.db.connection import resolve_database_url, shared_store
     from engine.db.migrate import apply_migrations
-    from engine.definitions.files import sync_definitions
 
     settings = get_settings()
     log_dir = settings.data_dir / "logs"

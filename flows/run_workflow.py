@@ -38,6 +38,7 @@ from engine.errors import DefinitionError, ErrorKind, MappingError, NotFoundErro
 from engine.jobs.transitions import TERMINAL, JobStatus
 from engine.security.redaction import redact
 from engine.settings import get_settings
+from tasks import registry
 from tasks.context import StepContext
 from tasks.registry import get_executor
 
@@ -375,6 +376,7 @@ def run_workflow(job_id: str) -> Any:
             job.workflow_id,
             bundle.definition,
             bundle.transformers,
+            catalog=registry.CATALOG,
             job_max_retries=int(row["max_retries"] if row["max_retries"] is not None else 3),
         )
     except DefinitionError as exc:

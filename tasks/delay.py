@@ -5,8 +5,23 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from engine.definitions.transformers import DelayConfig
+from pydantic import Field, model_validator
+
+from engine.definitions.transformers import TransformerConfig, TransformerType
 from tasks.context import StepContext
+
+
+class DelayConfig(TransformerConfig):
+    """`delay`: sleep, then pass the input through (demos and tests)."""
+
+    seconds: float = Field(ge=0, le=3600)
+    timeout_seconds: float = Field(default=3660, gt=0, le=86400)
+
+    @model_validator(mode="after")
+    def _timeout_covers_delay(self) -> DelayConfig:
+        if self.timeout_seconds <= self.seconds:
+            raise ValueError("timeout_seconds must be longer than seconds")
+        return self
 
 
 def execute_delay(config: DelayConfig, step_input: dict[str, Any], ctx: StepContext) -> Any:
@@ -14,3 +29,11 @@ def execute_delay(config: DelayConfig, step_input: dict[str, Any], ctx: StepCont
     del ctx
     time.sleep(config.seconds)
     return step_input
+
+
+TRANSFORMER = TransformerType(
+    name="delay",
+    config_model=DelayConfig,
+    target_function="execute-delay",
+    executor=execute_delay,
+)

@@ -6,7 +6,15 @@ import json
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from engine.definitions.transformers import EdgeFunctionConfig
+from pydantic import Field
+
+from engine.definitions.transformers import (
+    FUNCTION_NAME_RE,
+    MIB,
+    EnvVarName,
+    TransformerConfig,
+    TransformerType,
+)
 from tasks.context import StepContext
 from tasks.http_client import (
     check_header_value,
@@ -16,6 +24,16 @@ from tasks.http_client import (
     make_client,
     read_capped,
 )
+
+
+class EdgeFunctionConfig(TransformerConfig):
+    """`edge_function`: invoke a deployed Supabase Edge Function with the step input."""
+
+    function_name: str = Field(pattern=FUNCTION_NAME_RE.pattern)
+    api_key_env_var: EnvVarName = "SUPABASE_SERVICE_ROLE_KEY"
+    max_response_bytes: int = Field(default=10 * MIB, gt=0, le=100 * MIB)
+    request_timeout_seconds: float = Field(default=150, gt=0, le=3600)
+    timeout_seconds: float = Field(default=300, gt=0, le=86400)
 
 
 def edge_function_url(supabase_url: str, function_name: str) -> str:
@@ -57,3 +75,11 @@ def execute_edge_function(
             raise http_status_error(response, body=content)
         reply = decode_body(content, response.headers.get("content-type"))
         return reply if not isinstance(reply, str) else {"text": reply}
+
+
+TRANSFORMER = TransformerType(
+    name="edge_function",
+    config_model=EdgeFunctionConfig,
+    target_function="invoke-edge-function",
+    executor=execute_edge_function,
+)

@@ -23,12 +23,25 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from engine.definitions.transformers import GeminiPromptConfig
+from engine.definitions.transformers import (
+    MIB,
+    BaseUrl,
+    EnvVarName,
+    TransformerConfig,
+    TransformerType,
+    template_fields,
+)
 from engine.errors import ErrorKind, StepError
 from engine.security.sanitize import render_template, snippet
 from tasks.context import StepContext
@@ -40,6 +53,63 @@ from tasks.http_client import (
     transport_error,
 )
 from tasks.storage import local_copy
+
+
+class GeminiPromptConfig(TransformerConfig):
+    """`gemini_prompt`: send a prompt (and optionally audio) to a Gemini model."""
+
+    model: str = Field(default="gemini-2.5-flash", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    api_version: str = Field(default="v1beta", pattern=r"^v[0-9][A-Za-z0-9]{0,15}$")
+    api_key_env_var: EnvVarName = "GEMINI_API_KEY"
+    base_url: BaseUrl | None = Field(
+        default=None, description="Override of the API endpoint (proxies, tests)."
+    )
+    prompt_template: str = Field(
+        min_length=1,
+        max_length=100_000,
+        description="Prompt text; {name} inserts input.variables.name (sanitised); "
+        "write literal braces as {{ and }}.",
+    )
+    response_format: Literal["transcript", "json", "text"] = "transcript"
+    response_json_schema: dict[str, Any] | None = Field(
+        default=None, description="JSON Schema the reply must follow (response_format 'json')."
+    )
+    system_instruction: str | None = Field(default=None, max_length=100_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_output_tokens: int | None = Field(default=None, gt=0, le=1_000_000)
+    inline_max_bytes: int = Field(
+        default=20 * MIB,
+        ge=0,
+        le=100 * MIB,
+        description="Audio up to this size goes inline; larger goes through the Files API.",
+    )
+    max_audio_bytes: int = Field(
+        default=2 * 1024 * MIB,
+        gt=0,
+        le=2 * 1024 * MIB,
+        description="Largest audio accepted (the Files API limit is 2 GB).",
+    )
+    max_variable_chars: int = Field(
+        default=10_000, gt=0, le=1_000_000, description="Each prompt variable is cut to this."
+    )
+    request_timeout_seconds: float = Field(default=300, gt=0, le=3600)
+    file_poll_interval_seconds: float = Field(default=2, gt=0, le=60)
+    file_poll_timeout_seconds: float = Field(default=300, gt=0, le=3600)
+    timeout_seconds: float = Field(default=900, gt=0, le=86400)
+
+    @field_validator("prompt_template", "system_instruction")
+    @classmethod
+    def _template_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            template_fields(value)
+        return value
+
+    @model_validator(mode="after")
+    def _schema_only_for_json(self) -> GeminiPromptConfig:
+        if self.response_json_schema is not None and self.response_format != "json":
+            raise ValueError("response_json_schema applies only to response_format 'json'")
+        return self
+
 
 if TYPE_CHECKING:
     from google import genai
@@ -374,3 +444,11 @@ def execute_gemini_prompt(
             except Exception as exc:  # the reply is what matters; the file expires anyway
                 logger.warning("could not delete Gemini file %s: %s", uploaded.name, exc)
         http_client.close()
+
+
+TRANSFORMER = TransformerType(
+    name="gemini_prompt",
+    config_model=GeminiPromptConfig,
+    target_function="execute-gemini-prompt",
+    executor=execute_gemini_prompt,
+)

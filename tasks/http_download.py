@@ -3,14 +3,74 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from engine.definitions.transformers import HttpDownloadConfig
+from pydantic import Field, field_validator
+
+from engine.definitions.transformers import (
+    BUCKET_RE,
+    MEDIA_PATTERN_RE,
+    MIB,
+    TransformerConfig,
+    TransformerType,
+    template_fields,
+)
 from engine.errors import ErrorKind, StepError
 from tasks.context import StepContext
 from tasks.http_client import check_url, classify_errors, http_status_error, make_client
 from tasks.storage import Backend, open_writer, safe_filename
+
+
+class HttpDownloadConfig(TransformerConfig):
+    """`http_download`: stream the file at input.url into storage."""
+
+    storage: Literal["local", "supabase"] | None = Field(
+        default=None, description="Storage backend; unset: STORAGE_BACKEND from settings."
+    )
+    bucket: str = Field(default="supaflow", pattern=BUCKET_RE.pattern)
+    path_template: str = Field(
+        default="jobs/{job_id}/{step_id}/{filename}",
+        max_length=500,
+        description="Object path; placeholders: job_id, workflow_id, step_id, "
+        "transformer_id, attempt, filename (from the URL, sanitised).",
+    )
+    max_bytes: int = Field(default=500 * MIB, gt=0, le=5 * 1024 * MIB)
+    allowed_content_types: list[str] | None = Field(
+        default=None,
+        description="Media types accepted, wildcards like 'audio/*'; unset: any.",
+    )
+    request_timeout_seconds: float = Field(default=60, gt=0, le=3600)
+    timeout_seconds: float = Field(default=900, gt=0, le=86400)
+
+    @field_validator("path_template")
+    @classmethod
+    def _path_template(cls, value: str) -> str:
+        allowed = {"job_id", "workflow_id", "step_id", "transformer_id", "attempt", "filename"}
+        unknown = [name for name in template_fields(value) if name not in allowed]
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder(s) {', '.join(sorted(set(unknown)))}; allowed: "
+                + ", ".join(sorted(allowed))
+            )
+        parts = value.split("/")
+        if value.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in value:
+            raise ValueError("must be a relative path without empty, '.' or '..' segments")
+        return value
+
+    @field_validator("allowed_content_types")
+    @classmethod
+    def _media_patterns(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        cleaned = [v.strip().lower() for v in value]
+        bad = [v for v in cleaned if not MEDIA_PATTERN_RE.match(v)]
+        if bad:
+            raise ValueError(
+                f"not a media type pattern: {', '.join(bad)} (use 'type/subtype', 'type/*')"
+            )
+        return cleaned
+
 
 _CHUNK_BYTES = 64 * 1024
 
@@ -101,3 +161,11 @@ def execute_http_download(
                 "size": out.size,
                 "sha256": out.sha256,
             }
+
+
+TRANSFORMER = TransformerType(
+    name="http_download",
+    config_model=HttpDownloadConfig,
+    target_function="execute-http-download",
+    executor=execute_http_download,
+)

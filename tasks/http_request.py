@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import httpx
+from pydantic import Field, field_validator, model_validator
 
-from engine.definitions.transformers import HttpRequestConfig
+from engine.definitions.transformers import (
+    MIB,
+    HttpUrlTemplate,
+    LiteralHeaders,
+    SecretHeader,
+    TransformerConfig,
+    TransformerType,
+    check_header_name,
+)
 from engine.errors import ErrorKind, StepError
 from tasks.context import StepContext
 from tasks.http_client import (
@@ -19,6 +28,39 @@ from tasks.http_client import (
     read_capped,
     redact_url,
 )
+
+
+class HttpRequestConfig(TransformerConfig):
+    """`http_request`: one HTTP call built from the step input."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    url_template: HttpUrlTemplate = Field(
+        description="URL with {name} placeholders filled (URL-encoded) from the step input."
+    )
+    headers: LiteralHeaders = Field(default_factory=dict)
+    secret_headers: dict[str, SecretHeader] = Field(default_factory=dict)
+    expected_statuses: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
+        default=None, description="Statuses that count as success; unset: any 2xx."
+    )
+    max_response_bytes: int = Field(default=10 * MIB, gt=0, le=100 * MIB)
+    follow_redirects: bool = True
+    request_timeout_seconds: float = Field(default=30, gt=0, le=3600)
+    timeout_seconds: float = Field(default=120, gt=0, le=86400)
+
+    @field_validator("secret_headers")
+    @classmethod
+    def _secret_header_names(cls, value: dict[str, SecretHeader]) -> dict[str, SecretHeader]:
+        for name in value:
+            check_header_name(name)
+        return value
+
+    @model_validator(mode="after")
+    def _no_duplicate_headers(self) -> HttpRequestConfig:
+        both = {h.lower() for h in self.headers} & {h.lower() for h in self.secret_headers}
+        if both:
+            raise ValueError(f"header(s) set twice (headers and secret_headers): {sorted(both)}")
+        return self
+
 
 MAX_REDIRECTS = 5
 #: Response headers not worth passing on to later steps.
@@ -100,3 +142,11 @@ def execute_http_request(
             },
             "body": decode_body(content, response.headers.get("content-type")),
         }
+
+
+TRANSFORMER = TransformerType(
+    name="http_request",
+    config_model=HttpRequestConfig,
+    target_function="execute-http-request",
+    executor=execute_http_request,
+)

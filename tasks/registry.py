@@ -1,7 +1,8 @@
-"""Executors by target_function name.
+"""Every transformer type this engine runs, by `type` and by `target_function`.
 
-An executor is a plain synchronous function `(config, step_input, ctx) -> output`: the parsed
-config model of its transformer, the step input after mapping, and the attempt's
+A type lives in one module of `tasks/` (its config model and its executor) and is listed here
+once. An executor is a plain synchronous function `(config, step_input, ctx) -> output`: the
+parsed config model of its transformer, the step input after mapping, and the attempt's
 `StepContext`. It returns a JSON-serialisable value and raises `StepError(kind, message)` for
 every failure it can classify; the flow wraps executors in Prefect tasks.
 """
@@ -11,26 +12,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from engine.definitions.transformers import TransformerCatalog
 from engine.errors import ConfigurationError
+from tasks import delay, edge_function, gemini, http_download, http_request, json_transform, webhook
 from tasks.context import StepContext
-from tasks.delay import execute_delay
-from tasks.edge_function import execute_edge_function
-from tasks.gemini import execute_gemini_prompt
-from tasks.http_download import execute_http_download
-from tasks.http_request import execute_http_request
-from tasks.json_transform import execute_json_transform
-from tasks.webhook import execute_webhook_call
 
 Executor = Callable[[Any, dict[str, Any], StepContext], Any]
 
+CATALOG = TransformerCatalog(
+    [
+        gemini.TRANSFORMER,
+        http_download.TRANSFORMER,
+        http_request.TRANSFORMER,
+        webhook.TRANSFORMER,
+        json_transform.TRANSFORMER,
+        edge_function.TRANSFORMER,
+        delay.TRANSFORMER,
+    ]
+)
+
 EXECUTORS: dict[str, Executor] = {
-    "execute-gemini-prompt": execute_gemini_prompt,
-    "execute-http-download": execute_http_download,
-    "execute-http-request": execute_http_request,
-    "execute-webhook-call": execute_webhook_call,
-    "execute-json-transform": execute_json_transform,
-    "invoke-edge-function": execute_edge_function,
-    "execute-delay": execute_delay,
+    entry.target_function: entry.executor for entry in CATALOG.types.values()
 }
 
 

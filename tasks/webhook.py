@@ -6,7 +6,16 @@ import json
 import time
 from typing import Any
 
-from engine.definitions.transformers import WebhookCallConfig
+from pydantic import Field
+
+from engine.definitions.transformers import (
+    MIB,
+    EnvVarName,
+    HttpUrlTemplate,
+    LiteralHeaders,
+    TransformerConfig,
+    TransformerType,
+)
 from engine.security import signing
 from tasks.context import StepContext
 from tasks.http_client import (
@@ -20,6 +29,23 @@ from tasks.http_client import (
     read_capped,
     redact_url,
 )
+
+
+class WebhookCallConfig(TransformerConfig):
+    """`webhook_call`: POST a signed JSON payload to a URL."""
+
+    url_template: HttpUrlTemplate | None = Field(
+        default=None, description="URL with {name} placeholders; unset: the step input's 'url'."
+    )
+    secret_env_var: EnvVarName | None = Field(
+        default=None,
+        description="Environment variable holding the HMAC signing secret; unset: unsigned.",
+    )
+    headers: LiteralHeaders = Field(default_factory=dict)
+    max_response_bytes: int = Field(default=1 * MIB, gt=0, le=100 * MIB)
+    request_timeout_seconds: float = Field(default=15, gt=0, le=600)
+    timeout_seconds: float = Field(default=60, gt=0, le=86400)
+
 
 DELIVERY_HEADER = "X-Supaflow-Delivery"
 
@@ -74,3 +100,11 @@ def execute_webhook_call(
             "status": response.status_code,
             "body": decode_body(content, response.headers.get("content-type")),
         }
+
+
+TRANSFORMER = TransformerType(
+    name="webhook_call",
+    config_model=WebhookCallConfig,
+    target_function="execute-webhook-call",
+    executor=execute_webhook_call,
+)

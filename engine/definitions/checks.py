@@ -10,7 +10,7 @@ upstream of that step, and always in the workflow output.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -18,21 +18,9 @@ from jsonschema.exceptions import SchemaError
 from pydantic import ValidationError
 
 from engine.definitions import graph, mapping
+from engine.definitions.locations import format_location
 from engine.definitions.models import RetrySpec, WorkflowDefinition
 from engine.errors import DefinitionError, MappingError, Problem
-
-ROOT_LOCATION = "(root)"
-
-
-def format_location(parts: Sequence[str | int]) -> str:
-    """Dotted location from path parts: ``("steps", 1, "retry")`` -> ``steps[1].retry``."""
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text = f"{text}.{part}" if text else str(part)
-    return text or ROOT_LOCATION
 
 
 def _pydantic_problems(exc: ValidationError) -> list[Problem]:
@@ -143,23 +131,6 @@ def _path_problems(
     return problems
 
 
-def _graph_dependencies(defn: WorkflowDefinition) -> dict[str, list[str]]:
-    """Like graph.dependencies, but a repeated step id keeps its first step's dependencies.
-
-    (graph.dependencies would let the last one win, hiding the first step's edges.)
-    """
-    deps: dict[str, list[str]] = {}
-    previous: str | None = None
-    for step in defn.steps:
-        if step.id not in deps:
-            if step.depends_on is None:
-                deps[step.id] = [previous] if previous is not None else []
-            else:
-                deps[step.id] = list(dict.fromkeys(step.depends_on))
-        previous = step.id
-    return deps
-
-
 def _mapping_problems(defn: WorkflowDefinition, deps: dict[str, list[str]]) -> list[Problem]:
     ids = list(deps)
     ups = graph.closure(deps)
@@ -245,7 +216,7 @@ def check_definition(
         defn = WorkflowDefinition.model_validate(raw)
     except ValidationError as exc:
         return None, _pydantic_problems(exc)
-    deps = _graph_dependencies(defn)
+    deps = graph.dependencies(defn)
     problems = _step_id_problems(defn)
     problems += _depends_on_problems(defn)
     problems += _cycle_problems(deps)

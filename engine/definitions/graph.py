@@ -13,15 +13,19 @@ from engine.errors import DefinitionError, Problem
 
 
 def dependencies(defn: WorkflowDefinition) -> dict[str, list[str]]:
-    """Direct dependencies of each step, in list order, as declared (names are not checked)."""
+    """Direct dependencies of each step, in list order, as declared (names are not checked).
+
+    A repeated step id (which the checks report) keeps its first step's dependencies, so the
+    first step's edges are not hidden by a later one.
+    """
     deps: dict[str, list[str]] = {}
     previous: str | None = None
     for step in defn.steps:
-        if step.depends_on is None:
-            deps[step.id] = [previous] if previous is not None else []
-        else:
+        if step.id not in deps:
             # Keep the declared order but drop repeats.
-            deps[step.id] = list(dict.fromkeys(step.depends_on))
+            declared = step.depends_on
+            implicit = [previous] if previous is not None else []
+            deps[step.id] = implicit if declared is None else list(dict.fromkeys(declared))
         previous = step.id
     return deps
 

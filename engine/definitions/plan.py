@@ -16,7 +16,7 @@ from engine.definitions.graph import dependencies, topological_order, upstream
 from engine.definitions.mapping import render
 from engine.definitions.models import WorkflowDefinition
 from engine.definitions.retry import RetryPolicy, resolve_policy, retry_delays
-from engine.definitions.transformers import parse_transformer_config
+from engine.definitions.transformers import TransformerCatalog, TransformerConfig
 from engine.errors import DefinitionError, Problem
 
 DEFAULT_STEP_TIMEOUT_SECONDS = 300.0
@@ -30,7 +30,7 @@ class StepPlan:
     transformer_id: str
     transformer_type: str
     target_function: str
-    config: Any
+    config: TransformerConfig
     input_template: dict[str, Any]
     depends_on: tuple[str, ...]
     upstream: frozenset[str]
@@ -49,30 +49,20 @@ class WorkflowPlan:
     steps: dict[str, StepPlan] = field(default_factory=dict)
 
 
-def build_plan(
-    workflow_id: str,
-    raw_definition: Any,
+def _parse_configs(
+    definition: WorkflowDefinition,
     transformers: Mapping[str, Mapping[str, Any]],
-    *,
-    job_max_retries: int,
-    rng: random.Random | None = None,
-) -> WorkflowPlan:
-    """Check the definition and its transformers and resolve every step.
-
-    Raises DefinitionError listing every problem: a bad definition, a step naming a
-    transformer that is missing, a transformer config that does not parse, or an unknown
-    executor.
-    """
-    definition, problems = check_definition(raw_definition, transformer_ids=transformers.keys())
-    if definition is None:
-        raise DefinitionError(f"workflow '{workflow_id}' definition is invalid", problems)
-    configs: dict[str, Any] = {}
+    catalog: TransformerCatalog,
+) -> tuple[dict[str, TransformerConfig], list[Problem]]:
+    """The parsed config of every transformer the steps use, and the problems found."""
+    configs: dict[str, TransformerConfig] = {}
+    problems: list[Problem] = []
     for step in definition.steps:
         row = transformers.get(step.transformer)
         if row is None or step.transformer in configs:
             continue
         try:
-            configs[step.transformer] = parse_transformer_config(
+            configs[step.transformer] = catalog.parse_config(
                 str(row.get("type")), row.get("config") or {}
             )
         except DefinitionError as exc:
@@ -80,6 +70,29 @@ def build_plan(
                 Problem(f"transformers.{step.transformer}.{p.location}", p.message)
                 for p in exc.problems
             )
+    return configs, problems
+
+
+def build_plan(
+    workflow_id: str,
+    raw_definition: Any,
+    transformers: Mapping[str, Mapping[str, Any]],
+    *,
+    catalog: TransformerCatalog,
+    job_max_retries: int,
+    rng: random.Random | None = None,
+) -> WorkflowPlan:
+    """Check the definition and its transformers and resolve every step.
+
+    Raises DefinitionError listing every problem: a bad definition, a step naming a
+    transformer that is missing, a transformer config that does not parse (against
+    `catalog`), or an unknown executor.
+    """
+    definition, problems = check_definition(raw_definition, transformer_ids=transformers.keys())
+    if definition is None:
+        raise DefinitionError(f"workflow '{workflow_id}' definition is invalid", problems)
+    configs, config_problems = _parse_configs(definition, transformers, catalog)
+    problems += config_problems
     if problems:
         raise DefinitionError(f"workflow '{workflow_id}' cannot run", problems)
 
@@ -89,18 +102,13 @@ def build_plan(
     for step in definition.steps:
         row = transformers[step.transformer]
         config = configs[step.transformer]
-        transformer_retry = getattr(config, "retry", None)
         policy = resolve_policy(
             step=step.retry,
             workflow=definition.retry,
-            transformer=transformer_retry,
+            transformer=config.retry,
             job_max_retries=job_max_retries,
         )
-        timeout = (
-            step.timeout_seconds
-            or getattr(config, "timeout_seconds", None)
-            or DEFAULT_STEP_TIMEOUT_SECONDS
-        )
+        timeout = step.timeout_seconds or config.timeout_seconds or DEFAULT_STEP_TIMEOUT_SECONDS
         steps[step.id] = StepPlan(
             step_id=step.id,
             transformer_id=step.transformer,

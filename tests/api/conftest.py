@@ -28,8 +28,8 @@ from tokens import (
 from api.app import create_app
 from api.auth import TokenVerifier
 from api.trigger import PrefectTrigger, Trigger
+from cli.definition_files import sync_definitions
 from engine.db.store import JobStore
-from engine.definitions.files import sync_definitions
 from engine.settings import Settings
 
 REDIS_TEST_URL = "redis://127.0.0.1:6379/15"

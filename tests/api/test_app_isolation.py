@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from cli.definition_files import sync_definitions
 from engine.db.store import JobStore, Row
-from engine.definitions.files import sync_definitions
 
 if TYPE_CHECKING:
     # Annotation only: at run time several conftest modules share the name `conftest`.

@@ -15,8 +15,8 @@ from psycopg.types.json import Jsonb
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from cli.definition_files import sync_definitions
 from engine.db.store import JobStore
-from engine.definitions.files import sync_definitions
 from engine.security import signing
 from engine.settings import get_settings
 from flows.run_workflow import run_workflow

@@ -24,8 +24,8 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 
+from cli.definition_files import sync_definitions
 from engine.db.store import JobStore
-from engine.definitions.files import sync_definitions
 from engine.settings import PROJECT_ROOT
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))

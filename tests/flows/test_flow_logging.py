@@ -22,7 +22,7 @@ from engine.logging_json import prefect_logging_env
 SCRIPT = """
 import sys
 from engine.db.connection import shared_store
-from engine.definitions.files import sync_definitions
+from cli.definition_files import sync_definitions
 from flows.run_workflow import run_workflow
 
 store = shared_store()

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 from dbfixtures import create_user
 
+from cli.definition_files import sync_definitions
 from engine.db.connection import shared_store
-from engine.definitions.files import sync_definitions
 from flows.run_workflow import run_workflow
 
 

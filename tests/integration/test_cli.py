@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from cli.definition_files import DEFAULT_DIR, load_definitions, sync_definitions
 from cli.main import app
 from engine.db.connection import shared_store
-from engine.definitions.files import DEFAULT_DIR, load_definitions, sync_definitions
 from engine.errors import DefinitionError
 from engine.security.local_keys import jwks, load_or_create_signing_key
 from engine.settings import get_settings

@@ -9,10 +9,14 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from engine.definitions.transformers import HttpDownloadConfig
 from engine.errors import ErrorKind, StepError
 from tasks.context import StepContext
-from tasks.http_download import content_type_allowed, execute_http_download, filename_from_url
+from tasks.http_download import (
+    HttpDownloadConfig,
+    content_type_allowed,
+    execute_http_download,
+    filename_from_url,
+)
 from tasks.storage import read_bytes
 
 AUDIO = b"ID3" + bytes(range(256)) * 40

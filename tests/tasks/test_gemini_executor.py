@@ -10,10 +10,9 @@ import pytest
 from fakes.gemini_server import FakeGemini, Reply
 from pytest_httpserver import HTTPServer
 
-from engine.definitions.transformers import GeminiPromptConfig
 from engine.errors import ErrorKind, StepError
 from tasks.context import StepContext
-from tasks.gemini import execute_gemini_prompt
+from tasks.gemini import GeminiPromptConfig, execute_gemini_prompt
 from tasks.storage import put
 
 SEGMENTS = [

@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from engine.definitions.transformers import HttpRequestConfig
 from engine.errors import ErrorKind, StepError
 from tasks.context import StepContext
-from tasks.http_request import execute_http_request
+from tasks.http_request import HttpRequestConfig, execute_http_request
 
 
 def _config(**values: Any) -> HttpRequestConfig:

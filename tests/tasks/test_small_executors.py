@@ -8,16 +8,15 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from engine.definitions.transformers import TRANSFORMER_TYPES, parse_transformer_config
 from engine.errors import ConfigurationError, ErrorKind, StepError
 from engine.settings import Settings
 from tasks.context import StepContext
-from tasks.registry import EXECUTORS, get_executor
+from tasks.registry import CATALOG, EXECUTORS, get_executor
 
 
 def test_every_transformer_type_has_an_executor() -> None:
     """Each type's target_function is registered, and nothing else is."""
-    assert set(EXECUTORS) == {t.target_function for t in TRANSFORMER_TYPES.values()}
+    assert set(EXECUTORS) == {t.target_function for t in CATALOG.types.values()}
 
 
 def test_unknown_executor() -> None:
@@ -29,13 +28,13 @@ def test_unknown_executor() -> None:
 
 def test_delay_returns_input(ctx: StepContext) -> None:
     """execute-delay passes its input through."""
-    config = parse_transformer_config("delay", {"seconds": 0})
+    config = CATALOG.parse_config("delay", {"seconds": 0})
     assert get_executor("execute-delay")(config, {"a": [1]}, ctx) == {"a": [1]}
 
 
 def test_json_transform(ctx: StepContext) -> None:
     """The template is rendered over {input, job}; literals stay literal."""
-    config = parse_transformer_config(
+    config = CATALOG.parse_config(
         "json_transform",
         {
             "template": {
@@ -53,7 +52,7 @@ def test_json_transform(ctx: StepContext) -> None:
 
 def test_json_transform_missing_path_is_mapping_error(ctx: StepContext) -> None:
     """A singular path that finds nothing is StepError(MAPPING)."""
-    config = parse_transformer_config("json_transform", {"template": {"x.$": "$.input.nope"}})
+    config = CATALOG.parse_config("json_transform", {"template": {"x.$": "$.input.nope"}})
     with pytest.raises(StepError) as info:
         get_executor("execute-json-transform")(config, {}, ctx)
     assert info.value.kind is ErrorKind.MAPPING
@@ -85,7 +84,7 @@ def test_edge_function_call(
         json={"a": 1},
         headers={"Authorization": "Bearer edge-key"},
     ).respond_with_json({"done": True})
-    config = parse_transformer_config(
+    config = CATALOG.parse_config(
         "edge_function", {"function_name": "transcode", "api_key_env_var": "TEST_EDGE_KEY"}
     )
     assert get_executor("invoke-edge-function")(config, {"a": 1}, edge_ctx) == {"done": True}
@@ -99,7 +98,7 @@ def test_edge_function_key_falls_back_to_settings(
     httpserver.expect_request(
         "/functions/v1/f", headers={"Authorization": "Bearer settings-key"}
     ).respond_with_data("overloaded", status=503)
-    config = parse_transformer_config("edge_function", {"function_name": "f"})
+    config = CATALOG.parse_config("edge_function", {"function_name": "f"})
     with pytest.raises(StepError) as info:
         get_executor("invoke-edge-function")(config, {}, edge_ctx)
     assert info.value.kind is ErrorKind.SERVER_ERROR
@@ -108,7 +107,7 @@ def test_edge_function_key_falls_back_to_settings(
 def test_edge_function_missing_key(ctx: StepContext, monkeypatch: pytest.MonkeyPatch) -> None:
     """An unset key variable is CONFIG naming it."""
     monkeypatch.delenv("TEST_EDGE_KEY", raising=False)
-    config = parse_transformer_config(
+    config = CATALOG.parse_config(
         "edge_function", {"function_name": "f", "api_key_env_var": "TEST_EDGE_KEY"}
     )
     with pytest.raises(StepError) as info:

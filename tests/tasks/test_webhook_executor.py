@@ -11,11 +11,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from engine.definitions.transformers import WebhookCallConfig
 from engine.errors import ErrorKind, StepError
 from engine.security.signing import verify
 from tasks.context import StepContext
-from tasks.webhook import execute_webhook_call
+from tasks.webhook import WebhookCallConfig, execute_webhook_call
 
 SECRET = "receiver-shared-secret"
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from engine.db.store import JobStore
 from engine.definitions.checks import check_definition
-from engine.definitions.transformers import check_transformer
 from engine.errors import DefinitionError, Problem
 from engine.settings import PROJECT_ROOT
+from tasks.registry import CATALOG
 
 DEFAULT_DIR = PROJECT_ROOT / "definitions"
 
@@ -50,7 +50,7 @@ def load_definitions(
         if raw is None:
             continue
         where = str(path.relative_to(root))
-        parsed, problems = check_transformer(raw)
+        parsed, problems = CATALOG.check(raw)
         result.problems.extend(Problem(f"{where}: {p.location}", p.message) for p in problems)
         if parsed is not None:
             if parsed.id in result.transformers:

@@ -1,4 +1,4 @@
-"""Transformer config models and definition checks (pure, no I/O)."""
+"""Transformer config models of every type and the catalog's definition checks (pure, no I/O)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,12 @@ from typing import Any
 
 import pytest
 
-from engine.definitions.transformers import (
-    TRANSFORMER_TYPES,
-    DelayConfig,
-    GeminiPromptConfig,
-    HttpDownloadConfig,
-    check_transformer,
-    parse_transformer_config,
-    template_fields,
-    validate_transformer,
-)
+from engine.definitions.transformers import template_fields
 from engine.errors import DefinitionError
+from tasks.delay import DelayConfig
+from tasks.gemini import GeminiPromptConfig
+from tasks.http_download import HttpDownloadConfig
+from tasks.registry import CATALOG
 
 VALID: list[tuple[str, dict[str, Any]]] = [
     ("gemini_prompt", {"prompt_template": "Transcribe this audio."}),
@@ -73,13 +68,13 @@ VALID: list[tuple[str, dict[str, Any]]] = [
 @pytest.mark.parametrize(("type_", "config"), VALID)
 def test_valid_configs_parse(type_: str, config: dict[str, Any]) -> None:
     """Each valid config parses into the model registered for its type."""
-    parsed = parse_transformer_config(type_, config)
-    assert isinstance(parsed, TRANSFORMER_TYPES[type_].config_model)
+    parsed = CATALOG.parse_config(type_, config)
+    assert isinstance(parsed, CATALOG.types[type_].config_model)
 
 
 def test_defaults() -> None:
     """Defaults named in the design hold."""
-    gemini = parse_transformer_config("gemini_prompt", {"prompt_template": "x"})
+    gemini = CATALOG.parse_config("gemini_prompt", {"prompt_template": "x"})
     assert isinstance(gemini, GeminiPromptConfig)
     assert (gemini.model, gemini.api_version, gemini.api_key_env_var) == (
         "gemini-2.5-flash",
@@ -88,10 +83,10 @@ def test_defaults() -> None:
     )
     assert gemini.inline_max_bytes == 20 * 1024 * 1024
     assert gemini.response_format == "transcript"
-    download = parse_transformer_config("http_download", {})
+    download = CATALOG.parse_config("http_download", {})
     assert isinstance(download, HttpDownloadConfig)
     assert download.storage is None  # falls back to STORAGE_BACKEND
-    edge = parse_transformer_config("edge_function", {"function_name": "f"})
+    edge = CATALOG.parse_config("edge_function", {"function_name": "f"})
     assert edge.api_key_env_var == "SUPABASE_SERVICE_ROLE_KEY"  # type: ignore[attr-defined]
 
 
@@ -171,21 +166,21 @@ def test_invalid_configs_report_every_problem(
 ) -> None:
     """An invalid config raises DefinitionError whose problems name every bad field."""
     with pytest.raises(DefinitionError) as info:
-        parse_transformer_config(type_, config)
+        CATALOG.parse_config(type_, config)
     assert {p.location for p in info.value.problems} == locations
 
 
 def test_env_var_problem_never_echoes_value_as_a_secret_hint() -> None:
     """The message for a non-name in an *_env_var field explains it must be a NAME."""
     with pytest.raises(DefinitionError) as info:
-        parse_transformer_config("webhook_call", {"secret_env_var": "s3cr3t"})
+        CATALOG.parse_config("webhook_call", {"secret_env_var": "s3cr3t"})
     assert "NAME of an environment variable" in info.value.problems[0].message
 
 
 def test_unknown_type() -> None:
     """An unknown type is reported at `type`, listing the known ones."""
     with pytest.raises(DefinitionError) as info:
-        parse_transformer_config("ftp_upload", {})
+        CATALOG.parse_config("ftp_upload", {})
     assert info.value.problems[0].location == "type"
     assert "gemini_prompt" in info.value.problems[0].message
 
@@ -204,7 +199,7 @@ def _row(**overrides: Any) -> dict[str, Any]:
 
 def test_validate_transformer_returns_definition_and_config() -> None:
     """A valid row (timestamps included) yields its definition and parsed config."""
-    definition, config = validate_transformer(_row(created_at="2026-01-01T00:00:00Z"))
+    definition, config = CATALOG.validate(_row(created_at="2026-01-01T00:00:00Z"))
     assert definition.id == "webhook-notify"
     assert config.secret_env_var == "WEBHOOK_SECRET"  # type: ignore[attr-defined]
 
@@ -222,16 +217,16 @@ ROW_PROBLEMS: list[tuple[dict[str, Any], set[str]]] = [
 @pytest.mark.parametrize(("row", "locations"), ROW_PROBLEMS)
 def test_check_transformer_lists_every_problem(row: dict[str, Any], locations: set[str]) -> None:
     """check_transformer reports row, type/target and config problems together."""
-    definition, problems = check_transformer(row)
+    definition, problems = CATALOG.check(row)
     assert definition is None
     assert {p.location for p in problems} == locations
     with pytest.raises(DefinitionError):
-        validate_transformer(row)
+        CATALOG.validate(row)
 
 
 def test_target_functions_are_the_specification_names() -> None:
     """Each type maps to the executor name the specification uses."""
-    assert {t: e.target_function for t, e in TRANSFORMER_TYPES.items()} == {
+    assert {t: e.target_function for t, e in CATALOG.types.items()} == {
         "gemini_prompt": "execute-gemini-prompt",
         "http_download": "execute-http-download",
         "http_request": "execute-http-request",
@@ -254,3 +249,22 @@ def test_template_fields(template: str, expected: list[str]) -> None:
 def test_delay_model_default_timeout_covers_delay() -> None:
     """A delay's default step timeout is longer than the longest allowed delay."""
     assert DelayConfig(seconds=3600).timeout_seconds > 3600
+
+
+def test_every_transformer_module_is_in_the_catalog() -> None:
+    """A module of tasks/ that defines a transformer type is listed in the registry's catalog,
+    so adding a type is one module plus one registry line, and none is forgotten."""
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    from tasks import registry
+
+    # The package's folder from a module of it: pytest may put a tests/tasks namespace first.
+    folder = str(Path(registry.__file__).parent)
+    defined = {
+        module.TRANSFORMER.name
+        for info in pkgutil.iter_modules([folder])
+        if hasattr(module := importlib.import_module(f"tasks.{info.name}"), "TRANSFORMER")
+    }
+    assert defined == set(CATALOG.types)
