@@ -23,7 +23,8 @@ from engine.db.store import JobStore
 from engine.jobs.alerts import AlertThresholds, evaluate, evaluated_kinds
 from engine.security import signing
 from engine.settings import Settings
-from tasks.http_client import make_client, redact_url
+from tasks.http_client import make_client
+from tasks.http_messages import redact_url
 
 logger = logging.getLogger("supaflow.alerting")
 

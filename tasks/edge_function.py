@@ -16,12 +16,12 @@ from engine.definitions.transformers import (
     TransformerType,
 )
 from tasks.context import StepContext
-from tasks.http_client import (
+from tasks.http_client import make_client
+from tasks.http_messages import (
     check_header_value,
     classify_errors,
     decode_body,
     http_status_error,
-    make_client,
     read_capped,
 )
 

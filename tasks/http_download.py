@@ -18,7 +18,8 @@ from engine.definitions.transformers import (
 )
 from engine.errors import ErrorKind, StepError
 from tasks.context import StepContext
-from tasks.http_client import check_url, classify_errors, http_status_error, make_client
+from tasks.http_client import make_client
+from tasks.http_messages import check_url, classify_errors, http_status_error
 from tasks.storage import Backend, open_writer, safe_filename
 
 

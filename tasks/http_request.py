@@ -18,13 +18,13 @@ from engine.definitions.transformers import (
 )
 from engine.errors import ErrorKind, StepError
 from tasks.context import StepContext
-from tasks.http_client import (
+from tasks.http_client import make_client
+from tasks.http_messages import (
     build_url,
     check_header_value,
     classify_errors,
     decode_body,
     http_status_error,
-    make_client,
     read_capped,
     redact_url,
 )

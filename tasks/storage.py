@@ -23,7 +23,8 @@ from storage3 import SyncStorageClient
 
 from engine.errors import ErrorKind, StepError
 from engine.settings import Settings
-from tasks.http_client import make_client, status_kind, transport_error
+from tasks.http_client import make_client
+from tasks.http_messages import status_kind, transport_error
 
 Backend = Literal["local", "supabase"]
 

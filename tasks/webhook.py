@@ -18,14 +18,14 @@ from engine.definitions.transformers import (
 )
 from engine.security import signing
 from tasks.context import StepContext
-from tasks.http_client import (
+from tasks.http_client import make_client
+from tasks.http_messages import (
     build_url,
     check_header_value,
     check_url,
     classify_errors,
     decode_body,
     http_status_error,
-    make_client,
     read_capped,
     redact_url,
 )

@@ -9,7 +9,7 @@ import pytest
 
 from engine.errors import ErrorKind, StepError
 from engine.security.sanitize import render_template, sanitise_value
-from tasks.http_client import (
+from tasks.http_messages import (
     build_url,
     check_header_value,
     check_url,
