@@ -31,9 +31,4 @@ def execute_delay(config: DelayConfig, step_input: dict[str, Any], ctx: StepCont
     return step_input
 
 
-TRANSFORMER = TransformerType(
-    name="delay",
-    config_model=DelayConfig,
-    target_function="execute-delay",
-    executor=execute_delay,
-)
+TRANSFORMER = TransformerType("delay", DelayConfig, "execute-delay", execute_delay)

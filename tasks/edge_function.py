@@ -78,8 +78,5 @@ def execute_edge_function(
 
 
 TRANSFORMER = TransformerType(
-    name="edge_function",
-    config_model=EdgeFunctionConfig,
-    target_function="invoke-edge-function",
-    executor=execute_edge_function,
+    "edge_function", EdgeFunctionConfig, "invoke-edge-function", execute_edge_function
 )

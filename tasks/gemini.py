@@ -222,8 +222,5 @@ def execute_gemini_prompt(
 
 
 TRANSFORMER = TransformerType(
-    name="gemini_prompt",
-    config_model=GeminiPromptConfig,
-    target_function="execute-gemini-prompt",
-    executor=execute_gemini_prompt,
+    "gemini_prompt", GeminiPromptConfig, "execute-gemini-prompt", execute_gemini_prompt
 )

@@ -165,8 +165,5 @@ def execute_http_download(
 
 
 TRANSFORMER = TransformerType(
-    name="http_download",
-    config_model=HttpDownloadConfig,
-    target_function="execute-http-download",
-    executor=execute_http_download,
+    "http_download", HttpDownloadConfig, "execute-http-download", execute_http_download
 )

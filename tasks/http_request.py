@@ -145,8 +145,5 @@ def execute_http_request(
 
 
 TRANSFORMER = TransformerType(
-    name="http_request",
-    config_model=HttpRequestConfig,
-    target_function="execute-http-request",
-    executor=execute_http_request,
+    "http_request", HttpRequestConfig, "execute-http-request", execute_http_request
 )

@@ -60,8 +60,5 @@ def execute_json_transform(
 
 
 TRANSFORMER = TransformerType(
-    name="json_transform",
-    config_model=JsonTransformConfig,
-    target_function="execute-json-transform",
-    executor=execute_json_transform,
+    "json_transform", JsonTransformConfig, "execute-json-transform", execute_json_transform
 )

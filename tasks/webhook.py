@@ -103,8 +103,5 @@ def execute_webhook_call(
 
 
 TRANSFORMER = TransformerType(
-    name="webhook_call",
-    config_model=WebhookCallConfig,
-    target_function="execute-webhook-call",
-    executor=execute_webhook_call,
+    "webhook_call", WebhookCallConfig, "execute-webhook-call", execute_webhook_call
 )

@@ -75,44 +75,24 @@ class AlertThresholds:
     def from_settings(cls, settings: object) -> AlertThresholds:
         """Thresholds from `ALERT_*` settings; a setting that is absent keeps its default."""
         defaults = cls()
-        return cls(
-            failure_rate=float(
-                getattr(settings, "alert_failure_rate_threshold", defaults.failure_rate)
-            ),
-            failure_rate_min_jobs=int(
-                getattr(settings, "alert_failure_rate_min_jobs", defaults.failure_rate_min_jobs)
-            ),
-            failure_window_seconds=float(
-                getattr(
-                    settings,
-                    "alert_failure_rate_window_seconds",
-                    defaults.failure_window_seconds,
-                )
-            ),
-            stalled_running_seconds=float(
-                getattr(settings, "alert_stalled_running_seconds", defaults.stalled_running_seconds)
-            ),
-            stalled_retry_grace_seconds=float(
-                getattr(
-                    settings,
-                    "alert_stalled_retry_grace_seconds",
-                    defaults.stalled_retry_grace_seconds,
-                )
-            ),
-            queue_age_seconds=float(
-                getattr(settings, "alert_queue_age_seconds", defaults.queue_age_seconds)
-            ),
-            maintenance_seconds=float(
-                getattr(settings, "alert_maintenance_seconds", defaults.maintenance_seconds)
-            ),
-            config_error_window_seconds=float(
-                getattr(
-                    settings,
-                    "alert_config_error_window_seconds",
-                    defaults.config_error_window_seconds,
-                )
-            ),
-        )
+        values: dict[str, Any] = {}
+        for name, setting in _SETTING_NAMES.items():
+            default = getattr(defaults, name)
+            values[name] = type(default)(getattr(settings, setting, default))
+        return cls(**values)
+
+
+#: The setting that holds each threshold.
+_SETTING_NAMES = {
+    "failure_rate": "alert_failure_rate_threshold",
+    "failure_rate_min_jobs": "alert_failure_rate_min_jobs",
+    "failure_window_seconds": "alert_failure_rate_window_seconds",
+    "stalled_running_seconds": "alert_stalled_running_seconds",
+    "stalled_retry_grace_seconds": "alert_stalled_retry_grace_seconds",
+    "queue_age_seconds": "alert_queue_age_seconds",
+    "maintenance_seconds": "alert_maintenance_seconds",
+    "config_error_window_seconds": "alert_config_error_window_seconds",
+}
 
 
 # -- observations ---------------------------------------------------------------------------
