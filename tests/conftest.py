@@ -2,9 +2,11 @@
 
 Once per session a template database is built (local bootstrap + all migrations); each test
 then gets `CREATE DATABASE t_... TEMPLATE <template>` (a file copy, fast) and it is dropped
-afterwards. The server comes from TEST_ADMIN_DATABASE_URL (default: postgres on 127.0.0.1).
+afterwards. The server is TEST_ADMIN_DATABASE_URL, else the local one at 127.0.0.1:5432 if it
+answers, else the embedded server started for the session (see admin_server.py).
 
 Fixtures:
+  postgres_server      session, autouse: chooses (and maybe starts) the server, exports its URL
   admin_database_url   session: the maintenance URL
   database_template    session: name of the migrated template database
   database_url         function: URL of a fresh migrated database
@@ -33,6 +35,7 @@ from typing import Any  # noqa: E402
 
 import psycopg  # noqa: E402
 import pytest  # noqa: E402
+from admin_server import ensure_admin_url  # noqa: E402
 from dbfixtures import (  # noqa: E402
     TEMPLATE_PREFIX,
     TEST_DB_PREFIX,
@@ -50,8 +53,24 @@ from engine.db.migrate import apply_migrations  # noqa: E402
 from engine.db.store import JobStore  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def postgres_server() -> Iterator[str]:
+    """The server of the session, exported as TEST_ADMIN_DATABASE_URL before any test runs.
+
+    Chosen in this process, so every subprocess a test starts (bench and fault scripts)
+    inherits the URL, and an embedded server started here outlives them all; it stops when
+    the session ends (unless another session still uses it).
+    """
+    _source, url, embedded = ensure_admin_url(os.environ)
+    try:
+        yield url
+    finally:
+        if embedded is not None:
+            embedded.cleanup()
+
+
 @pytest.fixture(scope="session")
-def admin_database_url() -> str:
+def admin_database_url(postgres_server: str) -> str:
     """The URL tests use to create and drop databases."""
     return admin_url()
 
