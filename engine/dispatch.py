@@ -1,36 +1,109 @@
-"""Creating flow runs for jobs (maintenance dispatch and recovery)."""
+"""Creating a job's flow run: the one run starter, shared by the API and maintenance.
+
+The API starts each new job's run after answering; the maintenance flow starts the runs of jobs
+the API could not hand over and resubmits crashed ones (flows/recovery.py). Both come here, so
+the deployment lookup, the idempotency key and what a failure means are written once. This is
+the only engine module that imports Prefect (import-linter contract in pyproject.toml).
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import SyncPrefectClient
+import httpcore
+import httpx
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
 
 logger = logging.getLogger("supaflow.dispatch")
 
 
-class RunStarter:
-    """Creates job flow runs through one Prefect client, looking the deployment up once.
+def without_connect_retries(client: SyncPrefectClient) -> None:
+    """Make `client` give up on the first refused connection instead of retrying it.
 
-    A maintenance pass may create many runs; one client and one deployment lookup serve
-    them all instead of a new connection and lookup per job.
+    Prefect sets its HTTP transport to retry failed connections 3 times with backoff
+    (about 1.5 s in all, whatever PREFECT_CLIENT_MAX_RETRIES says). In a request path that
+    only delays the answer: a job that could not be handed over stays `pending` and the
+    maintenance flow dispatches it. Done the way Prefect sets its default, after the client
+    exists, so proxy, TLS and pool settings stay Prefect's: handing the client a transport of
+    our own (`httpx_settings={"transport": ...}`) would also fail fast, but httpx then ignores
+    the environment's proxies and Prefect's TLS context and connection limits. A layout it does
+    not recognise is left alone (tests/unit/test_dispatch.py then fails).
+    """
+    http = getattr(client, "_client", None)
+    transport_for_url = getattr(http, "_transport_for_url", None)
+    if not callable(transport_for_url):
+        return
+    transport = transport_for_url(httpx.URL(str(client.api_url)))
+    pool = getattr(transport, "_pool", None)
+    if isinstance(pool, httpcore.ConnectionPool):
+        pool._retries = 0
+
+
+class RunStarter:
+    """Creates flow runs of one deployment for jobs, the job id as idempotency key.
+
+    Built on a caller's open client (`RunStarter(client, name)`: a maintenance pass, whose many
+    runs share one connection), or with `RunStarter.own_client(name)`, which opens its client
+    on first use and closes it in `close()` (the API, for the life of the process). The
+    deployment id is looked up once and forgotten after any failure, so a redeployed
+    deployment is found again.
     """
 
-    def __init__(self, client: SyncPrefectClient, deployment_name: str) -> None:
-        self.client = client
+    def __init__(
+        self,
+        client: SyncPrefectClient | None,
+        deployment_name: str,
+        *,
+        api_url: str | None = None,
+        fail_fast: bool = False,
+    ) -> None:
         self.deployment_name = deployment_name
+        self._client = client
+        self._owns_client = client is None
+        self._api_url = api_url
+        self._fail_fast = fail_fast
         self._deployment_id: UUID | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def own_client(
+        cls, deployment_name: str, *, api_url: str | None = None, fail_fast: bool = False
+    ) -> RunStarter:
+        """A starter with a client of its own (PREFECT_API_URL unless `api_url` is given).
+
+        `fail_fast` turns off the client's connect retries (`without_connect_retries`): for a
+        caller that answers requests and would rather leave a job `pending` for maintenance.
+        """
+        return cls(None, deployment_name, api_url=api_url, fail_fast=fail_fast)
+
+    @property
+    def client(self) -> SyncPrefectClient:
+        """The Prefect client; an owned one is opened here, on first use."""
+        with self._lock:
+            if self._client is None:
+                client = (
+                    SyncPrefectClient(self._api_url)
+                    if self._api_url
+                    else get_client(sync_client=True)
+                )
+                if self._fail_fast:
+                    without_connect_retries(client)
+                client.__enter__()
+                self._client = client
+            return self._client
 
     def create(
         self, job_id: str, *, idempotency_key: str | None = None, state: Any = None
     ) -> FlowRun:
         """Create a flow run of the job's deployment (idempotency key: the job id by default)."""
+        client = self.client
         if self._deployment_id is None:
-            self._deployment_id = self.client.read_deployment_by_name(self.deployment_name).id
-        return self.client.create_flow_run_from_deployment(
+            self._deployment_id = client.read_deployment_by_name(self.deployment_name).id
+        return client.create_flow_run_from_deployment(
             self._deployment_id,
             parameters={"job_id": job_id},
             idempotency_key=idempotency_key or job_id,
@@ -38,13 +111,32 @@ class RunStarter:
         )
 
     def try_start(self, job_id: str) -> str | None:
-        """Create the job's flow run; None if Prefect refuses or cannot be reached.
+        """Create the job's flow run; its id, or None if Prefect refuses or cannot be reached.
 
-        The idempotency key makes this safe to repeat: if the API already created a run for
-        the job but could not record it, Prefect returns that same run instead of a second.
+        None leaves the job `pending` for the maintenance flow, so no job is lost. The
+        idempotency key makes this safe to repeat: if a run was already created for the job
+        but not recorded, Prefect returns that same run instead of a second.
         """
         try:
             return str(self.create(job_id).id)
         except Exception as exc:
-            logger.warning("could not create a flow run for job %s: %s", job_id, exc)
+            self._deployment_id = None
+            logger.warning(
+                "could not create a flow run; the job stays pending for the dispatcher",
+                extra={"job_id": job_id, "error": f"{type(exc).__name__}: {exc}"},
+            )
             return None
+
+    def healthy(self) -> bool:
+        """True when the Prefect API answers its health check."""
+        try:
+            return self.client.api_healthcheck() is None
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        """Close the client if this starter opened it (a caller's client is the caller's)."""
+        with self._lock:
+            if self._owns_client and self._client is not None:
+                self._client.__exit__(None, None, None)
+                self._client = None
