@@ -1,4 +1,4 @@
-"""Supabase Auth access-token verification and the FastAPI dependencies built on it.
+"""Supabase Auth access-token verification (the dependency that applies it is api.deps).
 
 Supabase signs access tokens either with an asymmetric key published in the project's JWKS
 (ES256 or RS256) or, for older projects, with the shared HS256 "JWT secret". `TokenVerifier`
@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from fastapi import Depends, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from engine.errors import EngineError
 from engine.settings import Settings
@@ -247,42 +245,6 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
-def verifier_from_app(request: Request) -> TokenVerifier:
-    """The `TokenVerifier` the application keeps in `app.state.verifier`."""
-    verifier = getattr(request.app.state, "verifier", None)
-    if not isinstance(verifier, TokenVerifier):
-        raise RuntimeError("app.state.verifier is not set to a TokenVerifier")
-    return verifier
-
-
 #: Declares the Bearer scheme in the OpenAPI document (add it to routes with
 #: `Security(openapi_bearer_scheme)`); parsing and errors stay ours.
 openapi_bearer_scheme = HTTPBearer(auto_error=False, bearerFormat="JWT", scheme_name="SupabaseJWT")
-
-
-def bearer_principal(
-    verifier: TokenVerifier | None = None,
-) -> Callable[..., Principal]:
-    """Build a FastAPI dependency returning the verified `Principal` of a request.
-
-    With no `verifier`, it uses `request.app.state.verifier`. The dependency is sync on
-    purpose: a JWKS refetch blocks, and FastAPI runs sync dependencies off the event loop.
-    The principal is also stored in `request.state.principal` for logging and metrics.
-    """
-
-    def dependency(
-        request: Request,
-        _declared: Annotated[HTTPAuthorizationCredentials | None, Security(openapi_bearer_scheme)],
-    ) -> Principal:
-        """The verified caller of `request`."""
-        chosen = verifier if verifier is not None else verifier_from_app(request)
-        principal = chosen.verify(bearer_token(request.headers.get("authorization")))
-        request.state.principal = principal
-        return principal
-
-    return dependency
-
-
-#: The dependency routes use: `principal: CurrentPrincipal` (verifier from app.state).
-get_principal = bearer_principal()
-CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -1,4 +1,4 @@
-"""GET /metrics in Prometheus format, and the API response-time histogram.
+"""The metrics GET /metrics exposes (api/routes/metrics.py), and the response-time histogram.
 
 Two sources:
 - **the database**, read at scrape time from the metrics views (engine.db.metrics): job
@@ -9,19 +9,18 @@ Two sources:
   `ResponseTimeMiddleware` with the route *template* (`/jobs/{job_id}`), never the raw path, so
   label cardinality stays bounded.
 
-Access: `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set (open otherwise).
-Wire it with `install_metrics(app, settings)`.
+Wire it with `install_metrics(app)`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -31,7 +30,6 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.operator import check_operator_token, configured_token
 from engine.db.metrics import HistogramSeries, MetricsSnapshot, read_metrics
 
 logger = logging.getLogger("supaflow.api.metrics")
@@ -78,28 +76,27 @@ def _histogram(
     return family
 
 
-def snapshot_metrics(snapshot: MetricsSnapshot) -> list[Metric]:
-    """The Prometheus metric families of one database snapshot (pure)."""
-    p = PREFIX
+def _outcome_families(rows: Iterable[Mapping[str, Any]]) -> list[Metric]:
+    """Jobs by status, finished jobs, and completion and failure rates, per workflow."""
     jobs = GaugeMetricFamily(
-        f"{p}_jobs", "Jobs by workflow and current status.", labels=["workflow_id", "status"]
+        f"{PREFIX}_jobs", "Jobs by workflow and current status.", labels=["workflow_id", "status"]
     )
     finished = CounterMetricFamily(
-        f"{p}_jobs_finished",
+        f"{PREFIX}_jobs_finished",
         "Finished jobs by workflow and final status.",
         labels=["workflow_id", "status"],
     )
     completion = GaugeMetricFamily(
-        f"{p}_job_completion_rate",
+        f"{PREFIX}_job_completion_rate",
         "Completed / finished jobs per workflow (0..1).",
         labels=["workflow_id"],
     )
     failure = GaugeMetricFamily(
-        f"{p}_job_failure_rate",
+        f"{PREFIX}_job_failure_rate",
         "Failed / finished jobs per workflow (0..1).",
         labels=["workflow_id"],
     )
-    for r in snapshot.job_outcomes:
+    for r in rows:
         wf = _label(r["workflow_id"])
         for status in ("pending", "running", "awaiting_retry", "completed", "failed"):
             jobs.add_metric([wf, status], float(r[status]))
@@ -108,15 +105,19 @@ def snapshot_metrics(snapshot: MetricsSnapshot) -> list[Metric]:
         if r["completion_rate"] is not None:
             completion.add_metric([wf], float(r["completion_rate"]))
             failure.add_metric([wf], float(r["failure_rate"]))
+    return [jobs, finished, completion, failure]
 
+
+def _failure_families(snapshot: MetricsSnapshot) -> list[Metric]:
+    """Failed jobs by failing step and error kind, and failed step attempts."""
     labels = ["workflow_id", "step_id", "error_kind"]
     job_failures = CounterMetricFamily(
-        f"{p}_job_failures",
+        f"{PREFIX}_job_failures",
         "Failed jobs by workflow, failing step and error kind.",
         labels=labels,
     )
     failure_by_step = GaugeMetricFamily(
-        f"{p}_job_failure_rate_by_step",
+        f"{PREFIX}_job_failure_rate_by_step",
         "Failed jobs (at this step, of this kind) / finished jobs of the workflow (0..1).",
         labels=labels,
     )
@@ -125,9 +126,8 @@ def snapshot_metrics(snapshot: MetricsSnapshot) -> list[Metric]:
         job_failures.add_metric(values, float(r["failed_jobs"]))
         if r["failure_rate"] is not None:
             failure_by_step.add_metric(values, float(r["failure_rate"]))
-
     step_failures = CounterMetricFamily(
-        f"{p}_step_attempt_failures",
+        f"{PREFIX}_step_attempt_failures",
         "Failed step attempts (each retry counts) by workflow, step, transformer, error kind.",
         labels=["workflow_id", "step_id", "transformer_id", "error_kind"],
     )
@@ -136,66 +136,77 @@ def snapshot_metrics(snapshot: MetricsSnapshot) -> list[Metric]:
             [_label(r[c]) for c in ("workflow_id", "step_id", "transformer_id", "error_kind")],
             float(r["failed_attempts"]),
         )
+    return [job_failures, failure_by_step, step_failures]
 
+
+def _duration_families(snapshot: MetricsSnapshot) -> list[Metric]:
+    """Job and step duration histograms, and the average job duration per workflow."""
     average = GaugeMetricFamily(
-        f"{p}_job_duration_average_seconds",
+        f"{PREFIX}_job_duration_average_seconds",
         "Average execution time of completed jobs per workflow.",
         labels=["workflow_id"],
     )
     for r in snapshot.job_duration_by_workflow:
         if r["avg_duration_seconds"] is not None:
             average.add_metric([_label(r["workflow_id"])], float(r["avg_duration_seconds"]))
-
-    queue_length = GaugeMetricFamily(
-        f"{p}_queue_length", "Jobs waiting: pending or awaiting_retry.", labels=["status"]
-    )
-    oldest = GaugeMetricFamily(
-        f"{p}_queue_oldest_age_seconds",
-        "Age of the oldest job in the status (since creation).",
-        labels=["status"],
-    )
-    overdue = GaugeMetricFamily(
-        f"{p}_queue_overdue_retries", "awaiting_retry jobs whose next_retry_at has passed."
-    )
-    overdue_total = 0.0
-    for r in snapshot.queue:
-        queue_length.add_metric([r["status"]], float(r["jobs"]))
-        oldest.add_metric([r["status"]], float(r["oldest_age_seconds"] or 0.0))
-        if r["status"] == "awaiting_retry":
-            overdue_total += float(r["overdue_jobs"])
-    overdue.add_metric([], overdue_total)
-
-    alerts = GaugeMetricFamily(
-        f"{p}_alerts_open", "Open alerts by kind and severity.", labels=["kind", "severity"]
-    )
-    for r in snapshot.alerts_open:
-        alerts.add_metric([r["kind"], r["severity"]], float(r["alerts"]))
-
     return [
-        jobs,
-        finished,
-        completion,
-        failure,
-        job_failures,
-        failure_by_step,
-        step_failures,
         _histogram(
-            f"{p}_job_duration_seconds",
+            f"{PREFIX}_job_duration_seconds",
             "Execution time of finished jobs (started to completed) by workflow and status.",
             ["workflow_id", "status"],
             snapshot.job_durations,
         ),
         average,
         _histogram(
-            f"{p}_step_duration_seconds",
+            f"{PREFIX}_step_duration_seconds",
             "Execution time of finished step attempts by transformer and outcome.",
             ["transformer_id", "outcome"],
             snapshot.step_durations,
         ),
-        queue_length,
-        oldest,
-        overdue,
-        alerts,
+    ]
+
+
+def _queue_families(rows: Iterable[Mapping[str, Any]]) -> list[Metric]:
+    """Waiting jobs by status, the oldest one's age, and overdue retries."""
+    queue_length = GaugeMetricFamily(
+        f"{PREFIX}_queue_length", "Jobs waiting: pending or awaiting_retry.", labels=["status"]
+    )
+    oldest = GaugeMetricFamily(
+        f"{PREFIX}_queue_oldest_age_seconds",
+        "Age of the oldest job in the status (since creation).",
+        labels=["status"],
+    )
+    overdue = GaugeMetricFamily(
+        f"{PREFIX}_queue_overdue_retries", "awaiting_retry jobs whose next_retry_at has passed."
+    )
+    overdue_total = 0.0
+    for r in rows:
+        queue_length.add_metric([r["status"]], float(r["jobs"]))
+        oldest.add_metric([r["status"]], float(r["oldest_age_seconds"] or 0.0))
+        if r["status"] == "awaiting_retry":
+            overdue_total += float(r["overdue_jobs"])
+    overdue.add_metric([], overdue_total)
+    return [queue_length, oldest, overdue]
+
+
+def _alert_families(rows: Iterable[Mapping[str, Any]]) -> list[Metric]:
+    """Open alerts by kind and severity."""
+    alerts = GaugeMetricFamily(
+        f"{PREFIX}_alerts_open", "Open alerts by kind and severity.", labels=["kind", "severity"]
+    )
+    for r in rows:
+        alerts.add_metric([r["kind"], r["severity"]], float(r["alerts"]))
+    return [alerts]
+
+
+def snapshot_metrics(snapshot: MetricsSnapshot) -> list[Metric]:
+    """The Prometheus metric families of one database snapshot (pure), in exposition order."""
+    return [
+        *_outcome_families(snapshot.job_outcomes),
+        *_failure_families(snapshot),
+        *_duration_families(snapshot),
+        *_queue_families(snapshot.queue),
+        *_alert_families(snapshot.alerts_open),
     ]
 
 
@@ -258,36 +269,12 @@ class ResponseTimeMiddleware:
             )
 
 
-def require_metrics_token(request: Request) -> None:
-    """Dependency: when METRICS_TOKEN is set, the request must carry it as a Bearer token."""
-    expected = configured_token(request)
-    if expected is not None:
-        check_operator_token(request, expected)
-
-
-metrics_router = APIRouter(tags=["operations"])
-
-
-@metrics_router.get(
-    "/metrics",
-    summary="Prometheus metrics",
-    dependencies=[Depends(require_metrics_token)],
-    response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
-)
-def metrics(request: Request) -> Response:
-    """Every engine metric in the Prometheus text format."""
-    registry: CollectorRegistry = request.app.state.metrics_registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-
-def install_metrics(app: FastAPI, settings: Any = None) -> CollectorRegistry:
-    """Add GET /metrics, the database collector and the response-time middleware to `app`.
+def install_metrics(app: FastAPI) -> CollectorRegistry:
+    """Give `app` its metrics registry (with the database collector) and the response-time
+    middleware; GET /metrics (api/routes/metrics.py) exposes the registry.
 
     The registry is the app's own (not prometheus_client's global one), so several apps in
-    one process never share or collide. The collector reads `app.state.store` at scrape time,
-    and the token is read from `app.state.settings` per request; `settings` is accepted for
-    symmetry with the other installers and not needed yet.
+    one process never share or collide. The collector reads `app.state.store` at scrape time.
     """
     registry = CollectorRegistry()
     histogram = Histogram(
@@ -307,5 +294,4 @@ def install_metrics(app: FastAPI, settings: Any = None) -> CollectorRegistry:
     registry.register(DatabaseMetricsCollector(read))
     app.state.metrics_registry = registry
     app.add_middleware(ResponseTimeMiddleware, histogram=histogram)
-    app.include_router(metrics_router)
     return registry

@@ -1,4 +1,8 @@
-"""Request and response bodies of the REST API (they drive the OpenAPI document)."""
+"""Request and response bodies of the REST API (they drive the OpenAPI document).
+
+Every request body subclasses `RequestBody`, the API's one decoding policy for JSON bodies:
+unknown fields are refused (422, listed by name), never silently dropped.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field
 JobStatusName = Literal["pending", "running", "completed", "failed", "awaiting_retry"]
 
 
-class StartRequest(BaseModel):
+class RequestBody(BaseModel):
+    """Base of every request body: a field the API does not know is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartRequest(RequestBody):
     """Body of POST /workflows/start."""
 
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
             "examples": [
                 {
@@ -152,3 +161,27 @@ class ErrorBody(BaseModel):
     """`{"error": {...}}`."""
 
     error: ErrorDetail
+
+
+class Alert(BaseModel):
+    """One alert as operators see it."""
+
+    id: int
+    kind: str
+    subject: str
+    severity: Literal["info", "warning", "critical"]
+    message: str
+    detail: dict[str, Any]
+    opened_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None
+    delivered_at: datetime | None
+    resolution_delivered_at: datetime | None
+    delivery_attempts: int
+    last_delivery_error: str | None
+
+
+class AlertList(BaseModel):
+    """GET /operator/alerts: alerts newest first."""
+
+    alerts: list[Alert]

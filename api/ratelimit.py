@@ -14,24 +14,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import limits
-from fastapi import Depends, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi import Request
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from api.auth import (
-    AuthError,
-    Principal,
-    bearer_token,
-    openapi_bearer_scheme,
-    verifier_from_app,
-)
 from engine.errors import ConfigurationError, EngineError
 from engine.settings import Settings
 
@@ -207,55 +199,3 @@ def raise_if_limited(result: RateLimitResult) -> None:
 def client_ip(request: Request) -> str:
     """The key of unauthenticated limits: the client's address (see the module note)."""
     return request.client.host if request.client else "unknown"
-
-
-def limiter_from_app(request: Request) -> RateLimiter:
-    """The `RateLimiter` the application keeps in `app.state.limiter`."""
-    limiter = getattr(request.app.state, "limiter", None)
-    if not isinstance(limiter, RateLimiter):
-        raise RuntimeError("app.state.limiter is not set to a RateLimiter")
-    return limiter
-
-
-def limit_anonymous(request: Request) -> None:
-    """Dependency for public routes: count the request against "anon" for its client IP."""
-    raise_if_limited(limiter_from_app(request).hit("anon", client_ip(request)))
-
-
-def authenticated(group: str) -> Callable[..., Principal]:
-    """Build a dependency that authenticates the request and applies `group`'s per-user limit.
-
-    Order matters: an IP that has spent its "anon" budget on failed or missing credentials gets
-    429 before its token is even parsed (so it cannot make us fetch the JWKS over and over); a
-    failed authentication counts against that budget; a verified user is then limited per user
-    id in `group`, whatever address they come from.
-    """
-    if group not in GROUPS - {"anon"}:
-        raise ValueError(f"{group!r} is not a per-user rate-limit group")
-
-    def dependency(
-        request: Request,
-        _declared: Annotated[HTTPAuthorizationCredentials | None, Security(openapi_bearer_scheme)],
-    ) -> Principal:
-        """The verified caller of `request`, once its limits allow the request."""
-        limiter = limiter_from_app(request)
-        ip = client_ip(request)
-        raise_if_limited(limiter.peek("anon", ip))
-        try:
-            token = bearer_token(request.headers.get("authorization"))
-            principal = verifier_from_app(request).verify(token)
-        except AuthError:
-            raise_if_limited(limiter.hit("anon", ip))
-            raise
-        request.state.principal = principal
-        raise_if_limited(limiter.hit(group, principal.user_id))
-        return principal
-
-    # Distinct names keep FastAPI's dependency cache and the OpenAPI document tidy.
-    dependency.__name__ = f"authenticated_{group}"
-    return dependency
-
-
-#: Dependencies for the two per-user groups.
-StartPrincipal = Annotated[Principal, Depends(authenticated("start"))]
-ReadPrincipal = Annotated[Principal, Depends(authenticated("read"))]

@@ -27,9 +27,9 @@ from tokens import (
 
 from api.app import create_app
 from api.auth import TokenVerifier
-from api.trigger import PrefectTrigger, Trigger
 from cli.definition_files import sync_definitions
 from engine.db.store import JobStore
+from engine.dispatch import RunStarter
 from engine.settings import Settings
 
 REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
@@ -96,7 +96,7 @@ def redis_namespace() -> Iterator[str]:
 
 #: A Prefect API URL on a port nothing listens on: the real "Prefect unreachable" case.
 CLOSED_PREFECT_API_URL = "http://127.0.0.1:9/api"
-#: The deployment the API triggers (prefect.yaml: flow `run-workflow`, deployment `run-workflow`).
+#: The deployment of job runs (prefect.yaml: flow `run-workflow`, deployment `run-workflow`).
 RUN_WORKFLOW_DEPLOYMENT = "run-workflow/run-workflow"
 
 
@@ -125,11 +125,14 @@ def job_store(database_url: str) -> Iterator[JobStore]:
 
 
 @pytest.fixture
-def closed_trigger() -> Iterator[PrefectTrigger]:
-    """A real PrefectTrigger aimed at a closed port, so every start leaves the job pending."""
-    trigger = PrefectTrigger(RUN_WORKFLOW_DEPLOYMENT, api_url=CLOSED_PREFECT_API_URL)
-    yield trigger
-    trigger.close()
+def closed_starter() -> Iterator[RunStarter]:
+    """The API's run starter (failing fast) aimed at a closed port: every start leaves the job
+    pending."""
+    starter = RunStarter.own_client(
+        RUN_WORKFLOW_DEPLOYMENT, api_url=CLOSED_PREFECT_API_URL, fail_fast=True
+    )
+    yield starter
+    starter.close()
 
 
 @pytest.fixture
@@ -150,22 +153,22 @@ def make_user(
 def make_client(
     make_settings: Callable[..., Settings],
     job_store: JobStore,
-    closed_trigger: PrefectTrigger,
+    closed_starter: RunStarter,
 ) -> Iterator[Callable[..., TestClient]]:
     """Build the real app and enter a TestClient on it (lifespan runs; closed after the test).
 
-    Defaults: the test's JobStore and the closed-port trigger; keyword arguments other than
-    `store` and `trigger` are Settings overrides (e.g. `rate_limits`, `api_max_body_bytes`).
+    Defaults: the test's JobStore and the closed-port starter; keyword arguments other than
+    `store` and `starter` are Settings overrides (e.g. `rate_limits`, `api_max_body_bytes`).
     """
     with ExitStack() as stack:
 
         def build(
-            *, store: JobStore | None = None, trigger: Trigger | None = None, **overrides: Any
+            *, store: JobStore | None = None, starter: RunStarter | None = None, **overrides: Any
         ) -> TestClient:
             app = create_app(
                 make_settings(**overrides),
                 store=store or job_store,
-                trigger=trigger or closed_trigger,
+                starter=starter or closed_starter,
             )
             return stack.enter_context(TestClient(app))
 
@@ -174,5 +177,5 @@ def make_client(
 
 @pytest.fixture
 def client(make_client: Callable[..., TestClient]) -> TestClient:
-    """The real app with default settings, the test's store and the closed-port trigger."""
+    """The real app with default settings, the test's store and the closed-port starter."""
     return make_client()

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from api.trigger import PrefectTrigger
 from engine.db.store import JobStore, Transition
+from engine.dispatch import RunStarter
 from engine.jobs.transitions import JobStatus
 
 if TYPE_CHECKING:
@@ -121,8 +121,8 @@ def test_start_records_a_pending_job_for_the_caller(
     assert events == [("created", "pending", user.user_id)]
 
 
-def test_unreachable_prefect_fails_fast(closed_trigger: PrefectTrigger) -> None:
-    """The closed-port trigger gives up at once (no client retries): None, and unhealthy.
+def test_unreachable_prefect_fails_fast(closed_starter: RunStarter) -> None:
+    """The closed-port starter gives up at once (no client retries): None, and unhealthy.
 
     Not a timing assertion: it guards the precondition the other tests rely on, that
     PREFECT_CLIENT_MAX_RETRIES=0 reaches the client, by checking the setting itself.
@@ -130,8 +130,8 @@ def test_unreachable_prefect_fails_fast(closed_trigger: PrefectTrigger) -> None:
     from prefect.settings import PREFECT_CLIENT_MAX_RETRIES
 
     assert PREFECT_CLIENT_MAX_RETRIES.value() == 0
-    assert closed_trigger.start(str(uuid.uuid4())) is None
-    assert closed_trigger.healthy() is False
+    assert closed_starter.try_start(str(uuid.uuid4())) is None
+    assert closed_starter.healthy() is False
 
 
 def test_unknown_workflow_is_404_and_writes_nothing(
@@ -513,12 +513,14 @@ def test_health_reports_prefect_down(client: TestClient) -> None:
 def test_health_reports_prefect_up(
     make_client: Callable[..., TestClient], prefect_api_url: str
 ) -> None:
-    """With a trigger at the running Prefect server: status ok, both true."""
-    trigger = PrefectTrigger("run-workflow/run-workflow", api_url=prefect_api_url)
+    """With a starter at the running Prefect server: status ok, both true."""
+    starter = RunStarter.own_client(
+        "run-workflow/run-workflow", api_url=prefect_api_url, fail_fast=True
+    )
     try:
-        response = make_client(trigger=trigger).get("/health")
+        response = make_client(starter=starter).get("/health")
     finally:
-        trigger.close()
+        starter.close()
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": True, "prefect": True}
 

@@ -20,7 +20,7 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
 from prefect.client.schemas.objects import FlowRun
 
-from api.trigger import PrefectTrigger
+from engine.dispatch import RunStarter
 from engine.settings import PROJECT_ROOT, get_settings
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def prefect_env(api_url: str, **extra: str) -> dict[str, str]:
 
     Client retries are back at Prefect's default: the test server's SQLite answers 503
     ("database is locked") under bursts of writes, which Prefect's client retries; only the
-    API's trigger is meant to give up at once.
+    API's run starter is meant to give up at once.
     """
     return {
         **os.environ,
@@ -86,7 +86,7 @@ def prefect_client_retries() -> Iterator[None]:
     """Prefect's default client retries for this module's in-process clients (the maintenance
     flow, the checks): the test server's SQLite can answer 503 under bursts of writes. A
     refused connection is still not retried (Prefect retries those only after a first
-    successful connection), so the closed-port trigger keeps failing at once."""
+    successful connection), so the closed-port starter keeps failing at once."""
     from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
     with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 5}):
@@ -101,11 +101,11 @@ def prefect_client(prefect_api_url: str) -> Iterator[SyncPrefectClient]:
 
 
 @pytest.fixture
-def live_trigger(prefect_api_url: str) -> Iterator[PrefectTrigger]:
-    """The API's real trigger, pointed at the running Prefect server."""
-    trigger = PrefectTrigger(DEPLOYMENT, api_url=prefect_api_url)
-    yield trigger
-    trigger.close()
+def live_starter(prefect_api_url: str) -> Iterator[RunStarter]:
+    """The API's run starter, as the app builds it, pointed at the running Prefect server."""
+    starter = RunStarter.own_client(DEPLOYMENT, api_url=prefect_api_url, fail_fast=True)
+    yield starter
+    starter.close()
 
 
 def runs_for_job(client: SyncPrefectClient, job_id: str) -> list[FlowRun]:
@@ -151,7 +151,7 @@ def start_job(client: TestClient, user: ApiUser, key: str | None = None) -> tupl
 def test_start_with_prefect_up_creates_the_jobs_flow_run(
     make_client: Callable[..., TestClient],
     make_user: Callable[..., ApiUser],
-    live_trigger: PrefectTrigger,
+    live_starter: RunStarter,
     deployment_id: UUID,
     prefect_client: SyncPrefectClient,
     db: psycopg.Connection[Any],
@@ -159,7 +159,7 @@ def test_start_with_prefect_up_creates_the_jobs_flow_run(
     """With Prefect reachable, POST /workflows/start creates a flow run of `run-workflow` for
     the job (parameters {"job_id"}, idempotency key = job id), records its id on the row with
     a `dispatched` event; an idempotent replay creates no second run."""
-    client = make_client(trigger=live_trigger)
+    client = make_client(starter=live_starter)
     user = make_user()
 
     status, job_id = start_job(client, user, key="up-1")

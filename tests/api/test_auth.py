@@ -30,14 +30,15 @@ from tokens import (
 
 from api.auth import (
     AuthError,
-    CurrentPrincipal,
     Principal,
     TokenVerifier,
     allowed_algorithms,
     bearer_token,
     principal_from_claims,
 )
+from api.deps import ReadPrincipal
 from api.errors import install_error_handlers
+from api.ratelimit import DEFAULT_RATE_LIMITS, RateLimiter, effective_rate_limits
 from engine.security import local_keys
 from engine.security.local_keys import jwk_thumbprint, load_or_create_signing_key, mint_access_token
 from engine.settings import Settings
@@ -47,13 +48,15 @@ USER_ID = "6f1c2a8e-4b7d-4e3a-9c1f-2d5e8a7b9c01"
 
 
 def make_app(verifier: TokenVerifier) -> FastAPI:
-    """A minimal app: one route that needs a signed-in user."""
+    """A minimal app: one route that needs a signed-in user, through the API's one identity
+    check (default rate limits, in memory)."""
     app = FastAPI()
     install_error_handlers(app)
     app.state.verifier = verifier
+    app.state.limiter = RateLimiter(effective_rate_limits(DEFAULT_RATE_LIMITS))
 
     @app.get("/me")
-    def me(principal: CurrentPrincipal) -> dict[str, Any]:
+    def me(principal: ReadPrincipal) -> dict[str, Any]:
         return {"user_id": principal.user_id, "email": principal.email, "role": principal.role}
 
     return app

@@ -15,10 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from psycopg.types.json import Jsonb
 
 from api.app import create_app
-from api.metrics import METRIC_NAMES, install_metrics
-from api.operator import operator_router
-from api.trigger import PrefectTrigger
+from api.metrics import METRIC_NAMES
 from engine.db.store import JobStore
+from engine.dispatch import RunStarter
 from engine.settings import Settings
 
 TOKEN = "metrics-operator-token"
@@ -29,16 +28,14 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def build(
     make_settings: Callable[..., Settings],
     job_store: JobStore,
-    closed_trigger: PrefectTrigger,
+    closed_starter: RunStarter,
 ) -> Iterator[Callable[..., TestClient]]:
-    """The real app with metrics and operator routes installed, as the lead wires them."""
+    """The real app (create_app wires the metrics and operator routes)."""
     with ExitStack() as stack:
 
         def make(*, store: JobStore | None = None, **overrides: Any) -> TestClient:
             settings = make_settings(**overrides)
-            app = create_app(settings, store=store or job_store, trigger=closed_trigger)
-            install_metrics(app, settings)
-            app.include_router(operator_router)
+            app = create_app(settings, store=store or job_store, starter=closed_starter)
             return stack.enter_context(TestClient(app, raise_server_exceptions=False))
 
         yield make

@@ -13,17 +13,14 @@ from fastapi.testclient import TestClient
 from tokens import JwksEndpoint, SigningKey, bearer, supabase_claims
 
 from api.auth import TokenVerifier
+from api.deps import ReadPrincipal, StartPrincipal, authenticated, limit_anonymous
 from api.errors import install_error_handlers
 from api.ratelimit import (
     DEFAULT_RATE_LIMITS,
     RateLimitedError,
     RateLimiter,
     RateLimitResult,
-    ReadPrincipal,
-    StartPrincipal,
-    authenticated,
     effective_rate_limits,
-    limit_anonymous,
     parse_rate_limits,
     raise_if_limited,
     retry_after,

@@ -1,0 +1,1 @@
+"""The API's endpoints, one module per group; api/app.py includes every router."""
