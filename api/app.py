@@ -52,6 +52,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        """Open the store, the run starter and the dispatcher; close what this app opened."""
         from engine.db.connection import shared_store
 
         app.state.store = store or shared_store(settings)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,27 +152,24 @@ class RateLimiter:
             remaining=max(0, stats.remaining),
         )
 
-    def hit(self, group: str, key: str) -> RateLimitResult:
-        """Count one request of `key` in `group`; `allowed` is False once the limit is spent."""
+    def _ask(self, strategy_call: Callable[..., bool], group: str, key: str) -> RateLimitResult:
+        """Ask the strategy about one request; a storage failure lets it through."""
         item = self._item(group)
         try:
-            allowed = self._strategy.hit(item, self.namespace, group, key)
+            allowed = strategy_call(item, self.namespace, group, key)
             result = self._result(item, allowed, key, group)
         except StorageError as exc:
             logger.warning("rate-limit storage failed, letting the request through: %s", exc)
             return RateLimitResult(True, 0, item.amount, item.amount)
         return result
 
+    def hit(self, group: str, key: str) -> RateLimitResult:
+        """Count one request of `key` in `group`; `allowed` is False once the limit is spent."""
+        return self._ask(self._strategy.hit, group, key)
+
     def peek(self, group: str, key: str) -> RateLimitResult:
         """Whether one more request of `key` in `group` would fit, without counting it."""
-        item = self._item(group)
-        try:
-            allowed = self._strategy.test(item, self.namespace, group, key)
-            result = self._result(item, allowed, key, group)
-        except StorageError as exc:
-            logger.warning("rate-limit storage failed, letting the request through: %s", exc)
-            return RateLimitResult(True, 0, item.amount, item.amount)
-        return result
+        return self._ask(self._strategy.test, group, key)
 
     def check(self, group: str, key: str) -> RateLimitResult:
         """Count one request like `hit`, raising `RateLimitedError` when it does not fit."""
