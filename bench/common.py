@@ -457,7 +457,7 @@ class BenchStack:
 
     def deploy_engine(self) -> UUID:
         """The engine's run-workflow deployment on the engine's warm pool; its id."""
-        from worker.worker import ensure_warm_deployment
+        from worker.deployments import ensure_warm_deployment
 
         full = ensure_warm_deployment(self.warm_pool, ENGINE_DEPLOYMENT)
         return self.deployment_id(full)
@@ -466,7 +466,7 @@ class BenchStack:
         """The raw no-op flow on a warm pool (no engine code runs for it); its id."""
         import anyio
 
-        from worker.worker import ensure_warm_deployment_async
+        from worker.deployments import ensure_warm_deployment_async
 
         full = anyio.run(
             lambda: ensure_warm_deployment_async(pool, "raw-noop-warm", entrypoint=RAW_ENTRYPOINT)

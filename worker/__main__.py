@@ -1,5 +1,5 @@
 """`python -m worker --pool supaflow-warm --limit 10` (the same as `supaflow worker`)."""
 
-from worker.worker import main
+from worker.serve import main
 
 main()

@@ -40,18 +40,18 @@ from pytest_httpserver import HTTPServer
 from engine.db.store import JobStore
 from engine.settings import PROJECT_ROOT
 from tasks import registry
-from worker.wake import NotificationListener, reconnect_delay
-from worker.worker import (
+from worker.deployments import ensure_warm_deployment
+from worker.flow_loading import entrypoint_module
+from worker.ownership import (
     Owner,
-    WarmWorker,
-    ensure_warm_deployment,
-    entrypoint_module,
     infrastructure_id,
     owner_is_gone,
     parse_infrastructure_id,
     process_alive,
-    run_worker,
 )
+from worker.serve import run_worker
+from worker.wake import NotificationListener, reconnect_delay
+from worker.worker import WarmWorker
 
 TERMINAL = ("completed", "failed")
 
