@@ -260,6 +260,34 @@ def wait_for_state(run_id: str, state_type: str, timeout: float = 30) -> FlowRun
     return wait_until(check, timeout, f"flow run {run_id} to be {state_type}")  # type: ignore[no-any-return]
 
 
+def wait_for_owner(run_id: str, owner: str, timeout: float = 30) -> None:
+    """Wait until the flow run names `owner` as its infrastructure (written while it runs)."""
+    wait_until(
+        lambda: read_flow_run(run_id).infrastructure_pid == owner,
+        timeout,
+        f"flow run {run_id} to name its worker process",
+    )
+
+
+def wait_for_task_runs(run_id: str, timeout: float = 30) -> list[str]:
+    """The names of the flow run's task runs, once there are any (the server records task
+    runs from their events, so they may appear after the flow run's final state)."""
+
+    def check() -> list[str]:
+        with get_client(sync_client=True) as client:
+            task_runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run_id)]))
+            )
+        return [t.name for t in task_runs]
+
+    return wait_until(check, timeout, f"the task runs of flow run {run_id}")  # type: ignore[no-any-return]
+
+
+def job_events(store: JobStore, job_id: str, kind: str) -> list[dict[str, Any]]:
+    """The job's events of `kind`."""
+    return [e for e in store.events(job_id) if e["kind"] == kind]
+
+
 def max_overlap(hits: list[Any]) -> int:
     """Most requests that were open at the same moment."""
     moments = sorted([(h.entered, 1) for h in hits] + [(h.left, -1) for h in hits])
@@ -304,21 +332,17 @@ def test_several_jobs_run_at_once_up_to_the_limit(
         ]
         run_ids = [dispatch(flow_store, deployment_id, job_id) for job_id in job_ids]
         statuses = wait_for_jobs(flow_store, job_ids)
-        assert worker.wakeups >= 1
+        wait_until(lambda: worker.wakeups >= 1, 30, "a NOTIFY wake-up")
+        # The job row is final before the flow run is: wait for what Prefect reports.
+        for run_id in run_ids:
+            wait_for_state(run_id, "COMPLETED")
+            wait_for_owner(run_id, worker.infrastructure_id)
+            assert wait_for_task_runs(run_id) == ["call"]
     assert set(statuses.values()) == {"completed"}, statuses
     assert len(slow.hits) == 4
     assert max_overlap(slow.hits) == 3
     started = sorted(flow_store.get_job(j)["started_at"] for j in job_ids)
     assert started[2] < min(flow_store.get_job(j)["completed_at"] for j in job_ids)
-    with get_client(sync_client=True) as client:
-        for run_id in run_ids:
-            run = client.read_flow_run(UUID(run_id))
-            assert run.state is not None and run.state.is_completed()
-            assert run.infrastructure_pid == worker.infrastructure_id
-            task_runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run_id)]))
-            )
-            assert [t.name for t in task_runs] == ["call"]
 
 
 class Boom(BaseException):
@@ -389,7 +413,10 @@ def test_a_crashing_run_is_contained_and_its_job_recovers(
 
 @pytest.mark.slow
 def test_notify_starts_a_job_long_before_the_next_poll(
-    flow_store: JobStore, db: psycopg.Connection[Any], user_id: str
+    flow_store: JobStore,
+    db: psycopg.Connection[Any],
+    user_id: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With the fallback poll 60 s away, a job dispatched after the worker's first poll
     completes within 30 s: the NOTIFY sent when the job got its flow run id woke the worker."""
@@ -411,14 +438,26 @@ def test_notify_starts_a_job_long_before_the_next_poll(
     )
     pool = unique_pool()
     deployment_id = deploy(pool)
+    polls: list[int] = []
+    poll = WarmWorker.get_and_submit_flow_runs
+
+    async def counted_poll(self: WarmWorker) -> list[FlowRun]:
+        try:
+            return await poll(self)
+        finally:
+            polls.append(1)
+
+    monkeypatch.setattr(WarmWorker, "get_and_submit_flow_runs", counted_poll)
     with warm_worker(pool, limit=2, query_seconds=60.0) as worker:
-        time.sleep(0.5)  # past the worker's first poll
+        # Past the worker's first polls (the regular one and the one its LISTEN connection
+        # asks for): the next regular poll is 60 s away.
+        wait_until(lambda: len(polls) >= 2, 30, "the worker's first polls")
         job_id = flow_store.create_job(
             user_id=user_id, workflow_id="wf_quick", input_data={"x": 7}
         ).id
         dispatch(flow_store, deployment_id, job_id)
         assert wait_for_jobs(flow_store, [job_id], timeout=30) == {job_id: "completed"}
-        assert worker.wakeups >= 1
+        wait_until(lambda: worker.wakeups >= 1, 30, "a NOTIFY wake-up")
     assert flow_store.get_job(job_id)["final_result"] == {"x": 7}
 
 
@@ -497,6 +536,13 @@ def test_runs_of_a_killed_worker_are_marked_crashed_by_the_next_one(
         )
         owner = parse_infrastructure_id(running.infrastructure_pid)
         assert owner is not None and owner.pid == doomed.pid
+        # The flow run is Running before its step marks the job running: kill only once the
+        # step executes (on a loaded machine the job may still be pending at this point).
+        wait_until(
+            lambda: flow_store.get_job(job_id)["status"] == "running",
+            90,
+            "the job to be running in the first worker",
+        )
     finally:
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait(30)
@@ -505,5 +551,11 @@ def test_runs_of_a_killed_worker_are_marked_crashed_by_the_next_one(
     with warm_worker(pool, limit=2, listen=False):
         crashed = wait_for_state(run_id, "CRASHED")
         assert crashed.state is not None and str(doomed.pid) in (crashed.state.message or "")
-    events = [e for e in flow_store.events(job_id) if e["kind"] == "flow_run_crashed"]
+        # The job's event is written after the state is set.
+        wait_until(
+            lambda: job_events(flow_store, job_id, "flow_run_crashed"),
+            30,
+            "the crash to be recorded on the job",
+        )
+    events = job_events(flow_store, job_id, "flow_run_crashed")
     assert len(events) == 1 and events[0]["detail"]["flow_run_id"] == run_id
