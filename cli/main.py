@@ -11,6 +11,13 @@ import typer
 from rich.console import Console
 
 from engine.settings import get_settings
+from worker.command_options import (
+    DEFAULT_DRAIN_SECONDS,
+    DEFAULT_HEARTBEAT_SECONDS,
+    DEFAULT_LIMIT,
+    DEFAULT_POOL,
+    HELP,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Workflow engine for Supabase, run by Prefect.")
 definitions_app = typer.Typer(no_args_is_help=True, help="Check and sync workflow definitions.")
@@ -153,6 +160,38 @@ def api(
 def print_settings() -> None:
     """Show the effective settings (secrets hidden)."""
     sys.stdout.write(json.dumps(get_settings().model_dump(mode="json"), indent=2) + "\n")
+
+
+@app.command("worker")
+def warm_worker(
+    pool: Annotated[str, typer.Option(help=HELP["pool"])] = DEFAULT_POOL,
+    limit: Annotated[int, typer.Option(help=HELP["limit"])] = DEFAULT_LIMIT,
+    name: Annotated[str | None, typer.Option(help=HELP["name"])] = None,
+    query_seconds: Annotated[float | None, typer.Option(help=HELP["query_seconds"])] = None,
+    heartbeat_seconds: Annotated[
+        float, typer.Option(help=HELP["heartbeat_seconds"])
+    ] = DEFAULT_HEARTBEAT_SECONDS,
+    drain_seconds: Annotated[
+        float, typer.Option(help=HELP["drain_seconds"])
+    ] = DEFAULT_DRAIN_SECONDS,
+    no_listen: Annotated[bool, typer.Option("--no-listen", help=HELP["no_listen"])] = False,
+    deploy: Annotated[bool, typer.Option("--deploy", help=HELP["deploy"])] = False,
+    deploy_only: Annotated[bool, typer.Option("--deploy-only", help=HELP["deploy_only"])] = False,
+) -> None:
+    """Start a warm worker: flow runs execute in threads of this process (`python -m worker`)."""
+    from worker.serve import run_command
+
+    run_command(
+        pool=pool,
+        limit=limit,
+        name=name,
+        query_seconds=query_seconds,
+        heartbeat_seconds=heartbeat_seconds,
+        drain_seconds=drain_seconds,
+        no_listen=no_listen,
+        deploy=deploy,
+        deploy_only=deploy_only,
+    )
 
 
 if __name__ == "__main__":
