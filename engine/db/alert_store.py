@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, LiteralString
+from typing import Literal
 
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from engine.db.queries import load_sql
+from engine.db.pool import query
+from engine.db.rows import Row
 from engine.jobs.alerts import (
     ActiveJob,
     AlertCandidate,
@@ -28,16 +29,10 @@ from engine.jobs.alerts import (
     WorkflowOutcomes,
 )
 
-Row = dict[str, Any]
 AlertState = Literal["open", "resolved", "all"]
 
 #: Most stalled jobs one evaluation reads (the alert's count is capped at this).
 ACTIVE_JOBS_LIMIT = 1000
-
-
-def _sql(name: str) -> LiteralString:
-    # The text comes from our own package files, never from input.
-    return load_sql(name)  # type: ignore[return-value,unused-ignore]
 
 
 @dataclass(frozen=True)
@@ -61,14 +56,14 @@ class AlertStore:
         """Everything the alert rules look at, read in one snapshot at database time."""
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("set transaction isolation level repeatable read, read only")
-            queue = conn.execute(_sql("alerts_queue")).fetchone()
+            queue = conn.execute(query("alerts_queue")).fetchone()
             assert queue is not None  # an aggregate always returns one row
             outcomes = conn.execute(
-                _sql("alerts_failure_window"),
+                query("alerts_failure_window"),
                 {"window_seconds": thresholds.failure_window_seconds},
             ).fetchall()
             active = conn.execute(
-                _sql("alerts_active_jobs"),
+                query("alerts_active_jobs"),
                 {
                     "running_seconds": thresholds.stalled_running_seconds,
                     "retry_grace_seconds": thresholds.stalled_retry_grace_seconds,
@@ -76,7 +71,7 @@ class AlertStore:
                 },
             ).fetchall()
             config = conn.execute(
-                _sql("alerts_config_errors"),
+                query("alerts_config_errors"),
                 {"window_seconds": thresholds.config_error_window_seconds},
             ).fetchall()
         return Observations(
@@ -121,7 +116,7 @@ class AlertStore:
         with self.pool.connection() as conn, conn.transaction():
             if wanted:
                 rows = conn.execute(
-                    _sql("alerts_upsert"),
+                    query("alerts_upsert"),
                     {
                         "kinds": [c.kind.value for c in wanted],
                         "subjects": [c.subject for c in wanted],
@@ -135,7 +130,7 @@ class AlertStore:
                         (int(r["id"]), r["kind"], r["subject"])
                     )
             resolved_rows = conn.execute(
-                _sql("alerts_resolve_absent"),
+                query("alerts_resolve_absent"),
                 {
                     "kinds": sorted(k.value for k in kinds),
                     "open_kinds": [c.kind.value for c in wanted],
@@ -151,7 +146,7 @@ class AlertStore:
     def list_alerts(self, state: AlertState = "open", *, limit: int = 100) -> list[Row]:
         """Alerts newest first: open ones, resolved ones, or all."""
         with self.pool.connection() as conn:
-            return conn.execute(_sql("alerts_list"), {"state": state, "limit": limit}).fetchall()
+            return conn.execute(query("alerts_list"), {"state": state, "limit": limit}).fetchall()
 
     @contextmanager
     def deliveries_due(self, *, limit: int = 20, max_attempts: int = 10) -> Iterator[DeliveryBatch]:
@@ -161,7 +156,7 @@ class AlertStore:
         """
         with self.pool.connection() as conn, conn.transaction():
             rows = conn.execute(
-                _sql("alerts_deliveries_due"), {"limit": limit, "max_attempts": max_attempts}
+                query("alerts_deliveries_due"), {"limit": limit, "max_attempts": max_attempts}
             ).fetchall()
             yield DeliveryBatch(conn, rows)
 
@@ -175,8 +170,8 @@ class DeliveryBatch:
 
     def mark_delivered(self, alert_id: int, event: str) -> None:
         """Record a successful delivery of `event` ('opened' or 'resolved')."""
-        self._conn.execute(_sql("alerts_mark_delivered"), {"id": alert_id, "event": event})
+        self._conn.execute(query("alerts_mark_delivered"), {"id": alert_id, "event": event})
 
     def mark_failed(self, alert_id: int, error: str) -> None:
         """Record a failed delivery; it is tried again on the next pass."""
-        self._conn.execute(_sql("alerts_mark_delivery_failed"), {"id": alert_id, "error": error})
+        self._conn.execute(query("alerts_mark_delivery_failed"), {"id": alert_id, "error": error})

@@ -12,7 +12,8 @@ from pytest_httpserver import HTTPServer
 
 from engine.db.store import JobStore
 from engine.errors import DefinitionError
-from flows.run_workflow import StepFailedError, run_workflow
+from flows.run_step import StepFailedError
+from flows.run_workflow import run_workflow
 
 #: Retries would be quick if they (wrongly) happened, so a test cannot pass by being slow.
 QUICK_RETRY = {"max_retries": 3, "strategy": "fixed", "initial_delay_seconds": 0.05, "jitter": 0}

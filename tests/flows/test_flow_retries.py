@@ -12,7 +12,8 @@ from flow_services import Scripted, add_workflow, http_transformer, serve
 from pytest_httpserver import HTTPServer
 
 from engine.db.store import JobStore
-from flows.run_workflow import StepFailedError, run_workflow
+from flows.run_step import StepFailedError
+from flows.run_workflow import run_workflow
 
 #: Below the policy's delay by no more than clock granularity and bookkeeping.
 SLACK_SECONDS = 0.005

@@ -1,0 +1,286 @@
+"""The step task of `run_workflow`: one Prefect task run per step, one call per attempt.
+
+State sync for a step, written at the moment Prefect makes the change:
+- an attempt starts (Running or Retrying) -> job `running` on that step (the task body);
+- Prefect decides to retry -> job `awaiting_retry` with `next_retry_at` (the task's
+  `retry_condition_fn`, the hook Prefect calls right before it sets AwaitingRetry; the delay
+  is the exact value from the list handed to Prefect, so the time matches);
+- the attempt succeeds -> its output merged into `step_data`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.futures import PrefectFuture
+from prefect.runtime import task_run as task_run_runtime
+
+from engine.db.connection import shared_store
+from engine.db.job_writes import Transition
+from engine.db.rows import JobRow
+from engine.db.store import JobStore
+from engine.definitions.mapping import render
+from engine.definitions.plan import StepPlan
+from engine.definitions.retry import classify_exception, should_retry
+from engine.errors import ErrorKind, MappingError, StepError
+from engine.jobs.transitions import JobStatus
+from engine.security.redaction import redact
+from engine.settings import get_settings
+from tasks.context import StepContext
+from tasks.registry import get_executor
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """The parts of a job row that steps see as `$.job` and that logs carry."""
+
+    job_id: str
+    workflow_id: str
+    user_id: str | None
+    created_at: str
+    input_data: Any
+    flow_run_id: str | None = None
+
+    @classmethod
+    def from_row(cls, job: JobRow, flow_run_id: str | None) -> JobInfo:
+        """What the steps of `job` see, run by `flow_run_id`."""
+        return cls(
+            job_id=job.id,
+            workflow_id=job.workflow_id,
+            user_id=job.user_id,
+            created_at=job.created_at.isoformat(),
+            input_data=job.input_data,
+            flow_run_id=flow_run_id,
+        )
+
+    def as_context(self) -> dict[str, Any]:
+        """The `job` object of the mapping context."""
+        return {
+            "id": self.job_id,
+            "workflow_id": self.workflow_id,
+            "user_id": self.user_id,
+            "created_at": self.created_at,
+        }
+
+    def mapping_context(self, steps_done: dict[str, Any]) -> dict[str, Any]:
+        """What JSONPaths are evaluated over: `{input, steps, job}`."""
+        return {"input": self.input_data, "steps": steps_done, "job": self.as_context()}
+
+
+#: Last attempt number of each (job, step) run in this process, for the final error message.
+_LAST_ATTEMPT: dict[tuple[str, str], int] = {}
+
+
+def pop_last_attempt(job_id: str, step_id: str) -> int:
+    """The last attempt number of a finished step (1 if unknown), forgotten afterwards: a
+    warm worker lives long, the table must not grow."""
+    return _LAST_ATTEMPT.pop((job_id, step_id), 1)
+
+
+class StepFailedError(Exception):
+    """A step's final failure, with what the job's error_message must name."""
+
+    def __init__(self, step: StepPlan, kind: ErrorKind, message: str, attempts: int) -> None:
+        super().__init__(
+            f"step '{step.step_id}' (transformer '{step.transformer_id}') failed after "
+            f"{attempts} attempt{'s' if attempts != 1 else ''}: {kind.value}: {message}"
+        )
+        self.step = step
+        self.kind = kind
+
+
+def error_text(exc: BaseException) -> str:
+    """The message a step error is recorded with (at most 2000 characters)."""
+    if isinstance(exc, StepError):
+        return exc.message
+    text = str(exc) or type(exc).__name__
+    return text[:2000]
+
+
+def _log_fields(job: JobInfo, step: StepPlan, attempt: int) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "workflow_id": job.workflow_id,
+        "step_id": step.step_id,
+        "transformer_id": step.transformer_id,
+        "attempt": attempt,
+    }
+
+
+def _make_retry_condition(
+    store: JobStore, job: JobInfo, step: StepPlan
+) -> Callable[[Any, TaskRun, State[Any]], bool]:
+    """The hook Prefect calls after a failed attempt that still has retries left."""
+
+    def retry_condition(_task: Any, task_run: TaskRun, state: State[Any]) -> bool:
+        exc = state.result(raise_on_failure=False)
+        kind = classify_exception(exc) if isinstance(exc, BaseException) else ErrorKind.INTERNAL
+        retries_done = max(task_run.run_count, 1) - 1
+        if not should_retry(step.policy, kind, retries_done):
+            return False
+        # Prefect schedules the retry at now + delays[retries_done]; we handed it that list.
+        delay = step.delays[min(retries_done, len(step.delays) - 1)] if step.delays else 0.0
+        next_at = datetime.now(UTC) + timedelta(seconds=delay)
+        store.transition(
+            job.job_id,
+            Transition(
+                status=JobStatus.AWAITING_RETRY,
+                step_id=step.step_id,
+                attempt=retries_done + 1,
+                retry_count=retries_done + 1,
+                max_retries=step.policy.max_retries,
+                next_retry_at=next_at,
+                error_message=(
+                    f"step '{step.step_id}' attempt {retries_done + 1} failed: "
+                    f"{kind.value}: {error_text(exc) if isinstance(exc, BaseException) else ''}"
+                ),
+                detail={"kind": kind.value, "delay_seconds": delay},
+            ),
+            flow_run_id=job.flow_run_id,
+        )
+        get_run_logger().warning(
+            "job awaiting_retry: step '%s' retry in %.1f s",
+            step.step_id,
+            delay,
+            extra={
+                **_log_fields(job, step, retries_done + 1),
+                "error_kind": kind.value,
+                "status": "awaiting_retry",
+            },
+        )
+        return True
+
+    return retry_condition
+
+
+def _start_attempt(store: JobStore, job: JobInfo, step: StepPlan, attempt: int) -> None:
+    """Mark the job running on this step; StepError if this flow run no longer owns it."""
+    if not store.transition(
+        job.job_id,
+        Transition(status=JobStatus.RUNNING, step_id=step.step_id, attempt=attempt),
+        flow_run_id=job.flow_run_id,
+    ):
+        # The job finished or a resubmitted flow run took it over: this run must stop.
+        raise StepError(
+            ErrorKind.INTERNAL,
+            "the job is no longer owned by this flow run (finished or resubmitted)",
+        )
+    store.add_event(
+        job.job_id,
+        "step_started",
+        step_id=step.step_id,
+        attempt=attempt,
+        detail={"transformer_id": step.transformer_id},
+    )
+
+
+def _call_executor(
+    job: JobInfo, step: StepPlan, steps_done: dict[str, Any], attempt: int, log_io: bool
+) -> Any:
+    """Map the step's input from earlier outputs and run its transformer's executor."""
+    try:
+        step_input = render(
+            step.input_template, job.mapping_context(steps_done), where=f"step '{step.step_id}'"
+        )
+    except MappingError as exc:
+        raise StepError(ErrorKind.MAPPING, exc.message) from exc
+    executor = get_executor(step.target_function)
+    ctx = StepContext(
+        job_id=job.job_id,
+        workflow_id=job.workflow_id,
+        step_id=step.step_id,
+        transformer_id=step.transformer_id,
+        attempt=attempt,
+        user_id=job.user_id,
+        settings=get_settings(),
+    )
+    if log_io:
+        get_run_logger().info(
+            "step input: %s",
+            json.dumps(redact(step_input), default=str),
+            extra=_log_fields(job, step, attempt),
+        )
+    return executor(step.config, step_input, ctx)
+
+
+def _record_failure(
+    store: JobStore, job: JobInfo, step: StepPlan, attempt: int, exc: BaseException, ms: float
+) -> None:
+    """The failed attempt's event and log line (the exception then propagates to Prefect)."""
+    kind = classify_exception(exc)
+    store.add_event(
+        job.job_id,
+        "step_failed",
+        step_id=step.step_id,
+        attempt=attempt,
+        detail={
+            "transformer_id": step.transformer_id,
+            "kind": kind.value,
+            "error": error_text(exc),
+            "duration_ms": ms,
+        },
+    )
+    get_run_logger().warning(
+        "step failed: %s: %s",
+        kind.value,
+        error_text(exc),
+        extra={**_log_fields(job, step, attempt), "error_kind": kind.value, "duration_ms": ms},
+    )
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def run_step(job: JobInfo, step: StepPlan, steps_done: dict[str, Any], log_io: bool = False) -> Any:
+    """One attempt of one step: map its input, run its executor, store its output."""
+    store = shared_store()
+    logger = get_run_logger()
+    attempt = int(task_run_runtime.run_count or 1)
+    log_ctx = _log_fields(job, step, attempt)
+    _LAST_ATTEMPT[(job.job_id, step.step_id)] = attempt
+    _start_attempt(store, job, step, attempt)
+    logger.info("step started", extra=log_ctx)
+    started = time.perf_counter()
+    try:
+        output = _call_executor(job, step, steps_done, attempt, log_io)
+    except BaseException as exc:
+        _record_failure(
+            store, job, step, attempt, exc, round((time.perf_counter() - started) * 1000, 1)
+        )
+        raise
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    store.save_step_output(
+        job.job_id,
+        step.step_id,
+        output,
+        attempt=attempt,
+        detail={"transformer_id": step.transformer_id, "duration_ms": duration_ms},
+    )
+    logger.info("step succeeded", extra={**log_ctx, "duration_ms": duration_ms})
+    if log_io:
+        logger.info("step output: %s", json.dumps(redact(output), default=str), extra=log_ctx)
+    return output
+
+
+def submit_step(
+    job: JobInfo, step: StepPlan, steps_done: dict[str, Any], log_io: bool
+) -> PrefectFuture[Any]:
+    """Submit the step's task run with its retry policy, timeout and retry hook."""
+    configured = run_step.with_options(
+        name=step.step_id,
+        task_run_name=step.step_id,
+        retries=step.policy.max_retries,
+        # Jitter is already applied in these delays, so Prefect's own jitter stays off and
+        # next_retry_at is exact.
+        retry_delay_seconds=list(step.delays) or 0,
+        retry_jitter_factor=0.0,
+        timeout_seconds=step.timeout_seconds,
+        retry_condition_fn=_make_retry_condition(shared_store(), job, step),
+    )
+    return configured.submit(job, step, dict(steps_done), log_io)
