@@ -3,7 +3,8 @@
 The API starts each new job's run after answering; the maintenance flow starts the runs of jobs
 the API could not hand over and resubmits crashed ones (flows/recovery.py). Both come here, so
 the deployment lookup, the idempotency key and what a failure means are written once. This is
-the only engine module that imports Prefect (import-linter contract in pyproject.toml).
+with engine/prefect_private.py, the only engine module that imports Prefect (import-linter
+contract in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -13,34 +14,10 @@ import threading
 from typing import Any
 from uuid import UUID
 
-import httpcore
-import httpx
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
 
 logger = logging.getLogger("supaflow.dispatch")
-
-
-def without_connect_retries(client: SyncPrefectClient) -> None:
-    """Make `client` give up on the first refused connection instead of retrying it.
-
-    Prefect sets its HTTP transport to retry failed connections 3 times with backoff
-    (about 1.5 s in all, whatever PREFECT_CLIENT_MAX_RETRIES says). In a request path that
-    only delays the answer: a job that could not be handed over stays `pending` and the
-    maintenance flow dispatches it. Done the way Prefect sets its default, after the client
-    exists, so proxy, TLS and pool settings stay Prefect's: handing the client a transport of
-    our own (`httpx_settings={"transport": ...}`) would also fail fast, but httpx then ignores
-    the environment's proxies and Prefect's TLS context and connection limits. A layout it does
-    not recognise is left alone (tests/unit/test_dispatch.py then fails).
-    """
-    http = getattr(client, "_client", None)
-    transport_for_url = getattr(http, "_transport_for_url", None)
-    if not callable(transport_for_url):
-        return
-    transport = transport_for_url(httpx.URL(str(client.api_url)))
-    pool = getattr(transport, "_pool", None)
-    if isinstance(pool, httpcore.ConnectionPool):
-        pool._retries = 0
 
 
 class RunStarter:
@@ -91,6 +68,9 @@ class RunStarter:
                     else get_client(sync_client=True)
                 )
                 if self._fail_fast:
+                    # Imported here: the module also loads Prefect's worker machinery.
+                    from engine.prefect_private import without_connect_retries
+
                     without_connect_retries(client)
                 client.__enter__()
                 self._client = client

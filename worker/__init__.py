@@ -19,5 +19,7 @@ Modules:
   worker.deployments     ensure_work_pool, ensure_warm_deployment[_async]
   worker.serve           run_worker, serve_warm_worker, run_command, `python -m worker` (main)
   worker.command_options defaults and help of `python -m worker` / `supaflow worker`
-  worker.prefect_private every private Prefect API the worker uses
+
+Every private Prefect API the worker uses is in engine.prefect_private (shared with the API's
+run starter, so it sits in the lowest layer).
 """

@@ -19,8 +19,8 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 
+from engine.prefect_private import request_engine_stop
 from worker.execution import InProcessRun
-from worker.prefect_private import request_engine_stop
 
 CANCELLED_MESSAGE = "Flow run was cancelled."
 

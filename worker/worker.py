@@ -1,6 +1,6 @@
 """`WarmWorker`: the `supaflow-warm` Prefect worker type, running flow runs in its own process.
 
-A `BaseWorker` like Prefect's process worker (through worker/prefect_private.py, which holds
+A `BaseWorker` like Prefect's process worker (through engine/prefect_private.py, which holds
 every private Prefect use): it claims scheduled runs of its pool (worker/claiming.py), keeps
 the worker heartbeat and the pool's status, and reports every state through the flow engine.
 What changes is where a run executes: in a thread of this process (worker/execution.py).
@@ -31,6 +31,7 @@ from prefect.context import SettingsContext, get_settings_context
 from prefect.settings import Settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorkerResult
 
+from engine.prefect_private import BaseWorkerAccess, CancellingObserver, new_cancelling_observer
 from engine.settings import PROJECT_ROOT
 from worker import claiming
 from worker.cancellation import finish_cancellation, request_stop
@@ -39,7 +40,6 @@ from worker.execution import InProcessRun, run_settings, start_in_thread
 from worker.flow_loading import RUN_WORKFLOW_ENTRYPOINT, FlowCache
 from worker.heartbeat import emit_heartbeats
 from worker.ownership import this_host, this_process_id
-from worker.prefect_private import BaseWorkerAccess, CancellingObserver, new_cancelling_observer
 from worker.reaping import mark_crashed, reap_orphaned_runs
 from worker.wake import NotificationListener
 

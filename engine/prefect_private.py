@@ -1,9 +1,11 @@
-"""Every private Prefect API the warm worker uses, in one place.
+"""Every private Prefect API the project uses, in one place.
 
 Prefect offers no public way to run a flow run inside a worker's own process, so the warm
-worker leans on a few private parts of Prefect 3.9. They are all here, behind public names;
-no other module of the project imports `prefect._...` or touches a private Prefect member.
-tests/worker/test_prefect_private.py checks each one and names it when a Prefect upgrade
+worker leans on a few private parts of Prefect 3.9, and the API's run starter switches off the
+client's connect retries. They are all here, behind public names; no other module of the
+project imports `prefect._...` or touches a private Prefect member. The module sits in engine,
+the lowest layer, because both the worker and the API (through engine.dispatch) use it.
+tests/unit/test_prefect_private.py checks each one and names it when a Prefect upgrade
 removes or renames it: that test failing means this module needs updating.
 
 - `prefect._flow_run_suspension.mark_flow_run_suspension_requested`: the per-flow-run stop
@@ -15,6 +17,9 @@ removes or renames it: that test failing means this module needs updating.
 - Private members of `prefect.workers.base.BaseWorker`: `BaseWorkerAccess` overrides three
   private methods BaseWorker calls itself (each delegates to a public hook a subclass may
   override), and gives public names to the other private methods and attributes used.
+- The HTTP client inside `prefect.client.orchestration.SyncPrefectClient` (`_client`), whose
+  transport's connection pool Prefect sets to retry refused connections
+  (`without_connect_retries`).
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import anyio.abc
+import httpcore
+import httpx
 from prefect._flow_run_suspension import mark_flow_run_suspension_requested
 from prefect._internal.observers import FlowRunCancellingObserver, OnCancellingCallback
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.events import Event
 from prefect.logging.loggers import LoggingAdapter
@@ -88,7 +96,32 @@ READ_BASEWORKER_ATTRIBUTES = (
     "_has_successfully_synced",
 )
 
+#: Private attributes of the Prefect client (and its httpx/httpcore parts) set here.
+CLIENT_PRIVATE_ATTRIBUTES = ("_client", "_transport_for_url", "_pool", "_retries")
+
 CancellingObserver = FlowRunCancellingObserver
+
+
+def without_connect_retries(client: SyncPrefectClient) -> None:
+    """Make `client` give up on the first refused connection instead of retrying it.
+
+    Prefect sets its HTTP transport to retry failed connections 3 times with backoff
+    (about 1.5 s in all, whatever PREFECT_CLIENT_MAX_RETRIES says). In a request path that
+    only delays the answer: a job that could not be handed over stays `pending` and the
+    maintenance flow dispatches it. Done the way Prefect sets its default, after the client
+    exists, so proxy, TLS and pool settings stay Prefect's: handing the client a transport of
+    our own (`httpx_settings={"transport": ...}`) would also fail fast, but httpx then ignores
+    the environment's proxies and Prefect's TLS context and connection limits. A layout it does
+    not recognise is left alone (tests/unit/test_dispatch.py then fails).
+    """
+    http = getattr(client, "_client", None)
+    transport_for_url = getattr(http, "_transport_for_url", None)
+    if not callable(transport_for_url):
+        return
+    transport = transport_for_url(httpx.URL(str(client.api_url)))
+    pool = getattr(transport, "_pool", None)
+    if isinstance(pool, httpcore.ConnectionPool):
+        pool._retries = 0
 
 
 def request_engine_stop(flow_run_id: UUID, state: State[Any]) -> bool:

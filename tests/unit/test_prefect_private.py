@@ -1,8 +1,8 @@
-"""The private Prefect APIs the warm worker uses still exist, and only worker/prefect_private.py
-uses them.
+"""The private Prefect APIs the project uses (warm worker, run starter) still exist, and only
+engine/prefect_private.py uses them.
 
 After a Prefect upgrade, a failure here names the private member that was removed or renamed:
-worker/prefect_private.py is the one place to update.
+engine/prefect_private.py is the one place to update.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
-from engine.settings import PROJECT_ROOT
-from worker import prefect_private
-from worker.prefect_private import (
+from engine import prefect_private
+from engine.prefect_private import (
     CALLED_BASEWORKER_METHODS,
     OBSERVER_METHODS,
     OVERRIDDEN_BASEWORKER_METHODS,
@@ -28,11 +27,12 @@ from worker.prefect_private import (
     READ_BASEWORKER_ATTRIBUTES,
     BaseWorkerAccess,
 )
+from engine.settings import PROJECT_ROOT
 
-UPDATE = "worker/prefect_private.py needs updating"
+UPDATE = "engine/prefect_private.py needs updating"
 BASE = "prefect.workers.base.BaseWorker"
 #: The one module allowed to use private Prefect members (relative to the project root).
-ALLOWED = Path("worker/prefect_private.py")
+ALLOWED = Path("engine/prefect_private.py")
 #: Where the project's code lives.
 PROJECT_PACKAGES = ("engine", "api", "flows", "tasks", "worker", "cli")
 
@@ -186,7 +186,7 @@ def _private_prefect_imports(path: Path) -> set[str]:
 
 
 def test_no_other_module_imports_private_prefect_modules() -> None:
-    """Only worker/prefect_private.py imports a private Prefect module (`prefect._...`)."""
+    """Only engine/prefect_private.py imports a private Prefect module (`prefect._...`)."""
     offenders = {
         str(f.relative_to(PROJECT_ROOT)): sorted(found)
         for f in _project_files()
@@ -205,3 +205,28 @@ def test_no_other_worker_module_touches_private_baseworker_members() -> None:
         if f.relative_to(PROJECT_ROOT) != ALLOWED and (found := _private_attributes(f) & members)
     }
     assert not offenders
+
+
+def test_prefect_client_still_keeps_its_retrying_connection_pool_where_it_is_switched_off() -> None:
+    """SyncPrefectClient's httpx client (`_client`), its `_transport_for_url`, the transport's
+    httpcore `_pool` and the pool's `_retries` are where `without_connect_retries` acts."""
+    import httpcore
+    import httpx
+    from prefect.client.orchestration import SyncPrefectClient
+
+    assert prefect_private.CLIENT_PRIVATE_ATTRIBUTES == (
+        "_client",
+        "_transport_for_url",
+        "_pool",
+        "_retries",
+    )
+    client = SyncPrefectClient("http://127.0.0.1:9/api")
+    http = getattr(client, "_client", None)
+    assert isinstance(http, httpx.Client), f"SyncPrefectClient._client is gone: {UPDATE}"
+    transport_for_url = getattr(http, "_transport_for_url", None)
+    assert callable(transport_for_url), f"httpx.Client._transport_for_url is gone: {UPDATE}"
+    pool = getattr(transport_for_url(httpx.URL("http://127.0.0.1:9/api")), "_pool", None)
+    assert isinstance(pool, httpcore.ConnectionPool), f"HTTPTransport._pool is gone: {UPDATE}"
+    assert getattr(pool, "_retries", None) == 3, f"Prefect's connect retries moved: {UPDATE}"
+    prefect_private.without_connect_retries(client)
+    assert pool._retries == 0
