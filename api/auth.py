@@ -91,25 +91,25 @@ def allowed_algorithms(key: object) -> list[str]:
     return []
 
 
+#: What the caller is told for each kind of rejected token; the first class that matches wins.
+_TOKEN_MESSAGES: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token has expired"),
+    (jwt.ImmatureSignatureError, "token is not valid yet"),
+    (jwt.InvalidAudienceError, "token audience is not accepted"),
+    (jwt.InvalidIssuerError, "token issuer is not accepted"),
+    (jwt.InvalidSignatureError, "token signature is invalid"),
+    (jwt.InvalidAlgorithmError, "token algorithm is not allowed for its key"),
+    (jwt.DecodeError, "token is malformed"),
+)
+
+
 def _message_for(exc: jwt.PyJWTError) -> str:
     """A message about a rejected token that is safe to show to the caller."""
-    if isinstance(exc, jwt.ExpiredSignatureError):
-        return "token has expired"
-    if isinstance(exc, jwt.ImmatureSignatureError):
-        return "token is not valid yet"
-    if isinstance(exc, jwt.InvalidAudienceError):
-        return "token audience is not accepted"
-    if isinstance(exc, jwt.InvalidIssuerError):
-        return "token issuer is not accepted"
     if isinstance(exc, jwt.MissingRequiredClaimError):
         return f"token has no {exc.claim} claim"
-    if isinstance(exc, jwt.InvalidSignatureError):
-        return "token signature is invalid"
-    if isinstance(exc, jwt.InvalidAlgorithmError):
-        return "token algorithm is not allowed for its key"
-    if isinstance(exc, jwt.DecodeError):
-        return "token is malformed"
-    return "token is invalid"
+    return next(
+        (text for kind, text in _TOKEN_MESSAGES if isinstance(exc, kind)), "token is invalid"
+    )
 
 
 class TokenVerifier:

@@ -16,11 +16,10 @@ from engine.definitions.transformers import (
     TransformerType,
 )
 from tasks.context import StepContext
-from tasks.http_client import make_client
 from tasks.http_messages import (
     check_header_value,
-    classify_errors,
     decode_body,
+    guarded_call,
     http_status_error,
     read_capped,
 )
@@ -60,15 +59,13 @@ def execute_edge_function(
     }
     body = json.dumps(step_input, separators=(",", ":")).encode("utf-8")
     trusted_host = urlsplit(ctx.settings.supabase_url).hostname or ""
-    with (
-        make_client(
-            ctx.settings,
-            timeout=config.request_timeout_seconds,
-            follow_redirects=False,
-            allow_hosts=[trusted_host],
-        ) as client,
-        classify_errors(f"Edge Function {config.function_name}"),
-    ):
+    with guarded_call(
+        ctx.settings,
+        f"Edge Function {config.function_name}",
+        timeout=config.request_timeout_seconds,
+        follow_redirects=False,
+        allow_hosts=[trusted_host],
+    ) as client:
         with client.stream("POST", url, content=body, headers=headers) as response:
             content = read_capped(response, config.max_response_bytes)
         if not response.is_success:

@@ -17,6 +17,8 @@ import httpx
 
 from engine.errors import ErrorKind, StepError
 from engine.security.sanitize import snippet
+from engine.settings import Settings
+from tasks.http_client import make_client
 
 # ---------------------------------------------------------------------------------------------
 # URLs and headers (pure)
@@ -173,6 +175,16 @@ def classify_errors(what: str) -> Iterator[None]:
         raise
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise transport_error(exc, what) from exc
+
+
+@contextmanager
+def guarded_call(
+    settings: Settings, what: str, *, timeout: float, **client_options: Any
+) -> Iterator[httpx.Client]:
+    """A client from `make_client` (SSRF-guarded) whose httpx failures inside the block become
+    StepErrors naming `what`; `client_options` go to `make_client`."""
+    with make_client(settings, timeout=timeout, **client_options) as client, classify_errors(what):
+        yield client
 
 
 def read_capped(response: httpx.Response, max_bytes: int) -> bytes:

@@ -18,12 +18,11 @@ from engine.definitions.transformers import (
 )
 from engine.errors import ErrorKind, StepError
 from tasks.context import StepContext
-from tasks.http_client import make_client
 from tasks.http_messages import (
     build_url,
     check_header_value,
-    classify_errors,
     decode_body,
+    guarded_call,
     http_status_error,
     read_capped,
     redact_url,
@@ -110,12 +109,9 @@ def execute_http_request(
         raise StepError(ErrorKind.CLIENT_ERROR, f"a {config.method} request cannot carry a body")
 
     what = f"{config.method} {redact_url(url)}"
-    with (
-        make_client(
-            ctx.settings, timeout=config.request_timeout_seconds, follow_redirects=False
-        ) as client,
-        classify_errors(what),
-    ):
+    with guarded_call(
+        ctx.settings, what, timeout=config.request_timeout_seconds, follow_redirects=False
+    ) as client:
         request = client.build_request(
             config.method, url, headers=headers, json=step_input["body"] if has_body else None
         )

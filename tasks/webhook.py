@@ -18,13 +18,12 @@ from engine.definitions.transformers import (
 )
 from engine.security import signing
 from tasks.context import StepContext
-from tasks.http_client import make_client
 from tasks.http_messages import (
     build_url,
     check_header_value,
     check_url,
-    classify_errors,
     decode_body,
+    guarded_call,
     http_status_error,
     read_capped,
     redact_url,
@@ -86,12 +85,9 @@ def execute_webhook_call(
         headers.update(signing.sign(secret.encode("utf-8"), int(time.time()), body))
 
     what = f"webhook {redact_url(url)}"
-    with (
-        make_client(
-            ctx.settings, timeout=config.request_timeout_seconds, follow_redirects=False
-        ) as client,
-        classify_errors(what),
-    ):
+    with guarded_call(
+        ctx.settings, what, timeout=config.request_timeout_seconds, follow_redirects=False
+    ) as client:
         with client.stream("POST", url, content=body, headers=headers) as response:
             content = read_capped(response, config.max_response_bytes)
         if not response.is_success:
