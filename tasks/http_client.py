@@ -19,6 +19,7 @@ here deliberately.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 USER_AGENT = "supaflow/0.1"
+#: What a caller is told when a host name does not resolve (details go to the operator log).
+HOST_NOT_FOUND = "host not found"
+
+logger = logging.getLogger("supaflow.http")
 _NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
 _FORBIDDEN_LABELS = (
     ("unspecified", "the unspecified address"),
@@ -121,11 +126,15 @@ def check_address(host: str, ip: IPAddress, allowlist: Allowlist) -> None:
         return
     reason = forbidden_reason(ip)
     if reason is not None:
-        shown = host if host == str(ip) else f"{host} ({ip})"
-        raise StepError(
-            ErrorKind.FORBIDDEN_ADDRESS,
-            f"refusing to connect to {shown}: {reason}; add it to HTTP_ALLOWLIST if intended",
+        # The caller sees only that the address is not allowed: what a name resolves to, and
+        # why it is refused, would let a user map internal names. The operator log has both.
+        logger.warning(
+            "refused outbound connection to %s (%s): %s; add it to HTTP_ALLOWLIST if intended",
+            host,
+            ip,
+            reason,
         )
+        raise StepError(ErrorKind.FORBIDDEN_ADDRESS, f"address not allowed: {host}")
 
 
 def resolve(host: str, port: int) -> list[IPAddress]:
@@ -137,7 +146,9 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
+        # The resolver's own words stay in the operator log (see check_address).
+        logger.warning("cannot resolve %r: %s", host, exc)
+        raise httpcore.ConnectError(HOST_NOT_FOUND) from exc
     addresses: list[IPAddress] = []
     for _family, _type, _proto, _canon, sockaddr in infos:
         # Drop an IPv6 zone ("fe80::1%eth0"); link-local is refused anyway.
@@ -145,7 +156,8 @@ def resolve(host: str, port: int) -> list[IPAddress]:
         if ip not in addresses:
             addresses.append(ip)
     if not addresses:
-        raise httpcore.ConnectError(f"{host!r} resolved to no address")
+        logger.warning("%r resolved to no address", host)
+        raise httpcore.ConnectError(HOST_NOT_FOUND)
     return addresses
 
 

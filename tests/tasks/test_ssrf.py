@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from pathlib import Path
 
 import httpx
@@ -115,7 +116,7 @@ def test_loopback_server_refused_unless_allow_listed(
     """A real server on 127.0.0.1 is unreachable until 127.0.0.1 is allow-listed."""
     httpserver.expect_request("/ok").respond_with_data("fine")
     error = _refused(closed_settings, httpserver.url_for("/ok"))
-    assert "loopback" in error.message
+    assert error.message == "address not allowed: 127.0.0.1"
     assert httpserver.log == []  # nothing reached the server
     with make_client(settings, timeout=5) as client:
         assert client.get(httpserver.url_for("/ok")).text == "fine"
@@ -167,3 +168,34 @@ def test_non_http_scheme_refused(settings: Settings) -> None:
     with make_client(settings, timeout=2) as client, pytest.raises(Exception) as info:
         client.get("file:///etc/passwd")
     assert not isinstance(info.value, AssertionError)
+
+
+def test_refusal_names_neither_the_resolved_address_nor_the_reason(
+    closed_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A name resolving to a forbidden address gives the user "address not allowed: <name>";
+    the resolved address and the reason go to the operator log only."""
+    with caplog.at_level(logging.WARNING, logger="supaflow.http"):
+        error = _refused(closed_settings, "http://localhost:9/")
+    assert error.message == "address not allowed: localhost"
+    assert "127.0.0.1" not in error.message and "loopback" not in error.message
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "localhost" in logged and "loopback" in logged
+
+
+def test_unresolvable_host_is_host_not_found_without_resolver_detail(
+    closed_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A name that does not resolve fails with the plain "host not found" (a CONNECTION step
+    error); the resolver's message stays in the operator log."""
+    from tasks.http_messages import guarded_call
+
+    with (
+        caplog.at_level(logging.WARNING, logger="supaflow.http"),
+        pytest.raises(StepError) as info,
+        guarded_call(closed_settings, "GET http://no-such-host.invalid/", timeout=5) as client,
+    ):
+        client.get("http://no-such-host.invalid/")
+    assert info.value.kind is ErrorKind.CONNECTION
+    assert info.value.message == "GET http://no-such-host.invalid/: ConnectError: host not found"
+    assert "no-such-host.invalid" in caplog.text
