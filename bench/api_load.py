@@ -21,28 +21,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import secrets
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
-from common import (
-    BenchStack,
-    check,
-    common_arguments,
-    cpu_delta,
-    cpu_snapshot,
-    machine_info,
-    print_table,
-    print_targets,
-    summarize,
-    workflow_id,
-    write_report,
-)
+
+if not __package__:  # run as a file: import `bench` from the project root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.measure import cpu_delta, cpu_snapshot
+from bench.report import check, finish, parse, print_table, split, summarize
+from bench.stacks import connect, deploy_raw, run_setups, start_engine, workflow_id
+from cli.stack import LocalStack
 
 
 @dataclass
@@ -62,45 +56,39 @@ class Tally:
         }
 
 
-Send = Callable[[httpx.AsyncClient, str, list[str]], Awaitable[httpx.Response]]
+@dataclass(frozen=True)
+class Side:
+    """One side's requests: where to send them, what a start and a read are, and the id in a
+    start's answer."""
+
+    base_url: str
+    headers: dict[str, str]
+    post: tuple[str, dict[str, Any]]  # path and JSON body of a start
+    get: str  # path of a read, with {id}
+    id_key: str
 
 
-async def drive(
-    base_url: str,
-    headers: dict[str, str],
-    *,
-    rate: float,
-    duration: float,
-    post: Send,
-    get: Send,
-    seed_ids: list[str],
-    id_of: Callable[[httpx.Response], str],
-    max_inflight: int,
-    post_share: float = 0.5,
-) -> dict[str, Any]:
-    """Send `rate` requests per second for `duration` seconds, `post_share` of them posts
-    (spread evenly), the others gets."""
+async def drive(side: Side, args: argparse.Namespace, seed_ids: list[str]) -> dict[str, Any]:
+    """Send `--rate` requests per second for `--duration` seconds, `--post-share` of them
+    starts (spread evenly), the others reads of one of the 50 newest ids."""
     tallies = {"post": Tally(), "get": Tally()}
     ids = list(seed_ids)
-    inflight = 0
-    skipped = 0
+    inflight = skipped = 0
     max_lag = 0.0
     rng = random.Random(7)
+    limits = httpx.Limits(max_connections=args.max_inflight, max_keepalive_connections=100)
     async with httpx.AsyncClient(
-        base_url=base_url,
-        headers=headers,
-        timeout=10,
-        limits=httpx.Limits(max_connections=max_inflight, max_keepalive_connections=100),
+        base_url=side.base_url, headers=side.headers, timeout=10, limits=limits
     ) as client:
 
         async def one(kind: str) -> None:
             nonlocal inflight
             tally = tallies[kind]
-            sender = post if kind == "post" else get
-            target = rng.choice(ids[-50:])
+            path, body = side.post if kind == "post" else (side.get, None)
             started = time.perf_counter()
             try:
-                response = await sender(client, target, ids)
+                target = path.format(id=rng.choice(ids[-50:]))
+                response = await (client.post(path, json=body) if body else client.get(target))
             except httpx.HTTPError as exc:
                 tally.errors += 1
                 tally.statuses[type(exc).__name__] += 1
@@ -112,23 +100,22 @@ async def drive(
             if response.status_code >= 400:
                 tally.errors += 1
             elif kind == "post":
-                ids.append(id_of(response))
+                ids.append(str(response.json()[side.id_key]))
 
         loop = asyncio.get_running_loop()
         tasks: list[asyncio.Task[None]] = []
-        total = int(rate * duration)
+        total = int(args.rate * args.duration)
         t0 = loop.time()
         for i in range(total):
-            due = t0 + i / rate
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            due = t0 + i / args.rate
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
             max_lag = max(max_lag, loop.time() - due)
-            if inflight >= max_inflight:
+            if inflight >= args.max_inflight:
                 skipped += 1
                 continue
             inflight += 1
-            is_post = int((i + 1) * post_share) > int(i * post_share)
+            is_post = int((i + 1) * args.post_share) > int(i * args.post_share)
             tasks.append(asyncio.create_task(one("post" if is_post else "get")))
         sent_in = loop.time() - t0
         await asyncio.gather(*tasks)
@@ -144,163 +131,76 @@ async def drive(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Drive the engine, then raw Prefect; print the table, write the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rate", type=float, default=100.0, help="requests per second")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds per side")
-    parser.add_argument("--max-inflight", type=int, default=500)
-    parser.add_argument(
-        "--post-share", type=float, default=0.5, help="share of requests that start a job"
-    )
-    parser.add_argument(
-        "--api-only",
-        action="store_true",
-        help="diagnostic: the API cannot reach Prefect (a closed port), so a POST costs only"
-        " the API and PostgreSQL; jobs stay pending for the dispatcher",
-    )
-    parser.add_argument(
-        "--with-worker", action="store_true", help="also run the engine's warm worker"
-    )
-    parser.add_argument("--setups", default="engine,raw", help="comma-separated subset")
-    common_arguments(parser)
-    args = parser.parse_args(argv)
-    setups = [s.strip() for s in args.setups.split(",") if s.strip()]
-    results: dict[str, Any] = {}
-    with BenchStack("api-load", keep=args.keep) as stack:
-        machine = machine_info()
-        wid = workflow_id(3)
-        if "engine" in setups:
-            stack.deploy_engine()
-            worker = stack.start_warm_worker() if args.with_worker else None
-            api = stack.start_api(
-                {"PREFECT_API_URL": "http://127.0.0.1:9/api"} if args.api_only else None
-            )
-            token = stack.token()
-            headers = {"Authorization": f"Bearer {token}"}
-            seed = [
-                httpx.post(
-                    f"{stack.api_url}/workflows/start",
-                    headers=headers,
-                    json={"workflow_id": wid, "input_data": {"x": i}},
-                    timeout=30,
-                ).json()["job_id"]
-                for i in range(10)
-            ]
+def measured(stack: LocalStack, side: Side, args: argparse.Namespace) -> dict[str, Any]:
+    """Ten starts to read from, a pause, then the driven load with the CPU it cost."""
+    seed = []
+    for _ in range(10):
+        path, body = side.post
+        answer = httpx.post(side.base_url + path, headers=side.headers, json=body, timeout=30)
+        seed.append(str(answer.json()[side.id_key]))
+    time.sleep(2)
+    before = cpu_snapshot(stack)
+    result = asyncio.run(drive(side, args, seed))
+    result["cpu_seconds"] = cpu_delta(before, cpu_snapshot(stack))
+    return result
 
-            async def engine_post(
-                client: httpx.AsyncClient, _target: str, _ids: list[str]
-            ) -> httpx.Response:
-                return await client.post(
-                    "/workflows/start", json={"workflow_id": wid, "input_data": {"x": 1}}
-                )
 
-            async def engine_get(
-                client: httpx.AsyncClient, target: str, _ids: list[str]
-            ) -> httpx.Response:
-                return await client.get(f"/jobs/{target}")
+def wait_dispatched(stack: LocalStack, job_ids: list[str], timeout: float = 120) -> int:
+    """Poll until every job has its flow run (the API creates them after answering); how
+    many have one."""
+    started, dispatched = time.monotonic(), 0
+    while time.monotonic() - started < timeout:
+        with connect(stack.database_url) as conn:
+            row = conn.execute(
+                "select count(*) as n from public.jobs where id = any(%s::uuid[])"
+                " and prefect_flow_run_id is not null",
+                [job_ids],
+            ).fetchone()
+        dispatched = int(row["n"]) if row else 0
+        if dispatched >= len(job_ids):
+            break
+        time.sleep(0.5)
+    return dispatched
 
-            time.sleep(2)
-            before = cpu_snapshot(stack)
-            engine = asyncio.run(
-                drive(
-                    stack.api_url,
-                    headers,
-                    rate=args.rate,
-                    duration=args.duration,
-                    post=engine_post,
-                    get=engine_get,
-                    seed_ids=seed,
-                    id_of=lambda r: str(r.json()["job_id"]),
-                    max_inflight=args.max_inflight,
-                    post_share=args.post_share,
-                )
-            )
-            engine["cpu_seconds"] = cpu_delta(before, cpu_snapshot(stack))
-            created = engine.pop("created_ids")
-            # The API creates flow runs after answering: how long until every job had one.
-            started = time.monotonic()
-            dispatched = 0
-            while not args.api_only and time.monotonic() - started < 120:
-                with stack.connect() as conn:
-                    row = conn.execute(
-                        "select count(*) as n from public.jobs where id = any(%s::uuid[])"
-                        " and prefect_flow_run_id is not null",
-                        [created],
-                    ).fetchone()
-                dispatched = int(row["n"]) if row else 0
-                if dispatched >= len(created):
-                    break
-                time.sleep(0.5)
-            engine["jobs_created"] = len(created)
-            engine["jobs_with_flow_run"] = dispatched
-            engine["flow_runs_all_created_after_s"] = round(time.monotonic() - started, 1)
-            results["engine"] = engine
-            stack.stop(api)
-            if worker is not None:
-                stack.stop(worker)
-        if "raw" in setups:
-            pool = f"bench-process-{secrets.token_hex(3)}"
-            deployment = stack.deploy_raw_process(pool)  # no worker: runs stay scheduled
-            base = stack.prefect_api_url + "/"
 
-            async def raw_post(
-                client: httpx.AsyncClient, _target: str, _ids: list[str]
-            ) -> httpx.Response:
-                return await client.post(
-                    f"deployments/{deployment}/create_flow_run",
-                    json={"parameters": {"x": {"x": 1}, "steps": 3}},
-                )
+def engine_side(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
+    """The engine's API under the load (with --api-only it cannot reach Prefect)."""
+    api_env = {"PREFECT_API_URL": "http://127.0.0.1:9/api"} if args.api_only else None
+    token = start_engine(stack, limit=10 if args.with_worker else None, api_env=api_env)
+    body = {"workflow_id": workflow_id(3), "input_data": {"x": 1}}
+    headers = {"Authorization": f"Bearer {token}"}
+    side = Side(stack.api_url, headers, ("/workflows/start", body), "/jobs/{id}", "job_id")
+    result = measured(stack, side, args)
+    created = result.pop("created_ids")
+    started = time.monotonic()
+    dispatched = 0 if args.api_only else wait_dispatched(stack, created)
+    result["jobs_created"] = len(created)
+    result["jobs_with_flow_run"] = dispatched
+    result["flow_runs_all_created_after_s"] = round(time.monotonic() - started, 1)
+    stack.stop("api")
+    stack.stop("warm-worker")
+    return result
 
-            async def raw_get(
-                client: httpx.AsyncClient, target: str, _ids: list[str]
-            ) -> httpx.Response:
-                return await client.get(f"flow_runs/{target}")
 
-            seed = [
-                httpx.post(
-                    f"{base}deployments/{deployment}/create_flow_run",
-                    json={"parameters": {"x": {"x": 1}, "steps": 3}},
-                    timeout=30,
-                ).json()["id"]
-                for _ in range(10)
-            ]
-            time.sleep(2)
-            before = cpu_snapshot(stack)
-            raw = asyncio.run(
-                drive(
-                    base,
-                    {},
-                    rate=args.rate,
-                    duration=args.duration,
-                    post=raw_post,
-                    get=raw_get,
-                    seed_ids=seed,
-                    id_of=lambda r: str(r.json()["id"]),
-                    max_inflight=args.max_inflight,
-                    post_share=args.post_share,
-                )
-            )
-            raw["cpu_seconds"] = cpu_delta(before, cpu_snapshot(stack))
-            raw.pop("created_ids")
-            results["raw_prefect"] = raw
+def raw_side(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
+    """Prefect's own create and read endpoints; no worker, so the runs stay scheduled."""
+    deployment, _pool = deploy_raw(stack, "process")
+    body = {"parameters": {"x": {"x": 1}, "steps": 3}}
+    post = (f"deployments/{deployment}/create_flow_run", body)
+    side = Side(stack.prefect_api_url + "/", {}, post, "flow_runs/{id}", "id")
+    result = measured(stack, side, args)
+    result.pop("created_ids")
+    return result
 
+
+def report(args: argparse.Namespace, machine: dict[str, Any], results: dict[str, Any]) -> None:
+    """Print the latency table, each side's rates and the targets; write the JSON."""
     rows = []
     for name, r in results.items():
         for kind in ("post", "get"):
             lat = r[kind]["latency_ms"]
-            rows.append(
-                (
-                    name,
-                    kind.upper(),
-                    lat.get("n"),
-                    lat.get("p50"),
-                    lat.get("p95"),
-                    lat.get("p99"),
-                    lat.get("max"),
-                    r[kind]["errors"],
-                )
-            )
+            cells = [lat.get(k) for k in ("n", "p50", "p95", "p99", "max")]
+            rows.append((name, kind.upper(), *cells, r[kind]["errors"]))
     print_table(
         f"API under load: {args.rate:g} req/s for {args.duration:g} s, {args.post_share:.0%} POST"
         f"{' (API cannot reach Prefect)' if args.api_only else ''} (ms)",
@@ -313,46 +213,51 @@ def main(argv: list[str] | None = None) -> int:
             f" driver lag max {r['driver_max_lag_ms']} ms, errors {r['errors_total']}"
         )
     engine = results.get("engine", {})
+    p99 = {k: engine.get(k, {}).get("latency_ms", {}).get("p99") for k in ("post", "get")}
     targets = [
-        check(
-            "engine POST p99",
-            engine.get("post", {}).get("latency_ms", {}).get("p99"),
-            "<=",
-            50.0,
-            "ms",
-        ),
-        check(
-            "engine GET p99",
-            engine.get("get", {}).get("latency_ms", {}).get("p99"),
-            "<=",
-            20.0,
-            "ms",
-        ),
+        check("engine POST p99", p99["post"], "<=", 50.0, "ms"),
+        check("engine GET p99", p99["get"], "<=", 20.0, "ms"),
         check("engine errors", engine.get("errors_total"), "<=", 0, "requests"),
     ]
-    print_targets(targets)
-    write_report(
-        "api_load",
-        {
-            "machine": machine,
-            "settings": {
-                "rate_per_s": args.rate,
-                "duration_s": args.duration,
-                "mix": f"{args.post_share:.0%} POST (start), the rest GET (one of the 50"
-                " newest), spread evenly",
-                "api_reaches_prefect": not args.api_only,
-                "max_inflight": args.max_inflight,
-                "engine_worker_running": args.with_worker,
-                "api_server": "uvicorn, one process (supaflow api)",
-                "prefect_server_database": "PostgreSQL (scratch database)",
-            },
-            "engine": results.get("engine"),
-            "baselines": {k: v for k, v in results.items() if k != "engine"},
-            "targets": targets,
-            "all_met": all(t["met"] for t in targets),
-        },
-        args.report,
+    settings = {
+        "rate_per_s": args.rate,
+        "duration_s": args.duration,
+        "mix": f"{args.post_share:.0%} POST (start), the rest GET (one of the 50"
+        " newest), spread evenly",
+        "api_reaches_prefect": not args.api_only,
+        "max_inflight": args.max_inflight,
+        "engine_worker_running": args.with_worker,
+        "api_server": "uvicorn, one process (supaflow api)",
+        "prefect_server_database": "PostgreSQL (scratch database)",
+    }
+    finish("api_load", args, {"machine": machine, "settings": settings, **split(results)}, targets)
+
+
+SIDES = {"engine": engine_side, "raw": raw_side}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Drive the engine, then raw Prefect; print the table, write the JSON."""
+    args = parse(
+        __doc__,
+        argv,
+        ("--rate", 100.0, "requests per second"),
+        ("--duration", 60.0, "seconds per side"),
+        ("--max-inflight", 500, "most requests waiting at once (more are skipped)"),
+        ("--post-share", 0.5, "share of requests that start a job"),
+        (
+            "--api-only",
+            False,
+            "diagnostic: the API cannot reach Prefect (a closed port), so a POST costs only"
+            " the API and PostgreSQL; jobs stay pending for the dispatcher",
+        ),
+        ("--with-worker", False, "also run the engine's warm worker"),
+        ("--setups", "engine,raw", "comma-separated subset"),
     )
+    machine, results = run_setups("api-load", args, SIDES)
+    if "raw" in results:
+        results["raw_prefect"] = results.pop("raw")
+    report(args, machine, results)
     return 0 if results else 1
 
 

@@ -16,58 +16,41 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from harness import (
-    FAST_RECOVERY_ENV,
-    CountingServer,
-    LocalStack,
-    TrialResult,
-    fault_arguments,
-    install_counting_workflow,
-    run_trials,
+if not __package__:  # run as a file: import `bench` from the project root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.faults import FaultBench, FaultScript, TrialResult, fault_main
+
+
+def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResult:
+    """Kill each job's flow-run process in its `wait` step; all complete, nothing re-runs."""
+    result = TrialResult(trial=number)
+    job_ids = [bench.post_job({"trial": number}) for _ in range(args.jobs)]
+    for job_id in job_ids:
+        bench.wait_event(job_id, "step_started", "wait")
+        pid = bench.kill_flow_run(str(bench.job(job_id)["prefect_flow_run_id"]))
+        result.notes.append(f"job {job_id[:8]}: killed pid {pid} in step 'wait'")
+    bench.wait_settled(job_ids, args.timeout)
+    bench.tally(result, job_ids)
+    result.ok = result.completed == result.posted and result.rerun_steps == 0
+    return result
+
+
+SCRIPT = FaultScript(
+    "fault_kill_flow",
+    "kill -9 of the flow-run process mid-step",
+    "bench_fault_kill",
+    (("--jobs", 1, "jobs killed per trial"), ("--delay", 3.0, "seconds of the `wait` step")),
+    {"jobs": "jobs_per_trial", "delay": "delay_seconds"},
+    trial,
 )
-
-NAME = "fault_kill_flow"
-WORKFLOW = "bench_fault_kill"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the trials; exit status 0 when the property held in every one."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    fault_arguments(parser)
-    parser.add_argument("--jobs", type=int, default=1, help="jobs killed per trial")
-    parser.add_argument("--delay", type=float, default=3.0, help="seconds of the `wait` step")
-    args = parser.parse_args(argv)
-
-    with (
-        CountingServer() as counter,
-        LocalStack(NAME, env=FAST_RECOVERY_ENV, keep=args.keep) as stack,
-    ):
-        install_counting_workflow(stack, WORKFLOW, counter.url, delay_seconds=args.delay)
-
-        def trial(number: int) -> TrialResult:
-            result = TrialResult(trial=number)
-            job_ids = [stack.post_job(WORKFLOW, {"trial": number}) for _ in range(args.jobs)]
-            for job_id in job_ids:
-                stack.wait_event(job_id, "step_started", "wait", timeout=90)
-                flow_run_id = stack.jobs([job_id])[job_id]["flow_run_id"]
-                pid = stack.kill_flow_run(flow_run_id)
-                result.notes.append(f"job {job_id[:8]}: killed pid {pid} in step 'wait'")
-            stack.wait_settled(job_ids, timeout=args.timeout, maintenance_every=1.0)
-            result.tally(stack, counter, job_ids)
-            result.ok = result.completed == result.posted and result.rerun_steps == 0
-            return result
-
-        return run_trials(
-            NAME,
-            "kill -9 of the flow-run process mid-step",
-            args.trials,
-            trial,
-            args.report,
-            jobs_per_trial=args.jobs,
-            delay_seconds=args.delay,
-            settings=FAST_RECOVERY_ENV,
-        )
+    return fault_main(SCRIPT, __doc__, argv)
 
 
 if __name__ == "__main__":

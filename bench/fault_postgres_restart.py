@@ -17,68 +17,65 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
 
-from harness import (
-    FAST_RECOVERY_ENV,
-    CountingServer,
-    LocalStack,
-    TrialResult,
-    fault_arguments,
-    install_counting_workflow,
-    run_trials,
+if not __package__:  # run as a file: import `bench` from the project root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.faults import FaultBench, FaultScript, TrialResult, fault_main
+from bench.stacks import FAST_RECOVERY_ENV
+
+
+def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResult:
+    """Restart PostgreSQL while every job is in its `wait` step; none may end up stuck."""
+    result = TrialResult(trial=number)
+    job_ids = [bench.post_job({"trial": number}) for _ in range(args.jobs)]
+    for job_id in job_ids:
+        bench.wait_event(job_id, "step_started", "wait")
+    assert bench.stack.embedded is not None
+    started = time.monotonic()
+    bench.stack.embedded.stop()
+    time.sleep(args.downtime)
+    bench.stack.embedded.start()
+    result.extra = {"postgres_down_seconds": round(time.monotonic() - started, 1)}
+    bench.wait_settled(job_ids, args.timeout)
+    bench.tally(result, job_ids)
+    result.ok = result.stuck == 0
+    return result
+
+
+def settings(args: argparse.Namespace) -> dict[str, str]:
+    """Fast recovery, with the heartbeat of --heartbeat and a window of six beats."""
+    beat = args.heartbeat
+    window = {"JOB_HEARTBEAT_SECONDS": str(beat), "HEARTBEAT_WINDOW_SECONDS": str(6 * beat)}
+    return {**FAST_RECOVERY_ENV, **window}
+
+
+SCRIPT = FaultScript(
+    "fault_postgres_restart",
+    "PostgreSQL restarted mid-run",
+    "bench_fault_postgres",
+    (
+        ("--jobs", 3, "jobs running during the restart"),
+        ("--downtime", 2.0, "seconds PostgreSQL is down"),
+        ("--delay", 4.0, "seconds of the `wait` step"),
+        (
+            "--heartbeat",
+            3.0,
+            "JOB_HEARTBEAT_SECONDS; the window is 6 beats. A slow beat leaves stale pooled"
+            " connections for the steps to find (a fast one uses them up first)",
+        ),
+    ),
+    {"jobs": "jobs_per_trial", "downtime": "downtime_seconds", "delay": "delay_seconds"},
+    trial,
+    settings,
 )
-
-NAME = "fault_postgres_restart"
-WORKFLOW = "bench_fault_postgres"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the trials; exit status 0 when the property held in every one."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    fault_arguments(parser)
-    parser.add_argument("--jobs", type=int, default=3, help="jobs running during the restart")
-    parser.add_argument("--downtime", type=float, default=2.0, help="seconds PostgreSQL is down")
-    parser.add_argument("--delay", type=float, default=4.0, help="seconds of the `wait` step")
-    parser.add_argument(
-        "--heartbeat",
-        type=float,
-        default=3.0,
-        help="JOB_HEARTBEAT_SECONDS; the window is 6 beats. A slow beat leaves stale pooled"
-        " connections for the steps to find (a fast one uses them up first)",
-    )
-    args = parser.parse_args(argv)
-    settings = {
-        **FAST_RECOVERY_ENV,
-        "JOB_HEARTBEAT_SECONDS": str(args.heartbeat),
-        "HEARTBEAT_WINDOW_SECONDS": str(6 * args.heartbeat),
-    }
-
-    with CountingServer() as counter, LocalStack(NAME, env=settings, keep=args.keep) as stack:
-        install_counting_workflow(stack, WORKFLOW, counter.url, delay_seconds=args.delay)
-
-        def trial(number: int) -> TrialResult:
-            result = TrialResult(trial=number)
-            job_ids = [stack.post_job(WORKFLOW, {"trial": number}) for _ in range(args.jobs)]
-            for job_id in job_ids:
-                stack.wait_event(job_id, "step_started", "wait", timeout=90)
-            down = stack.restart_postgres(args.downtime)
-            stack.wait_settled(job_ids, timeout=args.timeout, maintenance_every=1.0)
-            result.tally(stack, counter, job_ids)
-            result.extra = {"postgres_down_seconds": round(down, 1)}
-            result.ok = result.stuck == 0
-            return result
-
-        return run_trials(
-            NAME,
-            "PostgreSQL restarted mid-run",
-            args.trials,
-            trial,
-            args.report,
-            jobs_per_trial=args.jobs,
-            downtime_seconds=args.downtime,
-            delay_seconds=args.delay,
-            settings=settings,
-        )
+    return fault_main(SCRIPT, __doc__, argv)
 
 
 if __name__ == "__main__":

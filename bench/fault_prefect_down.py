@@ -18,89 +18,69 @@ import argparse
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
 
-from harness import (
-    FAST_RECOVERY_ENV,
-    CountingServer,
-    LocalStack,
-    TrialResult,
-    fault_arguments,
-    install_counting_workflow,
-    run_trials,
-)
+if not __package__:  # run as a file: import `bench` from the project root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-NAME = "fault_prefect_down"
-WORKFLOW = "bench_fault_prefect"
+from bench.faults import FaultBench, FaultScript, TrialResult, fault_main
 
 
-def _timed_post(stack: LocalStack, input_data: dict[str, Any]) -> tuple[str, float, float]:
-    """POST a job; returns (job id, seconds the API took, monotonic time of the answer)."""
+def _timed_post(bench: FaultBench, number: int) -> tuple[str, float, float]:
+    """POST a job; (job id, seconds the API took, monotonic time of the answer)."""
     started = time.monotonic()
-    job_id = stack.post_job(WORKFLOW, input_data, timeout=150)
+    job_id = bench.post_job({"trial": number, "posted": "during"}, timeout=150)
     answered = time.monotonic()
     return job_id, answered - started, answered
 
 
+def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResult:
+    """Stop Prefect while one job runs, post more, start it again; every job completes."""
+    result = TrialResult(trial=number)
+    before = bench.post_job({"trial": number, "posted": "before"})
+    bench.wait_event(before, "step_started", "wait")
+    bench.stack.stop("prefect-server")
+    down_at = time.monotonic()
+    # Posted from threads: how long the API takes to answer while Prefect is down is
+    # measured, not assumed; the server comes back after `downtime` either way.
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        posts = [pool.submit(_timed_post, bench, number) for _ in range(args.jobs)]
+        time.sleep(max(0.0, args.downtime - (time.monotonic() - down_at)))
+        bench.stack.start_prefect()
+        bench.stack.wait_prefect(timeout=120)
+        up_at = time.monotonic()
+        answers = [p.result(timeout=180) for p in posts]
+    during = [job_id for job_id, _, _ in answers]
+    result.extra = {
+        "prefect_down_seconds": round(up_at - down_at, 1),
+        "posts_answered_while_down": sum(1 for _, _, at in answers if at < up_at),
+        "post_seconds_max": round(max(seconds for _, seconds, _ in answers), 1),
+        # No flow run yet when the API answered: only maintenance can dispatch these.
+        "left_pending_by_api": sum(1 for j in during if not bench.job(j)["prefect_flow_run_id"]),
+    }
+    bench.wait_settled([before, *during], args.timeout)
+    bench.tally(result, [before, *during])
+    result.ok = result.completed == result.posted
+    return result
+
+
+SCRIPT = FaultScript(
+    "fault_prefect_down",
+    "Prefect server stopped while jobs are posted",
+    "bench_fault_prefect",
+    (
+        ("--jobs", 3, "jobs posted while Prefect is down"),
+        ("--downtime", 3.0, "seconds Prefect stays down"),
+        ("--delay", 2.0, "seconds of the `wait` step"),
+    ),
+    {"jobs": "jobs_posted_while_down", "downtime": "downtime_seconds", "delay": "delay_seconds"},
+    trial,
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the trials; exit status 0 when the property held in every one."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    fault_arguments(parser)
-    parser.add_argument("--jobs", type=int, default=3, help="jobs posted while Prefect is down")
-    parser.add_argument("--downtime", type=float, default=3.0, help="seconds Prefect stays down")
-    parser.add_argument("--delay", type=float, default=2.0, help="seconds of the `wait` step")
-    args = parser.parse_args(argv)
-
-    with (
-        CountingServer() as counter,
-        LocalStack(NAME, env=FAST_RECOVERY_ENV, keep=args.keep) as stack,
-    ):
-        install_counting_workflow(stack, WORKFLOW, counter.url, delay_seconds=args.delay)
-
-        def trial(number: int) -> TrialResult:
-            result = TrialResult(trial=number)
-            before = stack.post_job(WORKFLOW, {"trial": number, "posted": "before"})
-            stack.wait_event(before, "step_started", "wait", timeout=90)
-            stack.stop_prefect()
-            down_at = time.monotonic()
-            # Posted from threads: how long the API takes to answer while Prefect is down is
-            # measured, not assumed; the server comes back after `downtime` either way.
-            with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-                posts = [
-                    pool.submit(_timed_post, stack, {"trial": number, "posted": "during"})
-                    for _ in range(args.jobs)
-                ]
-                time.sleep(max(0.0, args.downtime - (time.monotonic() - down_at)))
-                stack.start_prefect()
-                up_at = time.monotonic()
-                answers = [p.result(timeout=180) for p in posts]
-            during = [job_id for job_id, _, _ in answers]
-            result.extra = {
-                "prefect_down_seconds": round(up_at - down_at, 1),
-                "posts_answered_while_down": sum(1 for _, _, at in answers if at < up_at),
-                "post_seconds_max": round(max(seconds for _, seconds, _ in answers), 1),
-                # No flow run yet when the API answered: only maintenance can dispatch these.
-                "left_pending_by_api": sum(
-                    1 for row in stack.jobs(during).values() if row["flow_run_id"] is None
-                ),
-            }
-            job_ids = [before, *during]
-            stack.wait_settled(job_ids, timeout=args.timeout, maintenance_every=1.0)
-            result.tally(stack, counter, job_ids)
-            result.ok = result.completed == result.posted
-            return result
-
-        return run_trials(
-            NAME,
-            "Prefect server stopped while jobs are posted",
-            args.trials,
-            trial,
-            args.report,
-            jobs_posted_while_down=args.jobs,
-            downtime_seconds=args.downtime,
-            delay_seconds=args.delay,
-            settings=FAST_RECOVERY_ENV,
-        )
+    return fault_main(SCRIPT, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -20,186 +20,143 @@ Targets: engine p50 <= 0.5 s, p95 <= 1 s.
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from common import (
-    BenchStack,
-    EngineClient,
-    check,
-    common_arguments,
-    machine_info,
-    print_table,
-    print_targets,
-    run_raw,
-    summarize,
-    wait_flow_runs,
-    wait_jobs,
-    workflow_id,
-    write_report,
-)
+if not __package__:  # run as a file: import `bench` from the project root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench import report as out
+from bench.measure import EngineClient, run_raw, wait_final
+from bench.stacks import deploy_raw, run_setups, start_engine, start_raw_worker, workflow_id
+from cli.stack import LocalStack
 
 
 def measure(
-    n: int,
-    warmup: int,
-    start: Callable[[], str],
-    wait: Callable[[list[str], float], dict[str, float]],
-    timeout: float,
+    args: argparse.Namespace,
     label: str,
+    start: Callable[[], str],
+    wait: Callable[[str, float], bool],
 ) -> dict[str, Any]:
-    """`warmup` then `n` runs one after the other; seconds from start to seen final, and
+    """`--warmup` then `--n` runs one after the other; seconds from start to seen final, and
     the seconds the start call itself took."""
     totals: list[float] = []
     submits: list[float] = []
     lost = 0
-    for i in range(warmup + n):
+    for i in range(args.warmup + args.n):
         t0 = time.monotonic()
         run_id = start()
         t1 = time.monotonic()
-        done = wait([run_id], timeout if i >= warmup else max(timeout, 180))
-        if run_id not in done:
-            print(f"  {label}: run {run_id} not finished within {timeout:.0f} s", flush=True)
-            if i >= warmup:
-                lost += 1
-            continue
-        if i >= warmup:
-            totals.append(done[run_id] - t0)
+        if not wait(run_id, args.timeout if i >= args.warmup else max(args.timeout, 180)):
+            print(f"  run {run_id} not finished within {args.timeout:.0f} s", flush=True)
+            lost += i >= args.warmup
+        elif i >= args.warmup:
+            totals.append(time.monotonic() - t0)
             submits.append(t1 - t0)
-    stats = summarize(totals)
-    print(
-        f"{label:12s} n={stats.get('n')} p50={stats.get('p50')} p95={stats.get('p95')} "
-        f"p99={stats.get('p99')} s",
-        flush=True,
-    )
+    stats = out.summarize(totals)
+    p = [stats.get(k) for k in ("n", "p50", "p95", "p99")]
+    print(f"{label:12s} n={p[0]} p50={p[1]} p95={p[2]} p99={p[3]} s", flush=True)
     return {
         "latency_seconds": stats,
-        "start_call_seconds": summarize(submits),
+        "start_call_seconds": out.summarize(submits),
         "not_finished": lost,
     }
 
 
+def engine(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
+    """Jobs through the API, run by the engine's warm worker."""
+    client = EngineClient(stack.api_url, start_engine(stack, limit=args.limit))
+    result = measure(
+        args,
+        "engine",
+        lambda: client.start(workflow_id(3), {"x": 1}),
+        lambda job, t: bool(wait_final(stack, [job], timeout=t)),
+    )
+    client.close()
+    stack.stop("warm-worker")
+    stack.stop("api")
+    return result
+
+
+def raw(kind: str, limit: str) -> Callable[[LocalStack, argparse.Namespace], dict[str, Any]]:
+    """The raw no-op flow on a worker of `kind` with the limit option `limit`."""
+
+    def setup(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
+        deployment, pool = deploy_raw(stack, kind)
+        worker = start_raw_worker(stack, kind, pool, getattr(args, limit))
+        result = measure(
+            args,
+            "raw-process" if kind == "process" else "raw-warm",
+            lambda: run_raw(deployment, {"x": {"x": 1}, "steps": 3}),
+            lambda run, t: bool(wait_final(stack, [run], timeout=t, runs=True)),
+        )
+        stack.stop(worker)
+        return result
+
+    return setup
+
+
+SETUPS = {
+    "engine": engine,
+    "raw-process": raw("process", "process_limit"),
+    "raw-warm": raw("supaflow-warm", "limit"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every setup, print the table, write the JSON; 0 unless a setup could not run."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--n", type=int, default=50, help="measured jobs per setup (default 50)")
-    parser.add_argument("--warmup", type=int, default=2, help="unmeasured jobs first")
-    parser.add_argument("--limit", type=int, default=10, help="warm worker limit")
-    parser.add_argument("--process-limit", type=int, default=4, help="process worker limit")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per job at most")
-    parser.add_argument(
-        "--setups", default="engine,raw-process,raw-warm", help="comma-separated subset"
+    args = out.parse(
+        __doc__,
+        argv,
+        ("--n", 50, "measured jobs per setup (default 50)"),
+        ("--warmup", 2, "unmeasured jobs first"),
+        ("--limit", 10, "warm worker limit"),
+        ("--process-limit", 4, "process worker limit"),
+        ("--timeout", 60.0, "seconds per job at most"),
+        ("--setups", "engine,raw-process,raw-warm", "comma-separated subset"),
     )
-    common_arguments(parser)
-    args = parser.parse_args(argv)
-    setups = [s.strip() for s in args.setups.split(",") if s.strip()]
-    results: dict[str, Any] = {}
-    with BenchStack("latency", keep=args.keep) as stack:
-        machine = machine_info()
-        wid = workflow_id(3)
-        if "engine" in setups:
-            stack.deploy_engine()
-            worker = stack.start_warm_worker(limit=args.limit)
-            stack.start_api()
-            client = EngineClient(stack.api_url, stack.token())
-            results["engine"] = measure(
-                args.n,
-                args.warmup,
-                lambda: client.start(wid, {"x": 1}),
-                lambda ids, t: wait_jobs(stack, ids, timeout=t),
-                args.timeout,
-                "engine",
-            )
-            client.close()
-            stack.stop(worker)
-        if "raw-process" in setups:
-            pool = f"bench-process-{secrets.token_hex(3)}"
-            deployment = stack.deploy_raw_process(pool)
-            worker = stack.start_process_worker(pool, limit=args.process_limit)
-            results["raw_process"] = measure(
-                args.n,
-                args.warmup,
-                lambda: run_raw(deployment, {"x": {"x": 1}, "steps": 3}),
-                lambda ids, t: wait_flow_runs(stack, ids, timeout=t),
-                args.timeout,
-                "raw-process",
-            )
-            stack.stop(worker)
-        if "raw-warm" in setups:
-            pool = f"bench-rawwarm-{secrets.token_hex(3)}"
-            deployment = stack.deploy_raw_warm(pool)
-            worker = stack.start_warm_worker(
-                pool, limit=args.limit, query_seconds=0.5, listen=False, name="raw-warm-worker"
-            )
-            results["raw_warm"] = measure(
-                args.n,
-                args.warmup,
-                lambda: run_raw(deployment, {"x": {"x": 1}, "steps": 3}),
-                lambda ids, t: wait_flow_runs(stack, ids, timeout=t),
-                args.timeout,
-                "raw-warm",
-            )
-            stack.stop(worker)
-
-    rows = []
-    for name, result in results.items():
-        lat = result["latency_seconds"]
-        rows.append(
-            (
-                name,
-                lat.get("n"),
-                lat.get("p50"),
-                lat.get("p95"),
-                lat.get("p99"),
-                lat.get("max"),
-                result["start_call_seconds"].get("p50"),
-                result["not_finished"],
-            )
-        )
-    print_table(
+    machine, results = run_setups("latency", args, SETUPS)
+    out.print_table(
         f"Latency, 3-step no-op job, start -> completed (seconds; n={args.n} per setup)",
         ["setup", "n", "p50", "p95", "p99", "max", "start call p50", "not finished"],
-        rows,
+        [
+            (
+                name,
+                *out.cells(r["latency_seconds"]),
+                r["start_call_seconds"].get("p50"),
+                r["not_finished"],
+            )
+            for name, r in results.items()
+        ],
     )
-    engine = results.get("engine", {}).get("latency_seconds", {})
+    p50 = {name: r["latency_seconds"].get("p50") for name, r in results.items()}
+    engine_stats = results.get("engine", {}).get("latency_seconds", {})
     targets = [
-        check("engine latency p50", engine.get("p50"), "<=", 0.5, "s"),
-        check("engine latency p95", engine.get("p95"), "<=", 1.0, "s"),
+        out.check("engine latency p50", engine_stats.get("p50"), "<=", 0.5, "s"),
+        out.check("engine latency p95", engine_stats.get("p95"), "<=", 1.0, "s"),
     ]
-    print_targets(targets)
     ratios = {
-        f"engine_p50_over_{name}_p50": round(engine["p50"] / r["latency_seconds"]["p50"], 3)
-        for name, r in results.items()
-        if name != "engine" and engine.get("p50") and r["latency_seconds"].get("p50")
+        f"engine_p50_over_{name}_p50": round(p50["engine"] / p, 3)
+        for name, p in p50.items()
+        if name != "engine" and p50.get("engine") and p
     }
-    write_report(
-        "latency",
-        {
-            "machine": machine,
-            "settings": {
-                "n": args.n,
-                "warmup": args.warmup,
-                "workflow": "3 sequential json_transform steps returning their input",
-                "warm_worker_limit": args.limit,
-                "process_worker_limit": args.process_limit,
-                "process_worker_query_seconds": 0.5,
-                "raw_warm_worker_query_seconds": 0.5,
-                "prefect_server_database": "PostgreSQL (scratch database)",
-                "completion_seen_by": "polling the job / flow_run row every 20 ms",
-            },
-            "engine": results.get("engine"),
-            "baselines": {k: v for k, v in results.items() if k != "engine"},
-            "ratios": ratios,
-            "targets": targets,
-            "all_met": all(t["met"] for t in targets),
-        },
-        args.report,
-    )
-    complete = all(r["latency_seconds"].get("n") for r in results.values())
-    return 0 if results and complete else 1
+    settings = {
+        "n": args.n,
+        "warmup": args.warmup,
+        "workflow": "3 sequential json_transform steps returning their input",
+        "warm_worker_limit": args.limit,
+        "process_worker_limit": args.process_limit,
+        "process_worker_query_seconds": 0.5,
+        "raw_warm_worker_query_seconds": 0.5,
+        "prefect_server_database": "PostgreSQL (scratch database)",
+        "completion_seen_by": "polling the job / flow_run row every 20 ms",
+    }
+    measured = {"machine": machine, "settings": settings, **out.split(results), "ratios": ratios}
+    out.finish("latency", args, measured, targets)
+    return 0 if results and all(r["latency_seconds"].get("n") for r in results.values()) else 1
 
 
 if __name__ == "__main__":

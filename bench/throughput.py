@@ -21,129 +21,70 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import httpx
-from common import (
-    BenchStack,
-    check,
-    common_arguments,
-    cpu_delta,
-    cpu_snapshot,
-    machine_info,
-    print_table,
-    print_targets,
-    workflow_id,
-    write_report,
-)
 
+if not __package__:  # run as a file: import `bench` from the project root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-async def _burst(n: int, concurrency: int, one: Callable[[int], Awaitable[str]]) -> list[str]:
-    gate = asyncio.Semaphore(concurrency)
-    errors: list[str] = []
-
-    async def guarded(i: int) -> str | None:
-        async with gate:
-            try:
-                return await one(i)
-            except Exception as exc:
-                errors.append(f"{type(exc).__name__}: {exc}")
-                return None
-
-    ids = await asyncio.gather(*(guarded(i) for i in range(n)))
-    if errors:
-        print(f"  {len(errors)} submissions failed, first: {errors[0]}", flush=True)
-    return [i for i in ids if i is not None]
+from bench import report as out
+from bench.measure import FINAL_RUN, cpu_delta, cpu_snapshot, limited, outcomes, raw_burst
+from bench.stacks import deploy_raw, run_setups, start_engine, start_raw_worker, workflow_id
+from cli.stack import LocalStack
 
 
 def engine_burst(api_url: str, token: str, n: int, concurrency: int) -> list[str]:
     """POST n jobs through the API, `concurrency` in flight; the job ids."""
 
-    async def run() -> list[str]:
+    async def run() -> list[str | None]:
+        headers = {"Authorization": f"Bearer {token}"}
+        limits = httpx.Limits(max_connections=concurrency)
         async with httpx.AsyncClient(
-            base_url=api_url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=60,
-            limits=httpx.Limits(max_connections=concurrency),
+            base_url=api_url, headers=headers, timeout=60, limits=limits
         ) as client:
 
             async def one(i: int) -> str:
-                response = await client.post(
-                    "/workflows/start",
-                    json={"workflow_id": workflow_id(3), "input_data": {"x": i}},
-                )
+                body = {"workflow_id": workflow_id(3), "input_data": {"x": i}}
+                response = await client.post("/workflows/start", json=body)
                 response.raise_for_status()
                 return str(response.json()["job_id"])
 
-            return await _burst(n, concurrency, one)
+            return await limited(n, concurrency, one)
 
-    return asyncio.run(run())
-
-
-def raw_burst(deployment: UUID, n: int, concurrency: int) -> list[str]:
-    """n raw `run_deployment(timeout=0)` calls, `concurrency` at once; the flow run ids."""
-    from prefect.client.orchestration import get_client
-    from prefect.deployments import run_deployment
-
-    async def run() -> list[str]:
-        async with get_client() as client:
-
-            async def one(i: int) -> str:
-                flow_run = await run_deployment(  # type: ignore[misc]
-                    deployment,
-                    client=client,
-                    parameters={"x": {"x": i}, "steps": 3},
-                    timeout=0,
-                    as_subflow=False,
-                )
-                return str(flow_run.id)
-
-            return await _burst(n, concurrency, one)
-
-    return asyncio.run(run())
+    return [i for i in asyncio.run(run()) if i is not None]
 
 
 def drain(
-    stack: BenchStack,
-    label: str,
-    n: int,
-    submit: Callable[[], list[str]],
-    outcomes: Callable[[list[str]], dict[str, Any]],
-    finished_key: str,
-    failed_keys: tuple[str, ...],
-    timeout: float,
+    stack: LocalStack, label: str, n: int, submit: Callable[[], list[str]], timeout: float
 ) -> dict[str, Any]:
     """Submit the burst, poll every 0.5 s until every run is final (or `timeout`), and
     return the counts, the rates and the CPU each component used meanwhile."""
-    cpu_before = cpu_snapshot(stack)
-    wall0 = time.time()
-    t0 = time.monotonic()
+    runs = label != "engine"
+    done, failures = ("COMPLETED", FINAL_RUN[1:]) if runs else ("completed", ["failed"])
+    cpu_before, wall0, t0 = cpu_snapshot(stack), time.time(), time.monotonic()
     ids = submit()
     submit_seconds = time.monotonic() - t0
     print(f"{label}: {len(ids)}/{n} submitted in {submit_seconds:.1f} s", flush=True)
-    deadline = t0 + timeout
     last_report = 0.0
     state: dict[str, Any] = {"counts": {}, "last_done": None}
-    while time.monotonic() < deadline:
-        state = outcomes(ids)
-        final = state["counts"].get(finished_key, 0) + sum(
-            state["counts"].get(k, 0) for k in failed_keys
-        )
+    while time.monotonic() < t0 + timeout:
+        state = outcomes(stack, ids, runs=runs)
+        final = sum(state["counts"].get(k, 0) for k in [done, *failures])
         if final >= len(ids):
             break
         if time.monotonic() - last_report > 15:
             print(f"  {label}: {final}/{len(ids)} final after {time.monotonic() - t0:.0f} s")
             last_report = time.monotonic()
         time.sleep(0.5)
-    elapsed_wall = time.monotonic() - t0
+    waited = time.monotonic() - t0
     cpu = cpu_delta(cpu_before, cpu_snapshot(stack))
-    finished = state["counts"].get(finished_key, 0)
-    failed = sum(state["counts"].get(k, 0) for k in failed_keys)
+    finished = state["counts"].get(done, 0)
+    failed = sum(state["counts"].get(k, 0) for k in failures)
     span = (state["last_done"] - wall0) if state["last_done"] else None
     rate = round(finished / span, 3) if span else None
     print(f"{label}: {finished} finished, {failed} failed, {rate} jobs/s", flush=True)
@@ -157,7 +98,7 @@ def drain(
         "submit_rate_per_s": round(len(ids) / submit_seconds, 2) if submit_seconds else None,
         "drain_seconds": round(span, 2) if span else None,
         "jobs_per_second": rate,
-        "waited_seconds": round(elapsed_wall, 1),
+        "waited_seconds": round(waited, 1),
         "cpu_seconds": cpu,
         "cpu_seconds_per_job": {
             k: round(v / finished, 3) for k, v in cpu.items() if finished and v > 0
@@ -166,126 +107,94 @@ def drain(
     }
 
 
+def engine(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
+    """Jobs posted through the API, run by the engine's warm worker."""
+    token = start_engine(stack, limit=args.limit)
+    engine_burst(stack.api_url, token, 2, 2)  # warm-up, not counted
+    time.sleep(3)
+    timeout = args.timeout or 120 + args.n * 2.0
+    result = drain(
+        stack,
+        "engine",
+        args.n,
+        lambda: engine_burst(stack.api_url, token, args.n, args.concurrency),
+        timeout,
+    )
+    stack.stop("warm-worker")
+    stack.stop("api")
+    return result
+
+
+def raw(stack: LocalStack, args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    """Raw runs of the no-op flow on a warm or a process worker."""
+    process = kind == "process"
+    n, limit = (args.process_n, args.process_limit) if process else (args.n, args.limit)
+    deployment, pool = deploy_raw(stack, kind)
+    worker = start_raw_worker(stack, kind, pool, limit)
+
+    def runs(count: int = n, concurrency: int = args.concurrency) -> list[str]:
+        ids = raw_burst(deployment, count, concurrency, lambda i: {"x": {"x": i}, "steps": 3})
+        return [i for i in ids if i is not None]
+
+    runs(*((1, 1) if process else (2, 2)))  # warm-up, not counted
+    time.sleep(8 if process else 5)
+    timeout = args.timeout or 120 + n * (4.0 if process else 2.0)
+    result = drain(stack, "raw-process" if process else "raw-warm", n, runs, timeout)
+    stack.stop(worker)
+    return result
+
+
+SETUPS = {
+    "engine": engine,
+    "raw-warm": lambda stack, args: raw(stack, args, "supaflow-warm"),
+    "raw-process": lambda stack, args: raw(stack, args, "process"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run each setup's burst, print the table and the CPU split, write the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--n", type=int, default=1000, help="jobs per burst (default 1000)")
-    parser.add_argument(
-        "--process-n", type=int, default=200, help="burst on the process worker (default 200)"
+    args = out.parse(
+        __doc__,
+        argv,
+        ("--n", 1000, "jobs per burst (default 1000)"),
+        ("--process-n", 200, "burst on the process worker (default 200)"),
+        ("--concurrency", 50, "submissions in flight"),
+        ("--limit", 10, "warm worker limit"),
+        ("--process-limit", 4, "process worker limit"),
+        ("--setups", "engine,raw-warm,raw-process", "comma-separated subset"),
+        ("--timeout", None, "seconds per burst at most"),
     )
-    parser.add_argument("--concurrency", type=int, default=50, help="submissions in flight")
-    parser.add_argument("--limit", type=int, default=10, help="warm worker limit")
-    parser.add_argument("--process-limit", type=int, default=4, help="process worker limit")
-    parser.add_argument(
-        "--setups", default="engine,raw-warm,raw-process", help="comma-separated subset"
-    )
-    parser.add_argument("--timeout", type=float, default=None, help="seconds per burst at most")
-    common_arguments(parser)
-    args = parser.parse_args(argv)
-    setups = [s.strip() for s in args.setups.split(",") if s.strip()]
-    results: dict[str, Any] = {}
-    with BenchStack("throughput", keep=args.keep) as stack:
-        machine = machine_info()
-        if "engine" in setups:
-            stack.deploy_engine()
-            worker = stack.start_warm_worker(limit=args.limit)
-            api = stack.start_api()
-            token = stack.token()
-            engine_burst(stack.api_url, token, 2, 2)  # warm-up, not counted
-            time.sleep(3)
-            results["engine"] = drain(
-                stack,
-                "engine",
-                args.n,
-                lambda: engine_burst(stack.api_url, token, args.n, args.concurrency),
-                stack.job_outcomes,
-                "completed",
-                ("failed",),
-                args.timeout or 120 + args.n * 2.0,
-            )
-            stack.stop(worker)
-            stack.stop(api)
-        if "raw-warm" in setups:
-            pool = f"bench-rawwarm-{secrets.token_hex(3)}"
-            deployment = stack.deploy_raw_warm(pool)
-            worker = stack.start_warm_worker(
-                pool, limit=args.limit, query_seconds=0.5, listen=False, name="raw-warm-worker"
-            )
-            raw_burst(deployment, 2, 2)
-            time.sleep(5)
-            results["raw_warm"] = drain(
-                stack,
-                "raw-warm",
-                args.n,
-                lambda: raw_burst(deployment, args.n, args.concurrency),
-                stack.flow_run_outcomes,
-                "COMPLETED",
-                ("FAILED", "CRASHED", "CANCELLED"),
-                args.timeout or 120 + args.n * 2.0,
-            )
-            stack.stop(worker)
-        if "raw-process" in setups and args.process_n > 0:
-            pool = f"bench-process-{secrets.token_hex(3)}"
-            deployment = stack.deploy_raw_process(pool)
-            worker = stack.start_process_worker(pool, limit=args.process_limit)
-            raw_burst(deployment, 1, 1)
-            time.sleep(8)
-            results["raw_process"] = drain(
-                stack,
-                "raw-process",
-                args.process_n,
-                lambda: raw_burst(deployment, args.process_n, args.concurrency),
-                stack.flow_run_outcomes,
-                "COMPLETED",
-                ("FAILED", "CRASHED", "CANCELLED"),
-                args.timeout or 120 + args.process_n * 4.0,
-            )
-            stack.stop(worker)
-
-    print_table(
+    if args.process_n <= 0:
+        args.setups = args.setups.replace("raw-process", "")
+    machine, results = run_setups("throughput", args, SETUPS)
+    keys = ("submitted", "finished", "failed", "submit_seconds", "drain_seconds", "jobs_per_second")
+    out.print_table(
         "Throughput, burst of 3-step no-op jobs posted at once",
         ["setup", "jobs", "finished", "failed", "submit s", "drain s", "jobs/s"],
-        [
-            (
-                name,
-                r["submitted"],
-                r["finished"],
-                r["failed"],
-                r["submit_seconds"],
-                r["drain_seconds"],
-                r["jobs_per_second"],
-            )
-            for name, r in results.items()
-        ],
+        [(name, *(r[k] for k in keys)) for name, r in results.items()],
     )
     components = sorted({k for r in results.values() for k in r["cpu_seconds_per_job"]})
-    print_table(
+    out.print_table(
         "CPU-seconds per finished job, by component (during the burst)",
         ["component", *results.keys()],
         [(c, *(r["cpu_seconds_per_job"].get(c) for r in results.values())) for c in components],
     )
-    engine = results.get("engine", {})
-    targets = [check("engine throughput", engine.get("jobs_per_second"), ">=", 20.0, "jobs/s")]
-    print_targets(targets)
-    write_report(
+    rate = results.get("engine", {}).get("jobs_per_second")
+    targets = [out.check("engine throughput", rate, ">=", 20.0, "jobs/s")]
+    settings = {
+        "n": args.n,
+        "process_n": args.process_n,
+        "concurrency": args.concurrency,
+        "warm_worker_limit": args.limit,
+        "process_worker_limit": args.process_limit,
+        "workflow": "3 sequential json_transform steps returning their input",
+        "prefect_server_database": "PostgreSQL (scratch database)",
+    }
+    out.finish(
         "throughput",
-        {
-            "machine": machine,
-            "settings": {
-                "n": args.n,
-                "process_n": args.process_n,
-                "concurrency": args.concurrency,
-                "warm_worker_limit": args.limit,
-                "process_worker_limit": args.process_limit,
-                "workflow": "3 sequential json_transform steps returning their input",
-                "prefect_server_database": "PostgreSQL (scratch database)",
-            },
-            "engine": results.get("engine"),
-            "baselines": {k: v for k, v in results.items() if k != "engine"},
-            "targets": targets,
-            "all_met": all(t["met"] for t in targets),
-        },
-        args.report,
+        args,
+        {"machine": machine, "settings": settings, **out.split(results)},
+        targets,
     )
     ok = bool(results) and all(r["finished"] == r["requested"] for r in results.values())
     return 0 if ok else 1

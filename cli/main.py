@@ -132,7 +132,7 @@ def up(
     prefect_port: Annotated[int, typer.Option(help="Port of the local Prefect server.")] = 4200,
 ) -> None:
     """Start the whole engine locally and run the offline demo workflow through the API."""
-    from cli.stack import run_stack
+    from cli.up import run_stack
 
     code = run_stack(demo=demo, wait=wait, api_port=api_port, prefect_port=prefect_port)
     raise typer.Exit(code=code)

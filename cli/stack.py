@@ -1,306 +1,391 @@
-"""`supaflow up`: the whole engine on one machine, on its embedded defaults.
+"""The one local stack: what `supaflow up`, the benchmarks and the fault scripts run.
 
-PostgreSQL: DATABASE_URL, or the embedded server in DATA_DIR. Prefect: PREFECT_API_URL, or
-a local Prefect server (SQLite) started here. Then a process worker, the REST API, a local
-token, and the offline demo job, followed until it completes. Ctrl-C stops what was started.
+Parts, each started once and all stopped on `close()` in reverse order of their start:
+
+- database: the embedded PostgreSQL of the data folder, a given DATABASE_URL, or a scratch
+  database on a given server; then migrations and the definitions sync;
+- Prefect: a given PREFECT_API_URL, or a Prefect server started here, on SQLite (in
+  PREFECT_HOME) or on a PostgreSQL database;
+- the work pools (`local-process` and the warm pool), the deployments of prefect.yaml;
+- a process worker, a warm worker (`python -m worker --pool ... --limit ...`), the REST API,
+  and local tokens.
+
+The stack's environment (`env`) is every child's, and this process takes it into
+`os.environ` too: it is a client of its own stack (tokens, Prefect client, maintenance). Run
+one stack per process. With `isolated`, nothing of the caller's environment points the stack
+elsewhere (every PREFECT_* variable and the database and auth settings are dropped), so a
+bench stack runs on Prefect's defaults in a scratch folder.
+
+    with LocalStack(root, isolated=True) as stack:
+        stack.start_prefect()
+        stack.start_database()
+        ...
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-import signal
-import subprocess
-import sys
 import time
-from contextlib import ExitStack
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Self
 
-import httpx
-from rich.console import Console
+import psutil  # type: ignore[import-untyped,unused-ignore]
 
-from engine.settings import PROJECT_ROOT, get_settings
+from cli.databases import EmbeddedPostgres, ScratchDatabase, asyncpg_url
+from cli.services import PYTHON, Service, bin_path, free_port, ignoring_signals, wait_http
+from engine.settings import PROJECT_ROOT, Settings, get_settings
 
-console = Console()
-DEMO_WORKFLOW = "demo_offline_v1"
-DEMO_INPUT = {"text": "Supaflow runs multi-step jobs for Supabase apps, step by step."}
+PROCESS_POOL = "local-process"
+WARM_DEPLOYMENT = "run-workflow/run-workflow-warm"
+WARM_WORKER_TYPE = "supaflow-warm"
+#: Caller settings an isolated stack drops, besides every PREFECT_* variable.
+FOREIGN_ENV = (
+    "DATABASE_URL",
+    "SUPABASE_URL",
+    "SUPABASE_JWT_SECRET",
+    "SUPABASE_JWKS_URL",
+    "LOCAL_AUTH",
+    "WARM_POOL",
+)
 
 
-class Service:
-    """A child process with its log file; stopped with SIGINT, then SIGTERM, then SIGKILL."""
+def create_work_pools(prefect_api_url: str, pools: Mapping[str, str]) -> None:
+    """Create the work pools `{name: worker type}` ("process" or "supaflow-warm") that do not
+    exist yet. Through Prefect's client: the Prefect CLI cannot create a pool of the warm
+    worker's type (it knows only the worker types of installed Prefect collections)."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.workers.process import ProcessWorker
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            args,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=PROJECT_ROOT,
-            start_new_session=True,
-        )
+    from worker.worker import WarmWorker
 
-    def alive(self) -> bool:
-        """Whether the process still runs."""
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        """Stop the process group (prefect workers ignore SIGTERM for minutes; SIGINT works)."""
-        for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-            if not self.alive():
-                break
+    templates = {w.type: w.get_default_base_job_template() for w in (ProcessWorker, WarmWorker)}
+    with SyncPrefectClient(prefect_api_url) as client:
+        for name, kind in pools.items():
+            create = WorkPoolCreate(name=name, type=kind, base_job_template=templates[kind])
             try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
+                client.create_work_pool(create)
+            except ObjectAlreadyExists:
                 continue
-        self._log.close()
 
 
-def _wait_http(url: str, *, timeout: float, service: Service | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if service is not None and not service.alive():
-            raise RuntimeError(f"{service.name} exited; see {service.log_path}")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
-
-
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
-
-
-def stack_environment(prefect_api_url: str, api_port: int, database_url: str) -> dict[str, str]:
-    """The environment every child process of the local stack shares."""
+def stack_environment(
+    root: Path, prefect_api_url: str, api_url: str, *, isolated: bool
+) -> dict[str, str]:
+    """The environment every process of the stack shares (the database URL comes later)."""
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not isolated or (k not in FOREIGN_ENV and not k.startswith("PREFECT_"))
+    }
     settings = get_settings()
-    data_dir = settings.data_dir
-    env = dict(os.environ)
-    env.update(
-        {
-            "DATA_DIR": str(data_dir),
-            "DATABASE_URL": database_url,
-            "PREFECT_API_URL": prefect_api_url,
-            "PREFECT_HOME": str(data_dir / "prefect"),
-            "DO_NOT_TRACK": "1",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_ENABLED": "true",
-            "SUPAFLOW_PROJECT_DIR": str(PROJECT_ROOT),
-            "SUPAFLOW_PYTHON": sys.executable,
-            "PREFECT_WORKER_QUERY_SECONDS": env.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
-            "PREFECT_WORKER_PREFETCH_SECONDS": env.get("PREFECT_WORKER_PREFETCH_SECONDS", "1"),
-        }
-    )
+    env = {
+        **base,
+        "DATA_DIR": str(root),
+        "PREFECT_API_URL": prefect_api_url,
+        "PREFECT_HOME": str(root / "prefect"),
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false" if isolated else "true",
+        "SUPAFLOW_PROJECT_DIR": str(PROJECT_ROOT),
+        "SUPAFLOW_PYTHON": PYTHON,
+        "PREFECT_WORKER_QUERY_SECONDS": base.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
+        "PREFECT_WORKER_PREFETCH_SECONDS": base.get("PREFECT_WORKER_PREFETCH_SECONDS", "1"),
+        # prefect.yaml puts run-workflow-warm on this pool.
+        "WARM_POOL": str(Settings.model_fields["warm_pool"].default)
+        if isolated
+        else settings.warm_pool,
+    }
+    if isolated:
+        env["TMPDIR"] = str(root / "tmp")
     if settings.log_json:
         from engine.logging_json import prefect_logging_env
 
         env.update(prefect_logging_env())
-    if not settings.supabase_jwt_secret and "SUPABASE_URL" not in os.environ:
+    if isolated or (not settings.supabase_jwt_secret and "SUPABASE_URL" not in base):
         # Local auth: the API serves the local key's JWKS at the Supabase Auth path.
-        env["SUPABASE_URL"] = f"http://127.0.0.1:{api_port}"
+        env["SUPABASE_URL"] = api_url
         env["LOCAL_AUTH"] = "true"
     return env
 
 
-def _follow_job(api: str, token: str, job_id: str, timeout: float) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {token}"}
-    last: tuple[Any, ...] = ()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{api}/jobs/{job_id}", headers=headers, timeout=10).json()
-        now = (job["status"], job.get("current_step_id"), len(job.get("step_data") or {}))
-        if now != last:
-            console.print(
-                f"  job {job_id[:8]}  status=[bold]{job['status']}[/bold]  "
-                f"step={job.get('current_step_id')}  steps done={now[2]}"
-            )
-            last = now
-        if job["status"] in ("completed", "failed"):
-            return dict(job)
-        time.sleep(0.25)
-    raise RuntimeError(f"job {job_id} did not finish within {timeout:.0f} s")
+class LocalStack:
+    """PostgreSQL, Prefect, pools, deployments, workers and the API of one data folder.
 
+    `root` is the data folder (DATA_DIR; logs in `root/logs`). `env` adds settings for every
+    process of the stack. `prefect_api_url` uses a running Prefect instead of starting one.
+    """
 
-def _stop_all(services: list[Service]) -> None:
-    for service in reversed(services):
-        service.stop()
+    def __init__(
+        self,
+        root: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        isolated: bool = False,
+        api_port: int | None = None,
+        prefect_port: int | None = None,
+        prefect_api_url: str | None = None,
+    ) -> None:
+        self.root = root
+        self.log_dir = root / "logs"
+        self.api_port = api_port or free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.external_prefect = prefect_api_url is not None
+        port = prefect_port or free_port()
+        self.prefect_api_url = prefect_api_url or f"http://127.0.0.1:{port}/api"
+        self.prefect_port = port
+        self.database_url = ""
+        self.prefect_database_url = ""
+        self.deployed: set[str] = set()
+        self.embedded: EmbeddedPostgres | None = None
+        self.services: dict[str, Service] = {}
+        self._parts: list[tuple[str, Callable[[], None]]] = []
+        self._caller_environ = dict(os.environ)
+        self.env = stack_environment(root, self.prefect_api_url, self.api_url, isolated=isolated)
+        self.env.update(env or {})
+        if isolated:
+            (root / "tmp").mkdir(parents=True, exist_ok=True)
+        self._adopt()
 
-
-def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> int:
-    """Start everything, run the demo, wait for Ctrl-C; 0 when the demo job completed."""
-    from cli.definition_files import sync_definitions
-    from cli.local_auth import mint_local_token
-    from engine.db.connection import resolve_database_url, shared_store
-    from engine.db.migrate import apply_migrations
-
-    settings = get_settings()
-    log_dir = settings.data_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    code = 0
-    with ExitStack() as stack:
-        services: list[Service] = []
-        stack.callback(_stop_all, services)
-
-        console.print("[bold]1/6[/bold] PostgreSQL")
-        database_url = resolve_database_url(settings)
-        applied = apply_migrations(database_url, bootstrap=not settings.database_url)
-        console.print(f"      migrations applied now: {len(applied)}")
-        changed = sync_definitions(shared_store(settings))
-        console.print(f"      definitions synced: {changed}")
-
-        external_prefect = os.environ.get("PREFECT_API_URL")
-        prefect_api = external_prefect or f"http://127.0.0.1:{prefect_port}/api"
-        env = stack_environment(prefect_api, api_port, database_url)
-        os.environ.update({k: env[k] for k in ("PREFECT_API_URL", "PREFECT_HOME", "DO_NOT_TRACK")})
-
-        if not external_prefect:
-            console.print("[bold]2/6[/bold] Prefect server (SQLite, first start runs migrations)")
-            server = Service(
-                "prefect-server",
-                [
-                    _bin("prefect"),
-                    "server",
-                    "start",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(prefect_port),
-                ],
-                env,
-                log_dir,
-            )
-            services.append(server)
-            _wait_http(f"{prefect_api}/health", timeout=120, service=server)
-        else:
-            console.print(f"[bold]2/6[/bold] Prefect at {prefect_api}")
-
-        console.print("[bold]3/6[/bold] deployments and worker")
-        subprocess.run(
-            [_bin("prefect"), "work-pool", "create", "local-process", "--type", "process"],
-            env=env,
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            check=False,
-        )
-        deploy = subprocess.run(
-            [_bin("prefect"), "--no-prompt", "deploy", "--all"],
-            env=env,
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if deploy.returncode != 0:
-            console.print(deploy.stdout[-3000:], deploy.stderr[-3000:])
-            raise RuntimeError("prefect deploy failed")
-        if settings.worker_mode == "warm":
-            # Every component that starts runs (API, maintenance) must use the warm deployment.
-            env["PREFECT_DEPLOYMENT"] = "run-workflow/run-workflow-warm"
-        # The process worker runs the scheduled maintenance flow (and, in process mode, jobs).
-        services.append(
-            Service(
-                "process-worker",
-                [
-                    _bin("prefect"),
-                    "worker",
-                    "start",
-                    "--pool",
-                    "local-process",
-                    "--type",
-                    "process",
-                ],
-                env,
-                log_dir,
-            )
-        )
-        if settings.worker_mode == "warm":
-            # Jobs run in a warm worker: imports done and pools open before any run arrives,
-            # flow runs in threads, woken by PostgreSQL NOTIFY when the API creates a run.
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "worker",
-                    "--pool",
-                    settings.warm_pool,
-                    "--deploy-only",
-                ],
-                env=env,
-                cwd=PROJECT_ROOT,
-                check=True,
-                capture_output=True,
-            )
-            services.append(
-                Service(
-                    "warm-worker",
-                    [
-                        sys.executable,
-                        "-m",
-                        "worker",
-                        "--pool",
-                        settings.warm_pool,
-                        "--limit",
-                        str(settings.worker_limit),
-                        "--query-seconds",
-                        "10",
-                    ],
-                    env,
-                    log_dir,
-                )
-            )
-        console.print(f"      worker mode: {settings.worker_mode}")
-
-        console.print("[bold]4/6[/bold] REST API")
-        api_url = f"http://127.0.0.1:{api_port}"
-        api = Service("api", [_bin("supaflow"), "api", "--port", str(api_port)], env, log_dir)
-        services.append(api)
-        _wait_http(f"{api_url}/health", timeout=60, service=api)
-
-        console.print("[bold]5/6[/bold] local user token")
-        os.environ.update({k: env[k] for k in ("SUPABASE_URL",) if k in env})
+    def _adopt(self) -> None:
+        os.environ.update(self.env)
         get_settings.cache_clear()
-        token = mint_local_token("demo@example.com", ttl_seconds=24 * 3600)
-        token_path = settings.data_dir / "demo-token.txt"
-        token_path.write_text(token + "\n")
-        token_path.chmod(0o600)
 
-        if demo:
-            console.print(f"[bold]6/6[/bold] demo job: POST /workflows/start {DEMO_WORKFLOW}")
-            started = httpx.post(
-                f"{api_url}/workflows/start",
-                headers={"Authorization": f"Bearer {token}"},
-                json={"workflow_id": DEMO_WORKFLOW, "input_data": DEMO_INPUT},
-                timeout=30,
-            )
-            started.raise_for_status()
-            job_id = started.json()["job_id"]
-            job = _follow_job(api_url, token, job_id, timeout=300)
-            console.print_json(json.dumps(job))
-            code = 0 if job["status"] == "completed" else 1
+    def _part(self, name: str, stop: Callable[[], None]) -> None:
+        if any(n == name for n, _ in self._parts):
+            raise RuntimeError(f"{name} is already part of the stack")
+        self._parts.append((name, stop))
 
-        ui = prefect_api.removesuffix("/api")
-        console.print(f"\nPrefect UI:  {ui}")
-        console.print(f"API docs:    {api_url}/docs")
-        console.print(f"Token:       {token_path} (user demo@example.com)")
-        console.print(f"Logs:        {log_dir}")
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop every part, the last started first; each even if another fails."""
+        from engine.db.connection import close_shared_stores
+
+        with ignoring_signals():
+            while self._parts:
+                name, stop = self._parts.pop()
+                if name == "database":
+                    close_shared_stores()  # this process's pools, before the server goes
+                try:
+                    stop()
+                except Exception as exc:
+                    print(f"stopping {name} failed: {type(exc).__name__}: {exc}", flush=True)
+            os.environ.clear()
+            os.environ.update(self._caller_environ)
+            get_settings.cache_clear()
+
+    # -- database ---------------------------------------------------------------------------
+
+    def start_database(self, *, url: str | None = None, admin_url: str | None = None) -> str:
+        """`url`, or a scratch database on the server of `admin_url`, or (neither) the
+        embedded server of the data folder. Returns the database URL, also in `env`."""
+        if url:
+            self._part("database", lambda: None)
+            self.database_url = url
+        elif admin_url:
+            scratch = ScratchDatabase(admin_url, "stack_engine")
+            self._part("database", scratch.close)
+            self.database_url = scratch.url
+        else:
+            embedded = self.embedded = EmbeddedPostgres(self.root)
+            self._part("database", embedded.close)
+            self.database_url = embedded.start()
+        self.env["DATABASE_URL"] = self.database_url
+        self._adopt()
+        return self.database_url
+
+    def migrate(self, *, bootstrap: bool = True) -> tuple[list[str], dict[str, list[str]]]:
+        """Apply the migrations (after the local bootstrap) and sync the shipped definitions;
+        (migrations applied now, definitions changed)."""
+        from cli.definition_files import sync_definitions
+        from engine.db.connection import shared_store
+        from engine.db.migrate import apply_migrations
+
+        applied = apply_migrations(self.database_url, bootstrap=bootstrap)
+        return applied, sync_definitions(shared_store())
+
+    # -- Prefect ----------------------------------------------------------------------------
+
+    def start_prefect(
+        self, *, database_url: str | None = None, admin_url: str | None = None
+    ) -> Service:
+        """Start the Prefect server (no wait; see `wait_prefect`): on the PostgreSQL database
+        `database_url`, or on a scratch database on the server of `admin_url`, or (neither)
+        on SQLite in PREFECT_HOME. Again after `stop("prefect-server")`: the same port and
+        database."""
+        if admin_url and not database_url:
+            scratch = ScratchDatabase(admin_url, "stack_prefect")
+            self._part("prefect-database", scratch.close)
+            database_url = scratch.url
+        if database_url:
+            self.prefect_database_url = database_url
+            self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = asyncpg_url(database_url)
+            self._adopt()
+        args = ["server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)]
+        return self.start_service("prefect-server", [bin_path("prefect"), *args])
+
+    def wait_prefect(self, timeout: float = 180) -> None:
+        """Wait until the Prefect API answers."""
+        wait_http(
+            f"{self.prefect_api_url}/health",
+            timeout=timeout,
+            service=self.services.get("prefect-server"),
+        )
+
+    def create_pools(self, pools: Mapping[str, str] | None = None) -> None:
+        """Create the work pools `{name: worker type}` that do not exist yet; by default the
+        process pool and the warm pool prefect.yaml deploys to."""
+        default = {PROCESS_POOL: "process", self.env["WARM_POOL"]: WARM_WORKER_TYPE}
+        create_work_pools(self.prefect_api_url, pools or default)
+
+    def deploy(self, names: Sequence[str] = (), *, wait: bool = True) -> None:
+        """`prefect --no-prompt deploy` of prefect.yaml: the deployments `names`, or all.
+        With `wait=False` it runs while the caller starts other parts (see `wait_deploy`)."""
+        which = [a for n in names for a in ("--name", n)] or ["--all"]
+        self.start_service("deploy", [bin_path("prefect"), "--no-prompt", "deploy", *which])
+        self.deployed.update(names or ["--all"])
         if wait:
-            console.print("\nRunning. Press Ctrl-C to stop everything this command started.")
-            try:
-                while all(s.alive() for s in services):
-                    time.sleep(1)
-                dead = [s.name for s in services if not s.alive()]
-                console.print(f"[red]stopped because {dead} exited[/red]")
-                code = 1
-            except KeyboardInterrupt:
-                console.print("\nstopping…")
-    return code
+            self.wait_deploy()
+
+    def wait_deploy(self, timeout: float = 300) -> None:
+        """Wait for a `deploy(wait=False)` to finish; RuntimeError (with its log) if it failed."""
+        service = self.services.pop("deploy", None)
+        if service is None:
+            return
+        try:
+            code = service.proc.wait(timeout)
+        finally:
+            service.stop()
+        if code != 0:
+            log = service.log_path.read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"prefect deploy failed (exit {code}):\n{log}")
+
+    # -- processes --------------------------------------------------------------------------
+
+    def start_engine(
+        self,
+        deployments: Sequence[str] = (),
+        *,
+        pools: Mapping[str, str] | None = None,
+        process_worker: bool = True,
+        warm_limit: int | None = None,
+        api_env: Mapping[str, str] | None = None,
+    ) -> None:
+        """The work pools, the deployments of prefect.yaml (all by default; each once), the
+        process worker, a warm worker of `warm_limit` runs and the API, started side by side;
+        returns once the deploy is done and the API answers."""
+        self.create_pools(pools)
+        if not self.deployed.issuperset(deployments or ["--all"]):
+            self.deploy(deployments, wait=False)
+        if process_worker:
+            self.start_process_worker()
+        if warm_limit is not None:
+            self.start_warm_worker(limit=warm_limit, query_seconds=10)
+        self.start_api(api_env, wait=False)
+        self.wait_deploy()
+        self.wait_api()
+
+    def start_service(
+        self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> Service:
+        """Start a child process of the stack with its environment (plus `env`)."""
+        if name in self.services:
+            raise RuntimeError(f"{name} is already running")
+        service = Service(name, args, {**self.env, **(env or {})}, self.log_dir)
+        self.services[name] = service
+        if not any(n == name for n, _ in self._parts):
+            self._part(name, lambda: self.stop(name))
+        return service
+
+    def stop(self, name: str) -> None:
+        """Stop the service `name` (and what it started); it may be started again."""
+        service = self.services.pop(name, None)
+        if service is not None:
+            service.stop()
+
+    def start_process_worker(
+        self,
+        pool: str = PROCESS_POOL,
+        *,
+        limit: int | None = None,
+        query_seconds: float | None = None,
+        name: str = "process-worker",
+    ) -> Service:
+        """Prefect's process worker on `pool` (a new Python per flow run)."""
+        args = [bin_path("prefect"), "worker", "start", "--pool", pool, "--type", "process"]
+        if limit is not None:
+            args += ["--limit", str(limit)]
+        env = {}
+        if query_seconds is not None:
+            env = {
+                "PREFECT_WORKER_QUERY_SECONDS": str(query_seconds),
+                "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+            }
+        return self.start_service(name, args, env)
+
+    def start_warm_worker(
+        self,
+        pool: str | None = None,
+        *,
+        limit: int = 10,
+        query_seconds: float = 10.0,
+        listen: bool = True,
+        name: str = "warm-worker",
+    ) -> Service:
+        """A warm worker on `pool` (default: the stack's warm pool)."""
+        args = [PYTHON, "-m", "worker", "--pool", pool or self.env["WARM_POOL"]]
+        args += ["--limit", str(limit), "--query-seconds", f"{query_seconds:g}"]
+        return self.start_service(name, args + ([] if listen else ["--no-listen"]))
+
+    def start_api(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> Service:
+        """The REST API (`supaflow api`); `env` overrides settings of that process only."""
+        args = [bin_path("supaflow"), "api", "--port", str(self.api_port)]
+        api = self.start_service("api", args, env)
+        if wait:
+            self.wait_api()
+        return api
+
+    def wait_api(self, timeout: float = 90) -> None:
+        """Wait until the REST API answers /health."""
+        wait_http(f"{self.api_url}/health", timeout=timeout, service=self.services.get("api"))
+
+    def mint_token(self, email: str, ttl_seconds: int = 24 * 3600) -> str:
+        """A local access token for `email` (the user is created if missing)."""
+        from cli.local_auth import mint_local_token
+
+        return mint_local_token(email, ttl_seconds=ttl_seconds)
+
+    def flow_run_process(self, flow_run_id: str, worker: str = "process-worker") -> int | None:
+        """The pid of the process the process worker `worker` started for `flow_run_id`, if
+        it is running (a fault script kills it)."""
+        service = self.services.get(worker)
+        for pid in service.descendants() if service else []:
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                runs_flow = "prefect.engine" in " ".join(proc.cmdline())
+                if runs_flow and proc.environ().get("PREFECT__FLOW_RUN_ID") == flow_run_id:
+                    return pid
+        return None
+
+    def supervise(self, poll: float = 1.0) -> str:
+        """Block until a service exits (its name is returned) or a stop signal arrives
+        (KeyboardInterrupt, as `stop_on_signals` makes of SIGTERM and SIGHUP)."""
+        while True:
+            for name, service in self.services.items():
+                if not service.alive():
+                    return name
+            time.sleep(poll)

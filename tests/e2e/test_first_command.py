@@ -41,7 +41,8 @@ def fresh_data_dir() -> Iterator[Path]:
 @pytest.mark.slow
 def test_first_command_runs_the_demo_job_to_completion(fresh_data_dir: Path) -> None:
     """From nothing but the installed project, the stack comes up and the demo job completes;
-    afterwards none of the processes it started is left running."""
+    afterwards none of the processes it started is left running, the embedded PostgreSQL of
+    the data folder included."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -73,7 +74,7 @@ def test_first_command_runs_the_demo_job_to_completion(fresh_data_dir: Path) -> 
     assert f"http://127.0.0.1:{prefect_port}" in output
     assert f"http://127.0.0.1:{api_port}/docs" in output
     leftovers = subprocess.run(
-        ["pgrep", "-f", f"--port {api_port}|--port {prefect_port}"],
+        ["pgrep", "-f", f"--port {api_port}|--port {prefect_port}|{fresh_data_dir}"],
         capture_output=True,
         text=True,
         check=False,

@@ -25,11 +25,13 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 
 from cli.definition_files import sync_definitions
+from cli.stack import create_work_pools
 from engine.db.store import JobStore
 from engine.settings import PROJECT_ROOT
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 POOL = "local-process"
+WARM_POOL = "supaflow-warm"
 #: Worker start, run pick-up, flow-run process start and the demo's ~3 s of steps.
 JOB_LIMIT_SECONDS = 90
 
@@ -78,24 +80,29 @@ def test_prefect_yaml_deploys_and_a_worker_runs_a_job(
     user_id: str,
     tmp_path: Path,
 ) -> None:
-    """`prefect --no-prompt deploy --all` with SUPAFLOW_PROJECT_DIR and SUPAFLOW_PYTHON
-    creates run-workflow/run-workflow and maintenance/maintenance (the latter on a 30 s
-    schedule); a process worker then executes a demo job's flow run (created with the job
+    """`prefect --no-prompt deploy --all` with SUPAFLOW_PROJECT_DIR, SUPAFLOW_PYTHON and
+    WARM_POOL creates run-workflow/run-workflow and maintenance/maintenance (the latter on a
+    30 s schedule) on the process pool, and run-workflow/run-workflow-warm on the warm pool;
+    a process worker then executes a demo job's flow run (created with the job
     id as idempotency key, as the API does) until the job row says completed."""
     env = dict(os.environ)  # carries the test's PREFECT_API_URL, DATABASE_URL, HTTP_ALLOWLIST
     env.update(
         PREFECT_API_URL=prefect_api_url,
         SUPAFLOW_PROJECT_DIR=str(PROJECT_ROOT),
         SUPAFLOW_PYTHON=sys.executable,
+        WARM_POOL=WARM_POOL,
     )
     pool = _cli(["work-pool", "create", POOL, "--type", "process"], env)
     assert pool.returncode == 0 or "already exists" in pool.stdout + pool.stderr, pool.stderr
+    create_work_pools(prefect_api_url, {WARM_POOL: "supaflow-warm"})  # not possible by CLI
     deploy = _cli(["--no-prompt", "deploy", "--all"], env)
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
 
     with get_client(sync_client=True) as client:
         run_deployment = client.read_deployment_by_name("run-workflow/run-workflow")
         maintenance = client.read_deployment_by_name("maintenance/maintenance")
+        warm = client.read_deployment_by_name("run-workflow/run-workflow-warm")
+        assert (warm.work_pool_name, warm.entrypoint) == (WARM_POOL, run_deployment.entrypoint)
         assert run_deployment.work_pool_name == POOL
         assert run_deployment.entrypoint == "flows/run_workflow.py:run_workflow"
         assert run_deployment.job_variables["command"] == f"{sys.executable} -m prefect.engine"

@@ -1,0 +1,153 @@
+"""Child processes of the local stack: each with its log file, waited for, stopped for good.
+
+A `Service` runs in a session of its own (Ctrl-C in the terminal reaches only the command that
+started it, which then stops the services in order). Stopping one also ends the processes it
+started in sessions of their own (a process worker's flow-run processes), so nothing outlives
+the stack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import psutil  # type: ignore[import-untyped,unused-ignore]
+
+from engine.settings import PROJECT_ROOT
+
+PYTHON = sys.executable
+
+
+def bin_path(name: str) -> str:
+    """The console script `name` of this interpreter's environment (prefect, supaflow)."""
+    return str(Path(PYTHON).parent / name)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Service:
+    """A child process with its log file; stopped with SIGINT, then SIGTERM, then SIGKILL."""
+
+    def __init__(
+        self, name: str, args: Sequence[str], env: Mapping[str, str], log_dir: Path
+    ) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            list(args),
+            env=dict(env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return int(self.proc.pid)
+
+    def alive(self) -> bool:
+        """Whether the process still runs."""
+        return self.proc.poll() is None
+
+    def descendants(self) -> list[int]:
+        """Pids of every process it started that still runs (in any session)."""
+        with contextlib.suppress(psutil.Error):
+            return [int(p.pid) for p in psutil.Process(self.pid).children(recursive=True)]
+        return []
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the process, its reaped children and its live descendants."""
+        try:
+            times = psutil.Process(self.pid).cpu_times()
+        except psutil.Error:
+            return 0.0
+        total = float(sum(times[:4]))  # user, system, children_user, children_system
+        for pid in self.descendants():
+            with contextlib.suppress(psutil.Error):
+                total += float(sum(psutil.Process(pid).cpu_times()[:2]))
+        return total
+
+    def stop(self) -> None:
+        """Stop the process group (prefect workers ignore SIGTERM for minutes; SIGINT works),
+        then whatever it started in sessions of its own."""
+        orphans = self.descendants()
+        for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+            if not self.alive():
+                break
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=wait)
+        for pid in orphans:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+        self._log.close()
+
+
+def wait_http(url: str, *, timeout: float, service: Service | None = None) -> None:
+    """Poll `url` until it answers below 500; RuntimeError if `service` exits or time is up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service is not None and not service.alive():
+            raise RuntimeError(f"{service.name} exited; see {service.log_path}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP interrupt the main thread as Ctrl-C does."""
+    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def ignoring_signals() -> Iterator[None]:
+    """Within the block (stopping the stack), Ctrl-C, SIGTERM and SIGHUP wait for its end."""
+    sigs = (signal.SIGINT, *STOP_SIGNALS)
+    try:
+        previous: dict[signal.Signals, Any] = {s: signal.signal(s, signal.SIG_IGN) for s in sigs}
+    except ValueError:  # not the main thread: nothing to protect from
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,130 @@
+"""`supaflow up`: the local stack on its embedded defaults, plus the offline demo job.
+
+PostgreSQL: DATABASE_URL, or the embedded server in DATA_DIR. Prefect: PREFECT_API_URL, or a
+local Prefect server (SQLite) started here. Then the work pools, the deployments of
+prefect.yaml, a process worker (maintenance; jobs too with WORKER_MODE=process), the warm
+worker, the REST API, a local token, and the demo job, followed until it completes.
+Independent parts start side by side (the Prefect server boots while the database migrates;
+workers and API start while prefect.yaml deploys). Ctrl-C, SIGTERM, SIGHUP or a service that
+exits stops everything that was started, the embedded PostgreSQL included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from cli.services import stop_on_signals
+from cli.stack import WARM_DEPLOYMENT, LocalStack
+from engine.settings import Settings, get_settings
+
+console = Console()
+DEMO_WORKFLOW = "demo_offline_v1"
+DEMO_INPUT = {"text": "Supaflow runs multi-step jobs for Supabase apps, step by step."}
+
+
+def _follow_job(api: str, token: str, job_id: str, timeout: float) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    last: tuple[Any, ...] = ()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{api}/jobs/{job_id}", headers=headers, timeout=10).json()
+        now = (job["status"], job.get("current_step_id"), len(job.get("step_data") or {}))
+        if now != last:
+            console.print(
+                f"  job {job_id[:8]}  status=[bold]{job['status']}[/bold]  "
+                f"step={job.get('current_step_id')}  steps done={now[2]}"
+            )
+            last = now
+        if job["status"] in ("completed", "failed"):
+            return dict(job)
+        time.sleep(0.25)
+    raise RuntimeError(f"job {job_id} did not finish within {timeout:.0f} s")
+
+
+def _start(stack: LocalStack, settings: Settings) -> None:
+    """Steps 1 to 4: database, Prefect, pools, deployments, workers, the API answering."""
+    console.print("[bold]1/6[/bold] PostgreSQL")
+    if not stack.external_prefect:
+        stack.start_prefect()  # boots (SQLite migrations on first start) meanwhile
+    stack.start_database(url=settings.database_url or None)
+    applied, changed = stack.migrate(bootstrap=not settings.database_url)
+    console.print(f"      migrations applied now: {len(applied)}")
+    console.print(f"      definitions synced: {changed}")
+    if stack.external_prefect:
+        console.print(f"[bold]2/6[/bold] Prefect at {stack.prefect_api_url}")
+    else:
+        console.print("[bold]2/6[/bold] Prefect server (SQLite, first start runs migrations)")
+        stack.wait_prefect(timeout=120)
+
+    console.print("[bold]3/6[/bold] deployments and worker")
+    warm = settings.worker_mode == "warm"
+    if warm:
+        # Every component that starts runs (API, maintenance) must use the warm deployment.
+        stack.env["PREFECT_DEPLOYMENT"] = WARM_DEPLOYMENT
+    # The process worker runs the scheduled maintenance flow (and, in process mode, jobs).
+    # In warm mode jobs run in a warm worker: imports done and pools open before any run
+    # arrives, flow runs in threads, woken by PostgreSQL NOTIFY when the API creates a run.
+    stack.start_engine(warm_limit=settings.worker_limit if warm else None)
+    console.print(f"      worker mode: {settings.worker_mode}")
+    console.print("[bold]4/6[/bold] REST API")
+
+
+def _demo(stack: LocalStack, token: str) -> int:
+    """Step 6: the demo job through the API, followed to its end; 0 when it completed."""
+    console.print(f"[bold]6/6[/bold] demo job: POST /workflows/start {DEMO_WORKFLOW}")
+    started = httpx.post(
+        f"{stack.api_url}/workflows/start",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"workflow_id": DEMO_WORKFLOW, "input_data": DEMO_INPUT},
+        timeout=30,
+    )
+    started.raise_for_status()
+    job = _follow_job(stack.api_url, token, started.json()["job_id"], timeout=300)
+    console.print_json(json.dumps(job))
+    return 0 if job["status"] == "completed" else 1
+
+
+def _serve(stack: LocalStack, settings: Settings, *, demo: bool, wait: bool) -> int:
+    _start(stack, settings)
+    console.print("[bold]5/6[/bold] local user token")
+    token = stack.mint_token("demo@example.com")
+    token_path = settings.data_dir / "demo-token.txt"
+    token_path.write_text(token + "\n")
+    token_path.chmod(0o600)
+    code = _demo(stack, token) if demo else 0
+
+    console.print(f"\nPrefect UI:  {stack.prefect_api_url.removesuffix('/api')}")
+    console.print(f"API docs:    {stack.api_url}/docs")
+    console.print(f"Token:       {token_path} (user demo@example.com)")
+    console.print(f"Logs:        {stack.log_dir}")
+    if not wait:
+        return code
+    console.print("\nRunning. Press Ctrl-C to stop everything this command started.")
+    try:
+        dead = stack.supervise()
+    except KeyboardInterrupt:
+        console.print("\nstopping…")
+        return code
+    console.print(f"[red]stopped because {[dead]} exited[/red]")
+    return 1
+
+
+def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> int:
+    """Start everything, run the demo, wait for Ctrl-C; 0 when the demo job completed."""
+    settings = get_settings()
+    with (
+        stop_on_signals(),
+        LocalStack(
+            settings.data_dir,
+            api_port=api_port,
+            prefect_port=prefect_port,
+            prefect_api_url=os.environ.get("PREFECT_API_URL"),
+        ) as stack,
+    ):
+        return _serve(stack, settings, demo=demo, wait=wait)
