@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.futures import PrefectFuture
 from prefect.runtime import task_run as task_run_runtime
+from prefect.utilities.annotations import quote
 
 from engine.db.connection import shared_store
 from engine.db.job_writes import Transition
@@ -283,4 +284,6 @@ def submit_step(
         timeout_seconds=step.timeout_seconds,
         retry_condition_fn=_make_retry_condition(shared_store(), job, step),
     )
-    return configured.submit(job, step, dict(steps_done), log_io)
+    # quote(): Prefect would otherwise walk every value of the parameters on each submit (to
+    # find futures and task inputs), so a large input_data cost CPU on every step.
+    return configured.submit(quote(job), quote(step), quote(dict(steps_done)), log_io)
