@@ -9,26 +9,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from api.auth import TokenVerifier
 from api.bodylimit import BodySizeLimitMiddleware
 from api.dispatcher import Dispatcher
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
-from api.models import ErrorBody
 from api.ratelimit import RateLimiter
+from api.responses import ALWAYS, error_responses
 from api.routes import health, jobs, metrics, operator, workflows
 from api.routes.local_auth import local_auth_router
+from api.strict_input import check_parameters
 from engine.db.store import JobStore
 from engine.dispatch import RunStarter
 from engine.settings import Settings, get_settings
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 429)
-}
 
 
 def routers(settings: Settings) -> list[APIRouter]:
@@ -72,7 +68,9 @@ def create_app(
         version="0.1.0",
         summary="Start multi-step workflow jobs and follow them to completion.",
         lifespan=lifespan,
-        responses=ERROR_RESPONSES,
+        responses=error_responses(*ALWAYS),
+        # The input policy's parameter check runs first on every route (api/strict_input.py).
+        dependencies=[Depends(check_parameters)],
     )
     app.state.settings = settings
     app.state.verifier = verifier or TokenVerifier(settings)

@@ -10,7 +10,6 @@ the HS256 secret (so a public key can never be used as an HMAC secret).
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.security import HTTPBearer
 
+from api.decoding import canonical_user_id
 from engine.errors import EngineError
 from engine.settings import Settings
 
@@ -210,17 +210,14 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     """Check the Supabase-specific claims of verified `claims` and build the `Principal`.
 
     Only signed-in users (`role` "authenticated") are accepted: service_role and anon keys are
-    for servers and the public, not for acting as a user. `sub` must be a user id (a UUID).
+    for servers and the public, not for acting as a user. `sub` must be a user id, spelled
+    as Supabase writes it (`api.decoding.canonical_user_id`).
     """
     role = claims.get("role")
     if role != AUTHENTICATED:
         raise AuthError("token role is not accepted")
-    sub = claims.get("sub")
-    try:
-        user_id = str(uuid.UUID(sub)) if isinstance(sub, str) else ""
-    except ValueError:
-        user_id = ""
-    if not user_id:
+    user_id = canonical_user_id(claims.get("sub"))
+    if user_id is None:
         raise AuthError("token subject is not a user id")
     email = claims.get("email")
     return Principal(

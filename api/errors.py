@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import AuthError, AuthUnavailableError
+from api.decoding import InputProblem, printable
 from api.ratelimit import RateLimitedError
 from engine.errors import (
     ConflictError,
@@ -42,6 +43,18 @@ class RequestTooLargeError(EngineError):
             f"request body exceeds {max_bytes} bytes", details={"max_bytes": max_bytes}
         )
         self.max_bytes = max_bytes
+
+
+class InputPolicyError(StarletteHTTPException):
+    """The request breaks the input policy of api/decoding.py (422 `invalid_request`).
+
+    An HTTPException so that FastAPI, which turns other errors raised while it reads a body
+    into a bare 400, lets it through to the handler below.
+    """
+
+    def __init__(self, problems: list[InputProblem]) -> None:
+        super().__init__(422, "request is not valid")
+        self.problems = problems
 
 
 #: Status of each engine error the API answers with; looked up along the class's MRO.
@@ -107,7 +120,8 @@ def validation_details(errors: Any) -> list[dict[str, str]]:
     out so a secret or a large value sent by mistake is not echoed back."""
     details: list[dict[str, str]] = []
     for err in errors:
-        location = ".".join(str(part) for part in err.get("loc", ()))
+        # printable: a location naming a bad key must still encode as UTF-8.
+        location = ".".join(str(printable(part)) for part in err.get("loc", ()))
         details.append(
             {
                 "location": location,
@@ -128,10 +142,22 @@ async def _engine_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, exc.code, exc.message, exc.details, headers_for(exc))
 
 
+def invalid_request(errors: Any) -> JSONResponse:
+    """The 422 `invalid_request` answer listing each of `errors` (pydantic's error shape)."""
+    return error_response(
+        422, "invalid_request", "request is not valid", validation_details(errors)
+    )
+
+
 async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return error_response(
-        422, "invalid_request", "request is not valid", validation_details(exc.errors())
+    return invalid_request(exc.errors())
+
+
+async def _input_policy(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InputPolicyError)
+    return invalid_request(
+        [{"loc": p.location, "msg": p.message, "type": p.type} for p in exc.problems]
     )
 
 
@@ -167,5 +193,6 @@ def install_error_handlers(app: FastAPI) -> None:
     """
     app.add_exception_handler(EngineError, _engine_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(InputPolicyError, _input_policy)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(Exception, _unhandled)

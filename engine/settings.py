@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         "though they are private or loopback (e.g. '127.0.0.1,10.0.0.0/8').",
     )
     api_max_body_bytes: int = Field(default=1024 * 1024, description="Largest request body.")
+    api_max_json_depth: int = Field(
+        default=64,
+        ge=1,
+        le=200,
+        description="Deepest nesting of arrays and objects in a JSON body, the body itself "
+        "counting as one (the engine's serialisers stop at 255).",
+    )
     rate_limits: str = Field(
         default="start=60/minute;read=600/minute;anon=30/minute",
         description="Per-endpoint-group limits, 'group=limit;...' in `limits` notation.",

@@ -10,17 +10,29 @@ from fastapi import APIRouter, Query
 from api.cursor import decode_cursor, encode_cursor
 from api.deps import ReadPrincipal, StoreDep
 from api.models import Job, JobList, JobStatusName
+from api.responses import USER_CHECK, error_responses
+from api.strict_input import StrictJSONRoute
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=StrictJSONRoute)
 
 
-@router.get("/jobs/{job_id}", response_model=Job, summary="Get one of your jobs")
+@router.get(
+    "/jobs/{job_id}",
+    response_model=Job,
+    summary="Get one of your jobs",
+    responses=error_responses(*USER_CHECK, 404),
+)
 def get_job(job_id: UUID, principal: ReadPrincipal, store: StoreDep) -> Job:
     """The full job; another user's job and a missing one are both 404."""
     return Job.from_row(store.get_job_for_user(principal.claims, str(job_id)))
 
 
-@router.get("/jobs", response_model=JobList, summary="List your jobs, newest first")
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    summary="List your jobs, newest first",
+    responses=error_responses(*USER_CHECK),
+)
 def list_jobs(
     principal: ReadPrincipal,
     store: StoreDep,

@@ -12,11 +12,13 @@ from fastapi import APIRouter, BackgroundTasks, Header, Response
 from api.auth import AuthError
 from api.deps import DispatcherDep, ReadPrincipal, StartPrincipal, StoreDep
 from api.models import StartRequest, StartResponse, WorkflowList, WorkflowSummary
+from api.responses import USER_CHECK, error_responses
+from api.strict_input import StrictJSONRoute
 from engine.db.store import UnknownUserError
 from engine.definitions.inputs import input_problems
 from engine.errors import InputValidationError
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -59,6 +61,13 @@ def check_input_data(workflow: dict[str, Any], input_data: dict[str, Any]) -> No
     status_code=201,
     summary="Start a workflow job",
     tags=["jobs"],
+    responses={
+        200: {
+            "model": StartResponse,
+            "description": "A replay: this Idempotency-Key and body started this job before.",
+        },
+        **error_responses(*USER_CHECK, 404, 409),
+    },
 )
 def start_workflow(
     body: StartRequest,
@@ -100,6 +109,7 @@ def start_workflow(
     response_model=WorkflowList,
     summary="Workflows you can start",
     tags=["workflows"],
+    responses=error_responses(*USER_CHECK),
 )
 def list_workflows(principal: ReadPrincipal, store: StoreDep) -> WorkflowList:
     """Every workflow with the input schema its input_data must satisfy."""
