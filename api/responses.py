@@ -34,6 +34,9 @@ ALWAYS = (413, 422, 500)
 #: Statuses of the user identity check (api.deps.authenticated): no or a bad token, a limit,
 #: the signing keys out of reach.
 USER_CHECK = (401, 429, 503)
+#: Statuses of the operator token check (api.deps.require_operator): a wrong token, a limit,
+#: or no METRICS_TOKEN configured.
+OPERATOR_CHECK = (401, 403, 429)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -16,6 +16,7 @@ router = APIRouter(tags=["operations"])
     response_model=Health,
     summary="Reachability",
     dependencies=[Depends(limit_anonymous)],
+    responses={503: {"model": Health, "description": "The database does not answer."}},
 )
 def health(store: StoreDep, starter: StarterDep) -> JSONResponse:
     """Database and Prefect reachability; 503 when the database is down."""

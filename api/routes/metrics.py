@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import MetricsRegistryDep, require_metrics_token
+from api.responses import OPERATOR_CHECK, error_responses
 
 router = APIRouter(tags=["operations"])
 
@@ -18,7 +19,7 @@ router = APIRouter(tags=["operations"])
     summary="Prometheus metrics",
     dependencies=[Depends(require_metrics_token)],
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **error_responses(*OPERATOR_CHECK)},
 )
 def metrics(registry: MetricsRegistryDep) -> Response:
     """Every engine metric in the Prometheus text format."""

@@ -12,10 +12,14 @@ from fastapi import APIRouter, Depends, Query
 
 from api.deps import StoreDep, require_operator
 from api.models import Alert, AlertList
+from api.responses import OPERATOR_CHECK, error_responses
 from engine.db.alert_store import AlertStore
 
 router = APIRouter(
-    prefix="/operator", tags=["operations"], dependencies=[Depends(require_operator)]
+    prefix="/operator",
+    tags=["operations"],
+    dependencies=[Depends(require_operator)],
+    responses=error_responses(*OPERATOR_CHECK),
 )
 
 
