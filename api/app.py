@@ -14,14 +14,18 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from api.auth import TokenVerifier
 from api.bodylimit import BodySizeLimitMiddleware
+from api.client_address import trusted_networks
 from api.dispatcher import Dispatcher
 from api.errors import install_error_handlers
+from api.identity import store_directory
 from api.metrics import install_metrics
+from api.probe import ProbeCache
 from api.ratelimit import RateLimiter
 from api.responses import ALWAYS, error_responses
 from api.routes import health, jobs, metrics, operator, workflows
 from api.routes.local_auth import local_auth_router
 from api.strict_input import check_parameters
+from api.unhandled import UnhandledErrorMiddleware
 from engine.db.store import JobStore
 from engine.dispatch import RunStarter
 from engine.settings import Settings, get_settings
@@ -75,7 +79,15 @@ def create_app(
     app.state.settings = settings
     app.state.verifier = verifier or TokenVerifier(settings)
     app.state.limiter = RateLimiter.from_settings(settings)
+    app.state.users = store_directory(
+        lambda: app.state.store, cache_seconds=settings.auth_user_cache_seconds
+    )
+    app.state.health_probe = ProbeCache()
+    trusted_networks(settings.trusted_proxies)  # a malformed TRUSTED_PROXIES fails here
     install_error_handlers(app)
+    # Innermost: an unhandled exception becomes the JSON 500 here and goes no further, so the
+    # server keeps the connection open (api/unhandled.py says why that matters).
+    app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     # Timing is added last so it is outermost: it also measures 413s and auth failures.
     install_metrics(app)

@@ -1,17 +1,19 @@
 """Every FastAPI dependency the routes use: app parts, who the caller is, and their limits.
 
 Identity is checked in one place, `authenticated(group)`: a user route declares
-`principal: ReadPrincipal` (or `StartPrincipal`) and gets the bearer-token check, the "anon"
-budget for failed attempts and its group's per-user limit together. Public routes declare
-`dependencies=[Depends(limit_anonymous)]`; operator routes `Depends(require_operator)`.
+`principal: ReadPrincipal` (or `StartPrincipal`) and gets the bearer-token check, the check
+that the token's user still exists, the "anon" budget for failed attempts and its group's
+per-user limit together. Public routes declare `dependencies=[Depends(limit_anonymous)]`;
+operator routes `Depends(require_operator)`; the health probe `Depends(unlimited_probe)`.
 tests/api/test_app_routes.py fails for a route that declares none of these.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
@@ -19,13 +21,18 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import AuthError, Principal, TokenVerifier, bearer_token, openapi_bearer_scheme
+from api.client_address import client_ip
 from api.dispatcher import Dispatcher
-from api.ratelimit import GROUPS, RateLimiter, client_ip, raise_if_limited
+from api.identity import UserDirectory
+from api.probe import ProbeCache
+from api.ratelimit import PER_USER_GROUPS, RateLimiter, raise_if_limited
 from engine.db.store import JobStore
 from engine.dispatch import RunStarter
 from engine.settings import Settings
 
 # --- the app's parts (created by create_app and its lifespan) ---------------------------------
+
+Part = TypeVar("Part")
 
 
 def app_settings(request: Request) -> Settings:
@@ -53,20 +60,33 @@ def metrics_registry(request: Request) -> CollectorRegistry:
     return request.app.state.metrics_registry  # type: ignore[no-any-return]
 
 
+def _checked_part(request: Request, name: str, kind: type[Part]) -> Part:
+    """`app.state.<name>`, which must be a `kind` (a hand-built app that forgot it fails
+    loudly instead of skipping a security check)."""
+    part = getattr(request.app.state, name, None)
+    if not isinstance(part, kind):
+        raise RuntimeError(f"app.state.{name} is not set to a {kind.__name__}")
+    return part
+
+
 def token_verifier(request: Request) -> TokenVerifier:
     """The `TokenVerifier` the application keeps in `app.state.verifier`."""
-    verifier = getattr(request.app.state, "verifier", None)
-    if not isinstance(verifier, TokenVerifier):
-        raise RuntimeError("app.state.verifier is not set to a TokenVerifier")
-    return verifier
+    return _checked_part(request, "verifier", TokenVerifier)
 
 
 def rate_limiter(request: Request) -> RateLimiter:
     """The `RateLimiter` the application keeps in `app.state.limiter`."""
-    limiter = getattr(request.app.state, "limiter", None)
-    if not isinstance(limiter, RateLimiter):
-        raise RuntimeError("app.state.limiter is not set to a RateLimiter")
-    return limiter
+    return _checked_part(request, "limiter", RateLimiter)
+
+
+def user_directory(request: Request) -> UserDirectory:
+    """The `UserDirectory` (is the token's user current?) kept in `app.state.users`."""
+    return _checked_part(request, "users", UserDirectory)
+
+
+def health_probe(request: Request) -> ProbeCache:
+    """The health answer shared by every probe (`app.state.health_probe`)."""
+    return request.app.state.health_probe  # type: ignore[no-any-return]
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
@@ -74,6 +94,7 @@ StoreDep = Annotated[JobStore, Depends(job_store)]
 StarterDep = Annotated[RunStarter, Depends(run_starter)]
 DispatcherDep = Annotated[Dispatcher, Depends(dispatcher)]
 MetricsRegistryDep = Annotated[CollectorRegistry, Depends(metrics_registry)]
+HealthProbeDep = Annotated[ProbeCache, Depends(health_probe)]
 
 # --- users: the one identity check ------------------------------------------------------------
 
@@ -83,17 +104,39 @@ def limit_anonymous(request: Request) -> None:
     raise_if_limited(rate_limiter(request).hit("anon", client_ip(request)))
 
 
+def unlimited_probe() -> None:
+    """Dependency (a declaration) of a public route that is deliberately not rate limited.
+
+    Only the health probe: a load balancer must never be refused for its own probing rate or
+    a neighbour's, and the probe answers from `api.probe.ProbeCache`, so a flood costs the
+    database and Prefect nothing more than one probe a second.
+    """
+
+
+def verified_user(request: Request) -> Principal:
+    """The caller named by the request's bearer token, if that user still exists.
+
+    `AuthError` (401) for a missing, bad or expired token and for a validly signed token
+    whose user was deleted or banned (`api.identity`), so every user route answers it alike.
+    """
+    principal = token_verifier(request).verify(bearer_token(request.headers.get("authorization")))
+    if not user_directory(request).is_known(principal.user_id):
+        raise AuthError("token subject is not a known user")
+    return principal
+
+
 def authenticated(group: str) -> Callable[..., Principal]:
     """Build a dependency that authenticates the request and applies `group`'s per-user limit.
 
-    Order matters: an IP that has spent its "anon" budget on failed or missing credentials gets
-    429 before its token is even parsed (so it cannot make us fetch the JWKS over and over); a
-    failed authentication counts against that budget; a verified user is then limited per user
-    id in `group`, whatever address they come from. Sync on purpose: a JWKS refetch blocks,
-    and FastAPI runs sync dependencies off the event loop. The principal is also stored in
-    `request.state.principal` for logging and metrics.
+    The token is checked first, always: a request that fails to authenticate spends its
+    address's "anon" budget (401, or 429 once spent), while a verified user is limited only
+    per user id in `group`, so a noisy client behind a shared address never locks out the
+    valid users there. (Checking every token costs no JWKS fetches: an unknown key id
+    refetches at most once per cooldown, api.auth.TokenVerifier.) Sync on purpose: a JWKS
+    refetch and the user lookup block, and FastAPI runs sync dependencies off the event loop.
+    The principal is also stored in `request.state.principal` for logging and metrics.
     """
-    if group not in GROUPS - {"anon"}:
+    if group not in PER_USER_GROUPS:
         raise ValueError(f"{group!r} is not a per-user rate-limit group")
 
     def dependency(
@@ -102,13 +145,10 @@ def authenticated(group: str) -> Callable[..., Principal]:
     ) -> Principal:
         """The verified caller of `request`, once its limits allow the request."""
         limiter = rate_limiter(request)
-        ip = client_ip(request)
-        raise_if_limited(limiter.peek("anon", ip))
         try:
-            token = bearer_token(request.headers.get("authorization"))
-            principal = token_verifier(request).verify(token)
+            principal = verified_user(request)
         except AuthError:
-            raise_if_limited(limiter.hit("anon", ip))
+            raise_if_limited(limiter.hit("anon", client_ip(request)))
             raise
         request.state.principal = principal
         raise_if_limited(limiter.hit(group, principal.user_id))
@@ -125,6 +165,12 @@ ReadPrincipal = Annotated[Principal, Depends(authenticated("read"))]
 
 # --- operators: the METRICS_TOKEN bearer token ------------------------------------------------
 
+#: The answer of every operator endpoint while METRICS_TOKEN is unset.
+OPERATOR_DISABLED = (
+    "operator endpoints (/metrics, /operator/*) are disabled: set METRICS_TOKEN to enable "
+    "them, and send it as 'Authorization: Bearer <METRICS_TOKEN>'"
+)
+
 
 def configured_token(request: Request) -> str | None:
     """The operator token of the app's settings (METRICS_TOKEN), or None when unset."""
@@ -137,27 +183,33 @@ def configured_token(request: Request) -> str | None:
 
 
 def check_operator_token(request: Request, expected: str) -> None:
-    """Raise AuthError (401 with a Bearer challenge) unless the request carries `expected`."""
+    """Raise AuthError (401 with a Bearer challenge) unless the request carries `expected`.
+
+    Constant-time: both sides are hashed to one length first, since `hmac.compare_digest`
+    returns early, and so reveals the token's length, when the lengths differ.
+    """
     token = bearer_token(request.headers.get("authorization"))
-    if not hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8")):
+    digest = hashlib.sha256(token.encode("utf-8")).digest()
+    if not hmac.compare_digest(digest, hashlib.sha256(expected.encode("utf-8")).digest()):
         raise AuthError("invalid operator token")
 
 
 def require_operator(request: Request) -> None:
     """Dependency: the caller holds the operator token; 403 when none is configured.
 
-    User JWTs are not accepted: operator endpoints show every user's jobs' trouble.
+    User JWTs are not accepted: operator endpoints show every tenant's workflows, counts and
+    failures. A wrong token spends the address's "operator" budget; while it is spent, every
+    operator request from that address gets 429, the right token too, so a guesser cannot
+    tell a hit from a miss. The comparison is constant-time (`check_operator_token`).
     """
     expected = configured_token(request)
     if expected is None:
-        raise StarletteHTTPException(
-            403, "operator endpoints are disabled: set METRICS_TOKEN to enable them"
-        )
-    check_operator_token(request, expected)
-
-
-def require_metrics_token(request: Request) -> None:
-    """Dependency: when METRICS_TOKEN is set, the request must carry it as a Bearer token."""
-    expected = configured_token(request)
-    if expected is not None:
+        raise StarletteHTTPException(403, OPERATOR_DISABLED)
+    limiter = rate_limiter(request)
+    address = client_ip(request)
+    raise_if_limited(limiter.peek("operator", address))
+    try:
         check_operator_token(request, expected)
+    except AuthError:
+        raise_if_limited(limiter.hit("operator", address))
+        raise

@@ -1,12 +1,18 @@
 """Per-endpoint-group rate limits (the `limits` library), in memory or in Redis.
 
-Groups: "start" (POST /workflows/start, per user), "read" (GET endpoints, per user) and "anon"
-(per client IP, for requests that are not authenticated; checked before the token is). They
-are configured by `RATE_LIMITS`, e.g. "start=60/minute;read=600/minute;anon=30/minute"; a group
-not named keeps its default. A moving window is used: no burst at window boundaries.
-
-Client IP is `request.client.host`; behind a proxy, run uvicorn with `--proxy-headers` and
-`--forwarded-allow-ips` so that it is the caller's address, not the proxy's.
+Groups, configured by `RATE_LIMITS` (e.g. "start=60/minute;read=600/minute;anon=30/minute;
+operator=10/minute"; a group not named keeps its default):
+- "start" (POST /workflows/start) and "read" (GET endpoints): per verified user id, wherever
+  the user comes from;
+- "anon": per client address, spent only by requests that fail to authenticate (no token, a
+  bad token, a user that no longer exists) and by public routes; a request with a valid token
+  is never refused by it, so a noisy client cannot lock out the valid users sharing its
+  address (NAT, an office, a proxy);
+- "operator": per client address, spent by wrong operator tokens; while it is spent every
+  operator request from that address is refused, the right token too, so guessing cannot tell
+  a hit from a miss.
+A moving window is used: no burst at window boundaries. The client address is
+`api.client_address.client_ip` (the peer, or X-Forwarded-For from TRUSTED_PROXIES).
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import limits
-from fastapi import Request
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
@@ -30,7 +35,9 @@ from engine.settings import Settings
 logger = logging.getLogger(__name__)
 
 #: Every group a limit may be configured for.
-GROUPS = frozenset({"start", "read", "anon"})
+GROUPS = frozenset({"start", "read", "anon", "operator"})
+#: Groups keyed by user id (the others are keyed by client address).
+PER_USER_GROUPS = frozenset({"start", "read"})
 #: The limits used for groups the configuration does not name.
 DEFAULT_RATE_LIMITS = str(Settings.model_fields["rate_limits"].default)
 
@@ -191,8 +198,3 @@ def raise_if_limited(result: RateLimitResult) -> None:
             retry_after_seconds=result.retry_after_seconds,
             limit=result.limit,
         )
-
-
-def client_ip(request: Request) -> str:
-    """The key of unauthenticated limits: the client's address (see the module note)."""
-    return request.client.host if request.client else "unknown"

@@ -64,12 +64,25 @@ class Settings(BaseSettings):
         "counting as one (the engine's serialisers stop at 255).",
     )
     rate_limits: str = Field(
-        default="start=60/minute;read=600/minute;anon=30/minute",
+        default="start=60/minute;read=600/minute;anon=30/minute;operator=10/minute",
         description="Per-endpoint-group limits, 'group=limit;...' in `limits` notation.",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated IPs or CIDRs of the proxies whose X-Forwarded-For is "
+        "believed; empty: the connection's peer address is the client.",
+    )
+    auth_user_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a process trusts its answer to 'is this token's user still in "
+        "auth.users'; 0 looks every request up.",
     )
     redis_url: str | None = Field(default=None, description="Rate-limit storage; memory if unset.")
     metrics_token: SecretStr | None = Field(
-        default=None, description="Bearer token required by GET /metrics when set."
+        default=None,
+        description="Bearer token of the operator endpoints (/metrics, /operator/*); unset: "
+        "they answer 403.",
     )
     prefect_deployment: str = Field(
         default="run-workflow/run-workflow", description="Deployment that runs one job."

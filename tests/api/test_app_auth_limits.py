@@ -157,24 +157,30 @@ def test_hs256_tokens_work_when_the_secret_is_configured(
     assert refused.json()["error"]["message"] == "token signature is invalid"
 
 
-def test_token_of_a_deleted_user_cannot_start_jobs(
-    client: TestClient, make_user: Callable[..., ApiUser], db: psycopg.Connection[Any]
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS, ids=[f"{m} {p}" for m, p in ENDPOINTS])
+def test_token_of_a_deleted_user_is_401_on_every_route(
+    client: TestClient,
+    make_user: Callable[..., ApiUser],
+    db: psycopg.Connection[Any],
+    method: str,
+    path: str,
 ) -> None:
     """A token stays valid until it expires, even after its user was deleted from auth.users.
-    Starting a job with it is a 401 naming the reason (not a 500 from the foreign key), and
-    reads show nothing."""
+    Every user route answers it with the same 401 naming the reason (not a 500 from the
+    foreign key, not an empty 200 list), and nothing is written."""
     user = make_user()
     db.execute("delete from auth.users where id = %s", [user.user_id])
 
-    response = client.post("/workflows/start", json=START_BODY, headers=user.headers)
+    response = call(client, method, path, user.headers)
 
     assert response.status_code == 401, response.text
-    assert response.json()["error"]["code"] == "unauthorized"
+    assert response.json()["error"] == {
+        "code": "unauthorized",
+        "message": "token subject is not a known user",
+        "details": None,
+    }
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
     assert job_count(db) == 0
-    listed = client.get("/jobs", headers=user.headers)
-    assert listed.status_code == 200
-    assert listed.json()["jobs"] == []
 
 
 # --- rate limits -------------------------------------------------------------------------------
@@ -227,12 +233,13 @@ def test_read_limit_is_per_user_and_separate_from_start(
 def test_failed_authentication_spends_the_anonymous_budget(
     make_client: Callable[..., TestClient], make_user: Callable[..., ApiUser]
 ) -> None:
-    """anon=2/minute: after two bad tokens from one address, that address gets 429 before its
-    token is even checked, so it cannot make the API verify (or fetch keys) endlessly."""
+    """anon=2/minute: after two bad tokens from one address, that address's next failure is a
+    429, while a valid user at the same address is not refused by that budget."""
     client = make_client(rate_limits="start=10/minute;read=100/minute;anon=2/minute")
     bad = bearer("not.a.token")
     assert [client.get("/jobs", headers=bad).status_code for _ in range(2)] == [401, 401]
-    response = client.get("/jobs", headers=make_user().headers)
+    response = client.get("/jobs", headers=bad)
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "rate_limited"
     assert "retry-after" in response.headers
+    assert client.get("/jobs", headers=make_user().headers).status_code == 200

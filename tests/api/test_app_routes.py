@@ -1,6 +1,7 @@
 """Security stays structural: every route of the real app declares exactly one of the API's
-guards (the one user identity check, the operator token, or the per-IP limit of public
-routes), and every JSON body it accepts is a `RequestBody` (unknown fields refused)."""
+guards (the one user identity check, the operator token, the per-IP limit of public routes, or
+the health probe's declared absence of a limit), and every JSON body it accepts is a
+`RequestBody` (unknown fields refused)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from api.deps import (
     ReadPrincipal,
     StartPrincipal,
     limit_anonymous,
-    require_metrics_token,
     require_operator,
+    unlimited_probe,
 )
 from api.models import RequestBody
 from engine.settings import Settings
@@ -28,8 +29,8 @@ GUARDS: dict[Callable[..., Any], str] = {
     get_args(ReadPrincipal)[1].dependency: "user",
     get_args(StartPrincipal)[1].dependency: "user",
     require_operator: "operator",
-    require_metrics_token: "operator",
     limit_anonymous: "public",
+    unlimited_probe: "probe",
 }
 
 #: Every route and who may call it: a new route must be added here, on purpose.
@@ -40,7 +41,7 @@ EXPECTED = {
     ("GET", "/jobs/{job_id}"): "user",
     ("GET", "/operator/alerts"): "operator",
     ("GET", "/metrics"): "operator",
-    ("GET", "/health"): "public",
+    ("GET", "/health"): "probe",
     ("GET", "/auth/v1/.well-known/jwks.json"): "public",
 }
 

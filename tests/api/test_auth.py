@@ -38,6 +38,7 @@ from api.auth import (
 )
 from api.deps import ReadPrincipal
 from api.errors import install_error_handlers
+from api.identity import UserDirectory
 from api.ratelimit import DEFAULT_RATE_LIMITS, RateLimiter, effective_rate_limits
 from engine.security import local_keys
 from engine.security.local_keys import jwk_thumbprint, load_or_create_signing_key, mint_access_token
@@ -54,6 +55,7 @@ def make_app(verifier: TokenVerifier) -> FastAPI:
     install_error_handlers(app)
     app.state.verifier = verifier
     app.state.limiter = RateLimiter(effective_rate_limits(DEFAULT_RATE_LIMITS))
+    app.state.users = UserDirectory(lambda _user_id: True, cache_seconds=0)  # no database here
 
     @app.get("/me")
     def me(principal: ReadPrincipal) -> dict[str, Any]:

@@ -87,9 +87,18 @@ def test_metrics_requires_the_token(
         assert response.headers["content-type"].startswith("text/plain")
 
 
-def test_metrics_open_without_configured_token(build: Callable[..., TestClient]) -> None:
-    """Without METRICS_TOKEN, /metrics answers without credentials (documented default)."""
-    assert build(metrics_token=None).get("/metrics").status_code == 200
+def test_metrics_closed_without_configured_token(
+    build: Callable[..., TestClient], make_user: Callable[..., Any]
+) -> None:
+    """Without METRICS_TOKEN, /metrics is closed to everyone, signed-in users included: 403
+    with a message naming the setting (the metrics show every tenant's workflows)."""
+    client = build(metrics_token=None)
+    for headers in ({}, make_user().headers, AUTH):
+        response = client.get("/metrics", headers=headers)
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "forbidden"
+        assert "METRICS_TOKEN" in response.json()["error"]["message"]
+    assert "supaflow_jobs" not in response.text
 
 
 def test_metrics_expose_every_name_and_current_numbers(

@@ -15,6 +15,7 @@ from tokens import JwksEndpoint, SigningKey, bearer, supabase_claims
 from api.auth import TokenVerifier
 from api.deps import ReadPrincipal, StartPrincipal, authenticated, limit_anonymous
 from api.errors import install_error_handlers
+from api.identity import UserDirectory
 from api.ratelimit import (
     DEFAULT_RATE_LIMITS,
     RateLimitedError,
@@ -199,6 +200,7 @@ def make_app(verifier: TokenVerifier, limiter: RateLimiter) -> FastAPI:
     install_error_handlers(app)
     app.state.verifier = verifier
     app.state.limiter = limiter
+    app.state.users = UserDirectory(lambda _user_id: True, cache_seconds=0)  # no database here
 
     @app.post("/workflows/start")
     def start(principal: StartPrincipal) -> dict[str, Any]:
@@ -260,20 +262,21 @@ def test_per_user_limit_returns_429_with_retry_after(
     assert client.get("/jobs", headers=alice).status_code == 200
 
 
-def test_anonymous_limit_is_per_ip_and_applies_before_auth(
+def test_anonymous_limit_is_per_ip_and_spent_by_failures_only(
     app_factory: Callable[[str], FastAPI], jwks: JwksEndpoint, es_key: SigningKey
 ) -> None:
-    """Failed authentications spend the caller IP's "anon" budget; once spent, that IP gets 429
-    before its token is looked at, while other addresses still get their 401."""
+    """Failed authentications spend the caller IP's "anon" budget; once spent, that IP's
+    failures get 429 while its valid users still pass, and other addresses get their 401."""
     app = app_factory("start=10/minute;read=10/minute;anon=2/minute")
     attacker = TestClient(app, client=("203.0.113.7", 40000))
     other = TestClient(app, client=("198.51.100.8", 40000))
 
     assert attacker.get("/jobs").status_code == 401
     assert attacker.get("/jobs", headers=bearer("garbage")).status_code == 401
-    blocked = attacker.get("/jobs", headers=_token(jwks, es_key, ALICE))
+    blocked = attacker.get("/jobs", headers=bearer("garbage"))
     assert blocked.status_code == 429
     assert "retry-after" in blocked.headers
+    assert attacker.get("/jobs", headers=_token(jwks, es_key, ALICE)).status_code == 200
 
     assert other.get("/jobs").status_code == 401
     assert other.get("/jobs", headers=_token(jwks, es_key, BOB)).status_code == 200
