@@ -4,6 +4,8 @@ fresh migrated database with the shipped definitions synced."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -13,7 +15,9 @@ from typing import Any
 import psycopg
 import pytest
 import redis
+import uvicorn
 from dbfixtures import create_user
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pytest_httpserver import HTTPServer
 from tokens import (
@@ -179,3 +183,31 @@ def make_client(
 def client(make_client: Callable[..., TestClient]) -> TestClient:
     """The real app with default settings, the test's store and the closed-port starter."""
     return make_client()
+
+
+@pytest.fixture
+def serve_app() -> Iterator[Callable[[FastAPI], str]]:
+    """Serve apps with a real uvicorn on 127.0.0.1 (lifespan included); returns each one's
+    base URL. Keep-alive lasts a minute, so a reused connection is closed only by the app's
+    answers, never by the idle timeout. Every server is stopped after the test."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def serve(app: FastAPI) -> str:
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", timeout_keep_alive=60
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    yield serve
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
