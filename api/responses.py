@@ -11,9 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from api.models import ErrorBody
+from api.server import MAX_HEADER_BYTES
 
 #: What each error status means here (the OpenAPI description of that response).
 MEANING: dict[int, str] = {
+    400: "The HTTP request itself is malformed (a header value with a CR or NUL); answered "
+    "by the server before any route runs.",
     401: "No bearer token, or one that is invalid, expired, or names no current user "
     "(`WWW-Authenticate` says which).",
     403: "Operator endpoints are disabled: METRICS_TOKEN is not set.",
@@ -24,13 +27,15 @@ MEANING: dict[int, str] = {
     "non-finite numbers, nesting beyond API_MAX_JSON_DEPTH), the schema, or the "
     "workflow's input_schema; `details` names each location.",
     429: "Rate limited; `Retry-After` says when to try again.",
+    431: f"The request line and headers exceed {MAX_HEADER_BYTES} bytes; answered by the "
+    "server before any route runs.",
     500: "Unexpected server error (the details are in the server log).",
     503: "The signing keys cannot be fetched right now; `Retry-After` says when to retry.",
 }
 
-#: Statuses every route can answer: the body-size limit, the input rules on any parameter,
-#: and an unexpected error.
-ALWAYS = (413, 422, 500)
+#: Statuses every route can answer: the server's refusals of malformed or oversized requests
+#: (api/server.py), the body-size limit, the input rules on any parameter, an unexpected error.
+ALWAYS = (400, 413, 422, 431, 500)
 #: Statuses of the user identity check (api.deps.authenticated): no or a bad token, a limit,
 #: the signing keys out of reach.
 USER_CHECK = (401, 429, 503)

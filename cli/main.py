@@ -147,13 +147,14 @@ def api(
     import uvicorn
 
     from api.app import create_app
+    from api.server import SERVER_OPTIONS
     from engine.logging_json import uvicorn_log_config
 
     log_config = uvicorn_log_config("info") if get_settings().log_json else None
     if log_config is None:
-        uvicorn.run(create_app(), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(), host=host, port=port, log_level="info", **SERVER_OPTIONS)
     else:
-        uvicorn.run(create_app(), host=host, port=port, log_config=log_config)
+        uvicorn.run(create_app(), host=host, port=port, log_config=log_config, **SERVER_OPTIONS)
 
 
 @app.command("print-settings")

@@ -13,13 +13,13 @@ from engine.settings import Settings
 #: Every documented operation and the statuses it answers: a route that starts answering
 #: another status (or stops) must change this table, on purpose.
 STATUSES: dict[tuple[str, str], set[int]] = {
-    ("POST", "/workflows/start"): {200, 201, 401, 404, 409, 413, 422, 429, 500, 503},
-    ("GET", "/workflows"): {200, 401, 413, 422, 429, 500, 503},
-    ("GET", "/jobs"): {200, 401, 413, 422, 429, 500, 503},
-    ("GET", "/jobs/{job_id}"): {200, 401, 404, 413, 422, 429, 500, 503},
-    ("GET", "/operator/alerts"): {200, 401, 403, 413, 422, 429, 500},
-    ("GET", "/metrics"): {200, 401, 403, 413, 422, 429, 500},
-    ("GET", "/health"): {200, 413, 422, 500, 503},
+    ("POST", "/workflows/start"): {200, 201, 400, 401, 404, 409, 413, 422, 429, 431, 500, 503},
+    ("GET", "/workflows"): {200, 400, 401, 413, 422, 429, 431, 500, 503},
+    ("GET", "/jobs"): {200, 400, 401, 413, 422, 429, 431, 500, 503},
+    ("GET", "/jobs/{job_id}"): {200, 400, 401, 404, 413, 422, 429, 431, 500, 503},
+    ("GET", "/operator/alerts"): {200, 400, 401, 403, 413, 422, 429, 431, 500},
+    ("GET", "/metrics"): {200, 400, 401, 403, 413, 422, 429, 431, 500},
+    ("GET", "/health"): {200, 400, 413, 422, 431, 500, 503},
 }
 
 #: The body schema of each success (and of the health probe's 503, which is a Health too).
