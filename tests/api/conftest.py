@@ -31,6 +31,7 @@ from tokens import (
 
 from api.app import create_app
 from api.auth import TokenVerifier
+from api.server import SERVER_OPTIONS
 from cli.definition_files import sync_definitions
 from engine.db.store import JobStore
 from engine.dispatch import RunStarter
@@ -194,7 +195,12 @@ def serve_app() -> Iterator[Callable[[FastAPI], str]]:
 
     def serve(app: FastAPI) -> str:
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", timeout_keep_alive=60
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            timeout_keep_alive=60,
+            **SERVER_OPTIONS,  # served as `supaflow api` serves it
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)

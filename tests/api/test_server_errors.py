@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import h11
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 
-from api.server import MAX_HEADER_BYTES, SERVER_OPTIONS, header_block_size
+from api.server import MAX_HEADER_BYTES, header_block_size
 
 
 def make_app() -> FastAPI:
@@ -32,22 +29,10 @@ def make_app() -> FastAPI:
     return app
 
 
-@pytest.fixture(scope="module")
-def server_port() -> Iterator[int]:
+@pytest.fixture
+def server_port(serve_app: Callable[[FastAPI], str]) -> int:
     """The port of the app served by uvicorn with the API's server options."""
-    config = uvicorn.Config(
-        make_app(), host="127.0.0.1", port=0, log_level="critical", **SERVER_OPTIONS
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    yield server.servers[0].sockets[0].getsockname()[1]
-    server.should_exit = True
-    thread.join(timeout=10)
+    return int(serve_app(make_app()).rsplit(":", 1)[1])
 
 
 def exchange(port: int, request: bytes, chunk: int = 0) -> tuple[int, dict[str, str], Any]:
