@@ -109,5 +109,7 @@ class JSONErrorH11Protocol(H11Protocol):
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
-#: Keyword arguments of `uvicorn.run` / `uvicorn.Config` for serving the API.
-SERVER_OPTIONS: dict[str, Any] = {"http": JSONErrorH11Protocol}
+#: Keyword arguments of `uvicorn.run` / `uvicorn.Config` for serving the API. uvicorn's own
+#: X-Forwarded-For handling is off: TRUSTED_PROXIES decides whose header counts
+#: (api/client_address.py); uvicorn would believe any local client's by default.
+SERVER_OPTIONS: dict[str, Any] = {"http": JSONErrorH11Protocol, "proxy_headers": False}

@@ -9,13 +9,17 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from tokens import bearer
 
 from api.app import create_app
 from api.client_address import forwarded_hops, resolve_client, trusted_networks
 from api.probe import ProbeCache, Reachability
+from engine.db.store import JobStore
+from engine.dispatch import RunStarter
 from engine.errors import ConfigurationError
 from engine.settings import Settings
 
@@ -214,3 +218,26 @@ def test_callers_do_not_wait_for_a_slow_refresh() -> None:
     refresher.join(timeout=30)
     assert results[0].prefect is False
     assert checks.calls == 2
+
+
+def test_served_app_ignores_forwarded_for_unless_trusted(
+    serve_app: Callable[[FastAPI], str],
+    make_settings: Callable[..., Settings],
+    job_store: JobStore,
+    closed_starter: RunStarter,
+) -> None:
+    """Served as `supaflow api` serves it (api.server.SERVER_OPTIONS), uvicorn does not rewrite
+    the peer from X-Forwarded-For (it would trust 127.0.0.1 by default): without
+    TRUSTED_PROXIES, two spoofed headers from one local client share one budget."""
+
+    def statuses(trusted: str) -> list[int]:
+        settings = make_settings(rate_limits="anon=1/minute", trusted_proxies=trusted)
+        base = serve_app(create_app(settings, store=job_store, starter=closed_starter))
+        with httpx.Client(base_url=base) as http:
+            return [
+                http.get("/jobs", headers={"X-Forwarded-For": f"198.51.100.{n}"}).status_code
+                for n in (1, 2)
+            ]
+
+    assert statuses("") == [401, 429]
+    assert statuses("127.0.0.1, ::1") == [401, 401]
