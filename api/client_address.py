@@ -6,9 +6,10 @@ reverse proxy or load balancer, name the proxies in TRUSTED_PROXIES (IPs or CIDR
 separated): when the peer is one of them, the header is read from the right (each proxy appends
 the address it saw) and the first address that is not a trusted proxy is the client.
 
-Serve the app with uvicorn's own proxy handling off (`proxy_headers=False`): uvicorn otherwise
-rewrites the peer address from the header itself (it trusts 127.0.0.1 by default), and the
-peer this module checks would already be the header's claim.
+uvicorn's own proxy handling is off (`proxy_headers=False` in api.server.SERVER_OPTIONS, which
+`supaflow api` uses): uvicorn otherwise rewrites the peer address from the header itself (it
+trusts 127.0.0.1 by default), and the peer this module checks would be the header's claim.
+Serve the app with SERVER_OPTIONS, or pass `proxy_headers=False` yourself.
 """
 
 from __future__ import annotations
