@@ -2,11 +2,11 @@
 
     .venv/bin/python -m bench latency --n 2 -- throughput --n 10 -- api_load --duration 5
 
-Each script runs as `bench/<script>.py <its options>` would (its table, its report, its exit
-status), but a stack the first one started is kept for the next that asks for the same kind
-of stack with the same settings, and stopped at the end. A line `bench <script>: exit <n>`
-follows each; the exit status is the highest of them. Scripts on different stacks (a fault
-script and a benchmark, or fault scripts with different settings) cannot run together.
+Each script runs as `bench/<script>.py <options>` would (its table, its report), but the
+stack the first one started serves every next one that asks for the same kind of stack with
+the same settings (a fault script and a benchmark cannot run together). After each script,
+what it started is stopped and a line `bench <script>: exit <status>` printed; the exit
+status is the highest of them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import importlib
 import sys
 import traceback
 
-from bench.stacks import end_of_script, sharing
+from bench import stacks
 
 
 def main(argv: list[str]) -> int:
@@ -23,15 +23,17 @@ def main(argv: list[str]) -> int:
     runs: list[list[str]] = [[]]
     for arg in argv:
         runs.append([]) if arg == "--" else runs[-1].append(arg)
-    codes = []
-    with sharing():
-        for script, *args in (r for r in runs if r):
+    codes, stacks.shared = [], {}
+    with stacks.keeper:
+        for script, *args in filter(None, runs):
             try:
                 code = int(importlib.import_module(f"bench.{script}").main(args))
             except Exception:
                 traceback.print_exc()
                 code = 1
-            end_of_script()
+            for stack, base in stacks.shared.values():  # what the script started
+                for name in set(stack.services) - base:
+                    stack.stop(name)
             print(f"bench {script}: exit {code}", flush=True)
             codes.append(code)
     return max(codes, default=2)

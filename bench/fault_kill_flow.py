@@ -1,13 +1,11 @@
 """Fault: kill -9 of the process running a flow, in the middle of a step.
 
-Each trial posts jobs of a three-step workflow (`fetch` calls a counting endpoint, `wait`
-sleeps, `notify` calls the endpoint again) through the REST API. Once a job's `wait` step has
-started, the flow-run process the Prefect process worker started for it gets SIGKILL. The
-worker reports the run Crashed; maintenance passes (run here every second, as the schedule
-would) resubmit the job, and the new flow run resumes at `wait`.
-
-Property, per trial: every job completes, and no step that had finished before the kill ran
-again (neither by the job's events nor by calls to the counting endpoint).
+Each trial posts jobs of the counting workflow (`fetch` calls a counting endpoint, `wait`
+sleeps, `notify` calls it again). Once a job's `wait` step has started, the flow-run process
+Prefect's process worker started for it gets SIGKILL: the worker reports the run Crashed,
+maintenance resubmits the job and the new flow run resumes at `wait`. Property, per trial:
+every job completes, and no step that had finished before the kill runs again (by the job's
+events or by the calls to the endpoint).
 
     .venv/bin/python bench/fault_kill_flow.py --trials 3
 """
@@ -21,12 +19,12 @@ from pathlib import Path
 if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.faults import FaultBench, FaultScript, TrialResult, fault_main
+from bench.faults import FaultBench, TrialResult, fault_main
 
 
 def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResult:
     """Kill each job's flow-run process in its `wait` step; all complete, nothing re-runs."""
-    result = TrialResult(trial=number)
+    result = TrialResult(number)
     job_ids = [bench.post_job({"trial": number}) for _ in range(args.jobs)]
     for job_id in job_ids:
         bench.wait_event(job_id, "step_started", "wait")
@@ -38,19 +36,12 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
     return result
 
 
-SCRIPT = FaultScript(
-    "fault_kill_flow",
-    "kill -9 of the flow-run process mid-step",
-    "bench_fault_kill",
-    (("--jobs", 1, "jobs killed per trial"), ("--delay", 3.0, "seconds of the `wait` step")),
-    {"jobs": "jobs_per_trial", "delay": "delay_seconds"},
-    trial,
-)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the trials; exit status 0 when the property held in every one."""
-    return fault_main(SCRIPT, __doc__, argv)
+    options = [("--jobs", 1, "jobs killed per trial"), ("--delay", 3.0, "seconds of `wait`")]
+    recorded = {"jobs": "jobs_per_trial", "delay": "delay_seconds"}
+    title = "kill -9 of the flow-run process mid-step"
+    return fault_main("fault_kill_flow", title, __doc__, argv, trial, options, recorded)
 
 
 if __name__ == "__main__":

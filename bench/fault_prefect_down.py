@@ -1,13 +1,11 @@
 """Fault: the Prefect server stopped while jobs are posted.
 
-Each trial posts one job and waits until it is in the middle of its long step; then the
-Prefect server is stopped (SIGINT, like Ctrl-C), more jobs are posted through the REST API
-(it answers 201 and the jobs stay `pending`, since no flow run can be created), and after a
-pause the server starts again on the same port and SQLite database. Maintenance passes (run
-here every second, as the schedule would) dispatch the pending jobs and recover the one that
-was running if its flow run was lost.
-
-Property, per trial: every job posted, before or during the outage, completes.
+Each trial posts one job and waits until it is in its long step; then the Prefect server is
+stopped (SIGINT, like Ctrl-C), more jobs are posted through the REST API (it answers 201 and
+the jobs stay `pending`: no flow run can be created), and after a pause the server starts
+again on the same port and SQLite database. Maintenance dispatches the pending jobs and
+recovers the running one if its flow run was lost. Property, per trial: every job posted,
+before or during the outage, completes.
 
     .venv/bin/python bench/fault_prefect_down.py --trials 3
 """
@@ -23,7 +21,7 @@ from pathlib import Path
 if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.faults import FaultBench, FaultScript, TrialResult, fault_main
+from bench.faults import FaultBench, TrialResult, fault_main
 
 
 def _timed_post(bench: FaultBench, number: int) -> tuple[str, float, float]:
@@ -64,23 +62,20 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
     return result
 
 
-SCRIPT = FaultScript(
-    "fault_prefect_down",
-    "Prefect server stopped while jobs are posted",
-    "bench_fault_prefect",
-    (
+def main(argv: list[str] | None = None) -> int:
+    """Run the trials; exit status 0 when the property held in every one."""
+    options = [
         ("--jobs", 3, "jobs posted while Prefect is down"),
         ("--downtime", 3.0, "seconds Prefect stays down"),
         ("--delay", 2.0, "seconds of the `wait` step"),
-    ),
-    {"jobs": "jobs_posted_while_down", "downtime": "downtime_seconds", "delay": "delay_seconds"},
-    trial,
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the trials; exit status 0 when the property held in every one."""
-    return fault_main(SCRIPT, __doc__, argv)
+    ]
+    keys = {
+        "jobs": "jobs_posted_while_down",
+        "downtime": "downtime_seconds",
+        "delay": "delay_seconds",
+    }
+    title = "Prefect server stopped while jobs are posted"
+    return fault_main("fault_prefect_down", title, __doc__, argv, trial, options, keys)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""What the fault scripts share: a stack to break, trials, and their table and report.
+"""What the fault scripts share: a stack to break, a counting endpoint, trials, their table
+and report.
 
-`fault_bench` brings up `bench.stacks.fault_stack` with a counting endpoint and a three-step
-counting workflow (`fetch` calls the endpoint, `wait` sleeps, `notify` calls it again). A
-script posts jobs through the API, breaks one part of the stack (stops and starts a part, or
-kills a flow-run process), runs maintenance passes on demand, as the schedule would, and
-counts what happened in one `TrialResult` per trial. `fault_main` is each script's `main`.
+`CountingServer` counts calls per job and step: a step that runs twice shows there as a count
+of 2, the side effect counted rather than what the engine says it did (`count_reruns` puts
+both records together; load_concurrent counts with it too).
+`fault_bench` is `bench.stacks.fault_stack` with a counting endpoint and a counting workflow
+(`fetch` calls the endpoint, `wait` sleeps, `notify` calls it again). A script's trial posts
+jobs through the API, breaks one part of the stack, waits while maintenance passes run every
+second (as the schedule would) and counts what happened; `fault_main` is each script's main.
 """
 
 from __future__ import annotations
@@ -14,31 +17,132 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
 
 import httpx
 
-from bench.counting import CountingServer, count_reruns, install_counting_workflow
 from bench.report import markdown_table, parse, write_report
-from bench.stacks import FAST_RECOVERY_ENV, fault_stack
+from bench.stacks import FAST_RECOVERY_ENV, NOOP, fault_stack
 from cli.services import PYTHON
 from cli.stack import LocalStack
 from engine.settings import PROJECT_ROOT
 
 COUNTS = ("posted", "completed", "failed", "stuck", "rerun_steps", "resubmissions")
-_MAINTENANCE = """
-import json, sys
-from flows.maintenance import maintenance
-result = maintenance(grace_seconds=None if sys.argv[2] == "default" else float(sys.argv[2]))
-with open(sys.argv[1], "w") as out:
-    json.dump(result, out, default=str)
-"""
+
+
+class CountingServer(ThreadingHTTPServer):
+    """A local HTTP server counting calls to `/count/<job>/<step>`; answers `{"n": count}`."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Counted)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:PORT."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def hits(self, job_id: str) -> dict[str, int]:
+        """Calls per step for one job."""
+        with self.lock:
+            return {step: n for (job, step), n in self.calls.items() if job == job_id}
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Counted(BaseHTTPRequestHandler):
+    server: CountingServer
+
+    def do_GET(self) -> None:
+        parts = self.path.strip("/").split("/")
+        if len(parts) != 3 or parts[0] != "count":
+            self.send_error(404)
+            return
+        with self.server.lock:
+            self.server.calls[(parts[1], parts[2])] += 1
+            body = json.dumps({"n": self.server.calls[(parts[1], parts[2])]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def install_counting_workflow(
+    workflow_id: str,
+    counter_url: str,
+    *,
+    delay: float | None = None,
+    retry: Mapping[str, Any] | None = None,
+) -> None:
+    """Insert (or replace) a workflow `fetch` -> middle -> `notify`: fetch and notify are
+    http_request steps calling the counting server; the middle step is `wait`, a delay of
+    `delay` seconds, or without one `reshape`, a no-op. `retry` is the workflow's policy."""
+    from engine.db.connection import shared_store
+
+    store, count = shared_store(), f"{workflow_id}-count"
+    config = {"url_template": counter_url + "/count/{job}/{step}", "request_timeout_seconds": 10}
+    store.upsert_transformer(
+        count, "http_request", "bench: counting endpoint", config, "execute-http-request"
+    )
+    job = {"job.$": "$.job.id"}
+    middle = {
+        "id": "reshape",
+        "transformer": NOOP,
+        "input": {"n.$": "$.steps.fetch.body.n"},
+    }
+    if delay is not None:
+        config = {"seconds": delay}
+        store.upsert_transformer(
+            f"{workflow_id}-wait", "delay", "bench: the long step", config, "execute-delay"
+        )
+        middle = {"id": "wait", "transformer": f"{workflow_id}-wait", "input": job}
+    steps = [
+        {"id": "fetch", "transformer": count, "input": {**job, "step": "fetch"}},
+        middle,
+        {"id": "notify", "transformer": count, "input": {**job, "step": "notify"}},
+    ]
+    output = {"fetched.$": "$.steps.fetch.body.n", "notified.$": "$.steps.notify.body.n"}
+    definition = {"steps": steps, "output": output, **({"retry": dict(retry)} if retry else {})}
+    store.upsert_workflow(workflow_id, "bench: counting workflow", definition)
+
+
+def count_reruns(events: Iterable[Mapping[str, Any]], hits: Mapping[str, int]) -> int:
+    """How many times a finished step ran again.
+
+    Per step, the larger of: `step_started` events after the step's first `step_succeeded`
+    event (the engine's record), and calls to the counting endpoint beyond the first (the
+    side effect). A step cut off before its output was saved and then run again is not a
+    re-run by the events; it is one by the endpoint if it had already made its call.
+    """
+    succeeded: set[str] = set()
+    by_events: Counter[str] = Counter()
+    for event in events:
+        step = event.get("step_id")
+        if step is not None and event["kind"] == "step_succeeded":
+            succeeded.add(step)
+        elif event["kind"] == "step_started" and step in succeeded:
+            by_events[step] += 1
+    return sum(max(by_events[s], hits.get(s, 0) - 1, 0) for s in set(by_events) | set(hits))
 
 
 @dataclass
@@ -62,9 +166,7 @@ class TrialResult:
 @dataclass
 class FaultBench:
     """A running fault stack, its counting endpoint, the workflow and the local user's token.
-
-    Jobs are read through the engine's store (its pool replaces connections a PostgreSQL
-    restart broke)."""
+    Jobs are read through the engine's store (it replaces connections a restart broke)."""
 
     stack: LocalStack
     counter: CountingServer
@@ -73,12 +175,10 @@ class FaultBench:
 
     def post_job(self, input_data: Any, *, timeout: float = 30) -> str:
         """POST /workflows/start as the local user; the job id (raises on non-2xx)."""
-        answer = httpx.post(
-            f"{self.stack.api_url}/workflows/start",
-            headers={"Authorization": f"Bearer {self.token}"},
-            json={"workflow_id": self.workflow, "input_data": input_data},
-            timeout=timeout,
-        )
+        body = {"workflow_id": self.workflow, "input_data": input_data}
+        headers = {"Authorization": f"Bearer {self.token}"}
+        url = f"{self.stack.api_url}/workflows/start"
+        answer = httpx.post(url, headers=headers, json=body, timeout=timeout)
         answer.raise_for_status()
         return str(answer.json()["job_id"])
 
@@ -88,11 +188,11 @@ class FaultBench:
 
         return dict(shared_store().get_job(job_id))
 
-    def events(self, job_id: str) -> list[dict[str, Any]]:
+    def events(self, job_id: str) -> list[Any]:
         """The job's events in order."""
         from engine.db.connection import shared_store
 
-        return [dict(e) for e in shared_store().events(job_id)]
+        return list(shared_store().events(job_id))
 
     def wait_event(self, job_id: str, kind: str, step_id: str, timeout: float = 90) -> None:
         """Wait until the job has an event `kind` for `step_id`; RuntimeError on timeout."""
@@ -103,43 +203,29 @@ class FaultBench:
             time.sleep(0.1)
         raise RuntimeError(f"job {job_id}: no {kind} event for step {step_id} in {timeout:.0f} s")
 
-    def run_maintenance(self, grace_seconds: float | None = None) -> dict[str, Any]:
-        """One maintenance pass (the real flow, in a new process, as the schedule runs it);
-        its result, or `{"error": ...}` when the pass failed (e.g. Prefect is down)."""
-        fd, name = tempfile.mkstemp(suffix=".json", dir=self.stack.root / "tmp")
-        os.close(fd)
-        out, grace = Path(name), "default" if grace_seconds is None else str(grace_seconds)
-        with (self.stack.log_dir / "maintenance.log").open("ab") as log:
-            done = subprocess.run(
-                [PYTHON, "-c", _MAINTENANCE, str(out), grace],
-                env=self.stack.env,
-                cwd=PROJECT_ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                check=False,
-                timeout=180,
-            )
-        try:
-            if done.returncode != 0 or not out.stat().st_size:
-                return {"error": f"maintenance exited with {done.returncode}; see maintenance.log"}
-            return dict(json.loads(out.read_text()))
-        finally:
-            out.unlink(missing_ok=True)
-
-    def wait_settled(self, job_ids: Sequence[str], timeout: float) -> dict[str, str]:
-        """Wait until every job is completed or failed, or `timeout` passes, with a
-        maintenance pass every second meanwhile; the last statuses."""
+    def wait_settled(self, job_ids: Sequence[str], timeout: float) -> None:
+        """Until every job is completed or failed (or `timeout`), one maintenance pass a
+        second: the real flow, in a new process, as the schedule runs it (a pass may fail,
+        e.g. while Prefect is down; see logs/maintenance.log)."""
         from engine.db.connection import shared_store
 
-        deadline = last_pass = time.monotonic()
-        deadline += timeout
-        while True:
-            statuses = shared_store().statuses(job_ids)
-            settled = all(s in ("completed", "failed") for s in statuses.values())
-            if settled or time.monotonic() >= deadline:
-                return statuses
+        deadline, last_pass = time.monotonic() + timeout, time.monotonic()
+        code = "from flows.maintenance import maintenance; maintenance()"
+        while time.monotonic() < deadline:
+            if all(s in ("completed", "failed") for s in shared_store().statuses(job_ids).values()):
+                return
             if time.monotonic() - last_pass >= 1.0:
-                self.run_maintenance()
+                with (self.stack.log_dir / "maintenance.log").open("ab") as log:
+                    run = [PYTHON, "-c", code]
+                    subprocess.run(
+                        run,
+                        env=self.stack.env,
+                        cwd=PROJECT_ROOT,
+                        stdout=log,
+                        stderr=log,
+                        timeout=180,
+                        check=False,
+                    )
                 last_pass = time.monotonic()
             time.sleep(0.25)
 
@@ -164,11 +250,11 @@ class FaultBench:
             result.failed += row["status"] == "failed"
             result.rerun_steps += count_reruns(self.events(job_id), self.counter.hits(job_id))
             result.resubmissions += int(row["resubmissions"])
-            result.notes.extend(
+            result.notes += [
                 f"job {job_id[:8]}: resubmitted because {entry.get('reason')}"
                 for entry in row.get("state_history") or []
                 if entry.get("decision") == "resubmit"
-            )
+            ]
             if row["status"] != "completed":
                 result.notes.append(f"job {job_id[:8]} {row['status']}: {row['error_message']}")
         result.stuck = result.posted - result.completed - result.failed
@@ -176,28 +262,15 @@ class FaultBench:
 
 @contextmanager
 def fault_bench(
-    name: str, env: Mapping[str, str], *, keep: bool, workflow: str, delay: float
+    name: str, env: Mapping[str, str], args: argparse.Namespace
 ) -> Iterator[FaultBench]:
-    """A fault stack with the counting workflow (its `wait` step `delay` seconds long; steps
-    retry twice, 0.5 s apart) and a local user's token."""
-    with CountingServer() as counter, fault_stack(name, env, keep=keep) as stack:
+    """A fault stack with the counting workflow `bench_<name>` (its `wait` step --delay
+    seconds long; steps retry twice, 0.5 s apart) and a local user's token."""
+    workflow = f"bench_{name}"
+    with CountingServer() as counter, fault_stack(name, env, keep=args.keep) as stack:
         retry = {"max_retries": 2, "strategy": "fixed", "initial_delay_seconds": 0.5}
-        install_counting_workflow(workflow, counter.url, delay_seconds=delay, retry=retry)
+        install_counting_workflow(workflow, counter.url, delay=args.delay, retry=retry)
         yield FaultBench(stack, counter, workflow, stack.mint_token("bench@example.com"))
-
-
-def format_table(results: Sequence[TrialResult]) -> str:
-    """A Markdown table of the trials, with a total row."""
-    headers = ["trial", "posted", "completed", "failed", "stuck", "re-run steps"]
-    headers += ["resubmitted", "seconds", "ok"]
-    rows = [
-        [r.trial, *(getattr(r, k) for k in COUNTS), f"{r.seconds:.1f}", "yes" if r.ok else "NO"]
-        for r in results
-    ]
-    total = [sum(getattr(r, k) for r in results) for k in COUNTS]
-    seconds = f"{sum(r.seconds for r in results):.1f}"
-    rows.append(["all", *total, seconds, f"{sum(r.ok for r in results)}/{len(results)}"])
-    return markdown_table(headers, rows, align="---:")
 
 
 def run_trials(trials: int, trial: Callable[[int], TrialResult], title: str) -> list[TrialResult]:
@@ -207,56 +280,49 @@ def run_trials(trials: int, trial: Callable[[int], TrialResult], title: str) -> 
     for number in range(1, trials + 1):
         started = time.monotonic()
         try:
-            result = trial(number)
+            r = trial(number)
         except Exception as exc:
-            result = TrialResult(trial=number, notes=[f"error: {type(exc).__name__}: {exc}"])
-        result.seconds = round(time.monotonic() - started, 1)
-        results.append(result)
+            r = TrialResult(trial=number, notes=[f"error: {type(exc).__name__}: {exc}"])
+        r.seconds = round(time.monotonic() - started, 1)
+        results.append(r)
+        counts = f"posted={r.posted} completed={r.completed} failed={r.failed} stuck={r.stuck}"
+        verdict = "ok" if r.ok else "VIOLATED"
         print(
-            f"trial {number}: posted={result.posted} completed={result.completed} "
-            f"failed={result.failed} stuck={result.stuck} re-run={result.rerun_steps} "
-            f"{result.seconds:.1f} s {'ok' if result.ok else 'VIOLATED'}",
+            f"trial {number}: {counts} re-run={r.rerun_steps} {r.seconds:.1f} s {verdict}",
             flush=True,
         )
-    print(f"\n{title}\n\n{format_table(results)}")
+    headers = ["trial", "posted", "completed", "failed", "stuck", "re-run steps", "resubmitted"]
+    rows = [[r.trial, *(getattr(r, k) for k in COUNTS), f"{r.seconds:.1f}", r.ok] for r in results]
+    total = [sum(getattr(r, k) for r in results) for k in COUNTS]
+    seconds = f"{sum(r.seconds for r in results):.1f}"
+    rows.append(["all", *total, seconds, f"{sum(r.ok for r in results)}/{len(results)}"])
+    print(f"\n{title}\n\n{markdown_table([*headers, 'seconds', 'ok'], rows, align='---:')}")
     for r in results:
-        if r.extra:
-            print(f"  trial {r.trial}: " + ", ".join(f"{k}={v}" for k, v in r.extra.items()))
-        for note in r.notes:
-            print(f"  trial {r.trial}: {note}")
+        lines = ([", ".join(f"{k}={v}" for k, v in r.extra.items())] if r.extra else []) + r.notes
+        print("".join(f"  trial {r.trial}: {line}\n" for line in lines), end="")
     return results
 
 
-@dataclass(frozen=True)
-class FaultScript:
-    """A fault script: its report name, title, workflow, options (beyond --trials and
-    --timeout), which of them the report records (option -> key), and its trial."""
-
-    name: str
-    title: str
-    workflow: str
-    options: tuple[tuple[str, Any, str], ...]
-    recorded: Mapping[str, str]
-    trial: Callable[[FaultBench, int, argparse.Namespace], TrialResult]
-    env: Callable[[argparse.Namespace], dict[str, str]] = lambda _args: dict(FAST_RECOVERY_ENV)
-
-
-def fault_main(script: FaultScript, doc: str | None, argv: list[str] | None) -> int:
-    """Parse the options, run the trials on a fault stack, print the table, write the JSON
-    report (trials, totals, settings); exit status 0 if the property held in every trial."""
-    common = (
-        ("--trials", 3, "how many trials (default 3)"),
-        ("--timeout", 120.0, "seconds a trial waits for its jobs"),
-    )
-    args = parse(doc, argv, *common, *script.options)
-    env = script.env(args)
-    with fault_bench(
-        script.name, env, keep=args.keep, workflow=script.workflow, delay=args.delay
-    ) as bench:
-        results = run_trials(args.trials, lambda n: script.trial(bench, n, args), script.title)
-    recorded = {key: getattr(args, option) for option, key in script.recorded.items()}
-    totals = {k: sum(getattr(r, k) for r in results) for k in COUNTS}
+def fault_main(
+    name: str,
+    title: str,
+    doc: str | None,
+    argv: list[str] | None,
+    trial: Callable[[FaultBench, int, argparse.Namespace], TrialResult],
+    options: Sequence[tuple[str, Any, str]],
+    recorded: Mapping[str, str],
+    env: Callable[[argparse.Namespace], dict[str, str]] = lambda _args: dict(FAST_RECOVERY_ENV),
+) -> int:
+    """The main of fault script `name`: its `options` (beyond --trials and --timeout), `trial`
+    run --trials times on a fault stack, the table under `title`, the JSON report (trials,
+    totals, the options `recorded` by their report keys, settings); 0 if it always held."""
+    trials = ("--trials", 3, "how many trials (default 3)")
+    args = parse(doc, argv, trials, ("--timeout", 120.0, "seconds a trial waits"), *options)
+    with fault_bench(name, env(args), args) as bench:
+        results = run_trials(args.trials, lambda n: trial(bench, n, args), title)
     ok = bool(results) and all(r.ok for r in results)
+    totals = {k: sum(getattr(r, k) for r in results) for k in COUNTS}
     data = {"trials": [asdict(r) for r in results], "totals": totals, "all_ok": ok}
-    write_report(script.name, {**data, **recorded, "settings": env}, args.report)
+    data.update({key: getattr(args, option) for option, key in recorded.items()})
+    write_report(name, {**data, "settings": env(args)}, args.report)
     return 0 if ok else 1

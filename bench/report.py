@@ -1,23 +1,32 @@
-"""What every bench script reports: percentiles, targets, Markdown tables, machine facts and
-the JSON report in `.data/bench/<name>.json`."""
+"""What bench scripts measure and report with: runs started the engine's way and raw
+Prefect's way, seen finished in each side's database, CPU per component; percentiles,
+targets, Markdown tables, machine facts, the JSON report in `.data/bench/<name>.json`, and
+the options every script takes."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
 import psycopg
+from psycopg.rows import dict_row
 
 from engine.settings import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from cli.stack import LocalStack
 
 BENCH_DATA = PROJECT_ROOT / ".data" / "bench"
 
@@ -34,8 +43,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, int(-(-q * len(ordered) // 1)) - 1))
-    return ordered[index]
+    return ordered[max(0, min(len(ordered) - 1, int(-(-q * len(ordered) // 1)) - 1))]
 
 
 def summarize(values: Sequence[float]) -> dict[str, float | int]:
@@ -47,21 +55,22 @@ def summarize(values: Sequence[float]) -> dict[str, float | int]:
     return {"n": len(values), **{k: round(v, 4) for k, v in stats.items()}}
 
 
+def cells(stats: Mapping[str, Any], *keys: str) -> list[Any]:
+    """The values of `keys` (default n, p50, p95, p99, max) of a `summarize` result."""
+    return [stats.get(k) for k in keys or ("n", "p50", "p95", "p99", "max")]
+
+
 def check(name: str, value: float | None, op: str, limit: float, unit: str) -> dict[str, Any]:
     """A target: `value op limit` (op is "<=" or ">="); `met` is False when value is None."""
     met = value is not None and (value <= limit if op == "<=" else value >= limit)
     return {"target": name, "value": value, "op": op, "limit": limit, "unit": unit, "met": met}
 
 
-def fmt(value: Any, digits: int = 3) -> str:
-    """A table cell: floats rounded, None as '-', booleans as yes/NO."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "NO"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+def fmt(value: Any) -> str:
+    """A table cell: floats to 3 decimals, None as '-', booleans as yes/NO."""
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "NO", None: "-"}[value]
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def markdown_table(
@@ -77,22 +86,7 @@ def markdown_table(
 
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a Markdown table under a title."""
-    print(f"\n{title}\n", flush=True)
-    print(markdown_table(headers, rows), flush=True)
-
-
-def print_targets(targets: Sequence[Mapping[str, Any]]) -> None:
-    """Print the targets table (value, limit, met or MISSED)."""
-    rows = [
-        (
-            t["target"],
-            f"{fmt(t['value'])} {t['unit']}",
-            f"{t['op']} {t['limit']} {t['unit']}",
-            "met" if t["met"] else "MISSED",
-        )
-        for t in targets
-    ]
-    print_table("Targets", ["target", "value", "limit", "met"], rows)
+    print(f"\n{title}\n\n{markdown_table(headers, rows)}", flush=True)
 
 
 def machine_info() -> dict[str, Any]:
@@ -101,8 +95,11 @@ def machine_info() -> dict[str, Any]:
 
     cpu = platform.processor() or "unknown"
     with contextlib.suppress(OSError):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        models = [line for line in lines if line.startswith("model name")]
+        models = [
+            line
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = models[0].split(":", 1)[1].strip() if models else cpu
     pg_version = None
     with contextlib.suppress(psycopg.Error), psycopg.connect(admin_url()) as conn:
@@ -135,9 +132,18 @@ def write_report(name: str, data: Mapping[str, Any], path: Path | None = None) -
 def finish(
     name: str, args: Any, measured: Mapping[str, Any], targets: list[dict[str, Any]]
 ) -> bool:
-    """Print the targets, write a benchmark's report: `measured` holds machine, settings,
-    engine and baselines (and anything else to keep); True when every target was met."""
-    print_targets(targets)
+    """Print the targets table and write a benchmark's report (`measured`: machine, settings,
+    engine, baselines, ...); True when every target was met."""
+    rows = [
+        (
+            t["target"],
+            f"{fmt(t['value'])} {t['unit']}",
+            f"{t['op']} {t['limit']} {t['unit']}",
+            "met" if t["met"] else "MISSED",
+        )
+        for t in targets
+    ]
+    print_table("Targets", ["target", "value", "limit", "met"], rows)
     met = all(t["met"] for t in targets)
     write_report(name, {**measured, "targets": targets, "all_met": met}, args.report)
     return met
@@ -145,40 +151,29 @@ def finish(
 
 def split(results: Mapping[str, Any]) -> dict[str, Any]:
     """`{"engine": ..., "baselines": {every other setup}}` of results by setup."""
-    others = {k: v for k, v in results.items() if k != "engine"}
-    return {"engine": results.get("engine"), "baselines": others}
+    return {
+        "engine": results.get("engine"),
+        "baselines": {k: v for k, v in results.items() if k != "engine"},
+    }
 
 
-def cells(stats: Mapping[str, Any], *keys: str) -> list[Any]:
-    """The values of `keys` (default n, p50, p95, p99, max) of a `summarize` result."""
-    return [stats.get(k) for k in keys or ("n", "p50", "p95", "p99", "max")]
-
-
-def common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options every script takes: --report and --keep."""
-    parser.add_argument(
-        "--report", type=Path, default=None, help="JSON path (default .data/bench/<name>.json)"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the scratch folder and logs")
-
-
-def parse(doc: str | None, argv: list[str] | None, *options: tuple[str, Any, str]) -> Any:
-    """Parse the command line: `options` as (flag, default, help), typed by their default,
-    plus --report and --keep; the description is the docstring's first line."""
+def parse(doc: str | None, argv: list[str] | None, *options: tuple[Any, ...]) -> Any:
+    """The command line: `options` as (flag, default, help[, settings key]), typed by their
+    default (a bool is a switch), plus --report and --keep; described by the docstring's first
+    line. `settings` holds the options with a settings key, for the report."""
     parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
-    for flag, default, text in options:
+    for flag, default, text, *_key in options:
         if isinstance(default, bool):
             parser.add_argument(flag, action="store_true", help=text)
         else:
-            kind = type(default) if default is not None else float
+            kind = float if default is None else type(default)
             parser.add_argument(flag, type=kind, default=default, help=text)
-    common_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def setups(value: str) -> list[str]:
-    """The names of a comma-separated --setups value."""
-    return [s.strip() for s in value.split(",") if s.strip()]
+    parser.add_argument("--report", type=Path, help="JSON path (default .data/bench/<name>.json)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder and logs")
+    args = parser.parse_args(argv)
+    named = {o[0].lstrip("-").replace("-", "_"): o[3] for o in options if len(o) > 3}
+    args.settings = {key: getattr(args, option) for option, key in named.items()}
+    return args
 
 
 @contextlib.contextmanager
@@ -194,3 +189,140 @@ def stderr_to(path: Path) -> Iterator[None]:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def connect(url: str) -> psycopg.Connection[dict[str, Any]]:
+    """A new autocommit connection with dict rows."""
+    return psycopg.connect(url, autocommit=True, row_factory=dict_row)
+
+
+T = TypeVar("T")
+FINAL_RUN = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
+_SQL = {  # per side (with `runs`: Prefect's): table, state column, completion column
+    False: ("public.jobs", "status", "completed_at"),
+    True: ("flow_run", "state_type::text", "end_time"),
+}
+
+
+def _side(stack: LocalStack, runs: bool) -> tuple[str, str, str, str]:
+    table, state, end = _SQL[runs]
+    return (stack.prefect_database_url if runs else stack.database_url), table, state, end
+
+
+def wait_final(
+    stack: LocalStack, ids: Sequence[str], *, timeout: float, runs: bool = False, poll: float = 0.02
+) -> dict[str, float]:
+    """Poll the job rows (with `runs`: Prefect's flow_run rows) until each is final; the
+    monotonic time each was seen so. One indexed query per poll, cheap for both sides."""
+    url, table, state, _end = _side(stack, runs)
+    final = FINAL_RUN if runs else ["completed", "failed"]
+    sql = f"select id::text as id from {table} where id = any(%s::uuid[]) and {state} = any(%s)"
+    done: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    with connect(url) as conn:
+        while len(done) < len(ids) and time.monotonic() < deadline:
+            rows = conn.execute(sql, [[i for i in ids if i not in done], final]).fetchall()
+            done.update((row["id"], time.monotonic()) for row in rows)
+            if len(done) < len(ids):
+                time.sleep(poll)
+    return done
+
+
+def outcomes(stack: LocalStack, ids: Sequence[str], *, runs: bool = False) -> dict[str, Any]:
+    """Counts by status (state type with `runs`) of these jobs (flow runs) and the last
+    completion (epoch seconds)."""
+    url, table, state, end = _side(stack, runs)
+    sql = (
+        f"select {state} as state, count(*) as n, extract(epoch from max({end})) as last"
+        f" from {table} where id = any(%s::uuid[]) group by 1"
+    )
+    with connect(url) as conn:
+        rows = conn.execute(sql, [list(ids)]).fetchall()
+    last = max((float(r["last"]) for r in rows if r["last"] is not None), default=None)
+    return {"counts": {str(r["state"]): int(r["n"]) for r in rows}, "last_done": last}
+
+
+def run_raw(deployment_id: UUID, parameters: Mapping[str, Any]) -> str:
+    """Raw Prefect: `run_deployment(timeout=0)`; the flow run id."""
+    from prefect.deployments import run_deployment
+
+    run: Any = run_deployment(
+        deployment_id, parameters=dict(parameters), timeout=0, as_subflow=False
+    )
+    return str(run.id)
+
+
+async def limited(
+    count: int, concurrency: int, one: Callable[[int], Awaitable[T]]
+) -> list[T | None]:
+    """`one(0..count-1)`, `concurrency` at a time; None where one raised (counted, printed)."""
+    gate = asyncio.Semaphore(concurrency)
+    errors: list[str] = []
+
+    async def guarded(i: int) -> T | None:
+        async with gate:
+            try:
+                return await one(i)
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                return None
+
+    ids = await asyncio.gather(*(guarded(i) for i in range(count)))
+    if errors:
+        print(f"  {len(errors)} submissions failed, first: {errors[0]}", flush=True)
+    return list(ids)
+
+
+def raw_burst(
+    deployment: UUID,
+    count: int,
+    concurrency: int,
+    parameters: Callable[[int], dict[str, Any]],
+    key: Callable[[int], str | None] = lambda _i: None,
+) -> list[str | None]:
+    """`count` raw `run_deployment(timeout=0)` calls, `concurrency` at once, with
+    `parameters(i)` and idempotency key `key(i)`; the flow run ids (None: failed)."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    async def run() -> list[str | None]:
+        async with get_client() as client:
+
+            async def one(i: int) -> str:
+                flow_run = await run_deployment(  # type: ignore[misc]
+                    deployment,
+                    client=client,
+                    parameters=parameters(i),
+                    timeout=0,
+                    as_subflow=False,
+                    idempotency_key=key(i),
+                )
+                return str(flow_run.id)
+
+            return await limited(count, concurrency, one)
+
+    return asyncio.run(run())
+
+
+def cpu_snapshot(stack: LocalStack) -> dict[str, float]:
+    """CPU seconds so far of each running service, of every PostgreSQL server process on the
+    machine (other databases' work counts too), of this process and of the machine."""
+    snap = {s.name: s.cpu_seconds() for s in stack.services.values() if s.alive()}
+    snap["postgresql (all databases)"] = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info.get("name") in ("postgres", "postmaster"):
+            with contextlib.suppress(psutil.Error):
+                snap["postgresql (all databases)"] += sum(proc.cpu_times()[:2])
+    snap["bench client"] = float(sum(psutil.Process().cpu_times()[:2]))
+    snap["machine (all processes)"] = float(sum(psutil.cpu_times()[:3]))
+    return snap
+
+
+def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """CPU seconds spent between two snapshots, per component."""
+    spent = {k: round(after[k] - before.get(k, 0.0), 2) for k in after}
+    machine = spent.get("machine (all processes)", 0.0)
+    ours = sum(v for k, v in spent.items() if k != "machine (all processes)")
+    # Whatever else ran on the machine meanwhile (other users' work competes for the CPUs).
+    spent["other processes"] = round(max(machine - ours, 0.0), 2)
+    return spent

@@ -1,14 +1,13 @@
-"""The stacks bench scripts measure: cli.stack.LocalStack in a scratch folder of `.data/bench/`.
+"""The stacks bench scripts measure: cli.stack.LocalStack in a scratch folder of `.data/bench/`,
+everything stopped on exit and the folder removed unless `keep`.
 
-- `perf_stack`: the Prefect server on a scratch PostgreSQL database and the engine on another
-  (both on the server of TEST_ADMIN_DATABASE_URL, dropped at the end); each script starts
-  the engine (`start_engine`: run-workflow-warm from prefect.yaml, warm worker, API) and the
-  raw Prefect baselines (`deploy_raw`) it measures, on the same server, in the same run.
-- `fault_stack`: the embedded PostgreSQL, the Prefect server on SQLite, run-workflow from
-  prefect.yaml, a process worker and the API (a job runs in a process of its own, to kill).
+- `perf_stack`: the Prefect server and the engine on scratch PostgreSQL databases (on the
+  server of TEST_ADMIN_DATABASE_URL); scripts start the engine (`start_engine`) and raw
+  Prefect baselines (`raw_deployment`) on it, in the same run.
+- `fault_stack`: embedded PostgreSQL, Prefect on SQLite, run-workflow on the process pool, a
+  process worker and the API (a job runs in a process of its own, to be killed).
 
-Every process is stopped on exit and the folder removed unless `keep`. Under `sharing()`
-(`python -m bench`), scripts asking for the same stack get the one already running.
+Under `python -m bench`, a script asking for the stack already running gets it.
 """
 
 from __future__ import annotations
@@ -18,31 +17,28 @@ import shutil
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, closing, contextmanager
+from contextlib import AbstractContextManager, ExitStack, closing, contextmanager, nullcontext
 from importlib.metadata import version
 from typing import Any
 from uuid import UUID
 
-import psycopg
-from psycopg.rows import dict_row
-
-from bench.report import BENCH_DATA, admin_url
+from bench.report import BENCH_DATA, admin_url, machine_info
 from cli.services import PYTHON
 from cli.stack import PROCESS_POOL, WARM_DEPLOYMENT, LocalStack
 from engine.settings import PROJECT_ROOT
 
-NOOP_TRANSFORMER = "bench-noop"
-RAW_ENTRYPOINT = "bench/raw_flow.py:raw_noop_flow"
-#: The benchmarks measure the engine, not the rate limiter refusing them.
+NOOP = "bench-noop"
+LIMITS = "start={0}/minute;read={1}/minute;anon={0}/minute"
+#: The benchmarks measure the engine, not the rate limiter refusing them; load_concurrent's
+#: steps call a local endpoint.
 PERF_ENV = {
-    "RATE_LIMITS": "start=1000000/minute;read=1000000/minute;anon=1000000/minute",
+    "RATE_LIMITS": LIMITS.format(1_000_000, 1_000_000),
     "PREFECT_DEPLOYMENT": WARM_DEPLOYMENT,
-    "HTTP_ALLOWLIST": "127.0.0.1",  # load_concurrent's steps call a local endpoint
+    "HTTP_ALLOWLIST": "127.0.0.1",
 }
-#: Settings that make crash detection and recovery take seconds instead of minutes. The
-#: heartbeat window stays above the time a flow-run process takes to start on a loaded
-#: 2-core machine (several seconds for a burst): a run a worker took (PENDING) does not beat
-#: until its process is up, and a shorter window resubmits healthy runs.
+#: Crash detection and recovery in seconds, not minutes. The heartbeat window stays above the
+#: time a flow-run process takes to start on a loaded 2-core machine: a run a worker took
+#: does not beat until its process is up, and a shorter window resubmits healthy runs.
 FAST_RECOVERY_ENV = {
     "JOB_HEARTBEAT_SECONDS": "0.5",
     "HEARTBEAT_WINDOW_SECONDS": "10",
@@ -51,55 +47,29 @@ FAST_RECOVERY_ENV = {
     "HTTP_ALLOWLIST": "127.0.0.1",
     "PREFECT_WORKER_QUERY_SECONDS": "1",
     "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-    "RATE_LIMITS": "start=6000/minute;read=60000/minute;anon=6000/minute",
+    "RATE_LIMITS": LIMITS.format(6000, 60000),
 }
 #: A migrated Prefect SQLite database: fault stacks start from a copy (migrating takes ~10 s).
 PREFECT_SQLITE = BENCH_DATA / "cache" / f"prefect-{version('prefect')}.db"
+Build = Callable[[], AbstractContextManager[LocalStack]]
 
 
-class _Shared:
-    """The stack kept for the next script under `sharing()` (one kind per process: Prefect
-    keeps the settings it was imported with)."""
-
-    on = False
-    key: Any = None
-    stack: LocalStack | None = None
-    base: frozenset[str] = frozenset()
-    exits = ExitStack()
+#: Under `python -m bench`: the stack kept for the next script (by kind and settings, with
+#: the services it had when it came up), stopped by `keeper` at the end. One per process:
+#: Prefect keeps the settings it was imported with.
+shared: dict[Any, tuple[LocalStack, frozenset[str]]] | None = None
+keeper = ExitStack()
 
 
-def end_of_script() -> None:
-    """Under `sharing()`, between two scripts: stop the services the last one started."""
-    stack = _Shared.stack
-    for name in set(stack.services) - _Shared.base if stack else ():
-        stack.stop(name)
-
-
-@contextmanager
-def sharing() -> Iterator[None]:
-    """Within the block, scripts that ask for the same stack share one; stopped at its end."""
-    _Shared.on = True
-    try:
-        yield
-    finally:
-        _Shared.on, _Shared.key, _Shared.stack = False, None, None
-        _Shared.exits.close()
-
-
-@contextmanager
-def _stack(
-    key: Any, build: Callable[[], AbstractContextManager[LocalStack]]
-) -> Iterator[LocalStack]:
-    if not _Shared.on:
-        with build() as stack:
-            yield stack
-        return
-    if _Shared.stack is None:
-        _Shared.stack, _Shared.key = _Shared.exits.enter_context(build()), key
-        _Shared.base = frozenset(_Shared.stack.services)
-    elif _Shared.key != key:
-        raise RuntimeError("scripts run together must share one stack (same kind, same settings)")
-    yield _Shared.stack
+def _stack(key: Any, build: Build) -> AbstractContextManager[LocalStack]:
+    if shared is None:
+        return build()
+    if key not in shared:
+        if shared:
+            raise RuntimeError("scripts run together must share one stack (same kind, settings)")
+        stack = keeper.enter_context(build())
+        shared[key] = (stack, frozenset(stack.services))
+    return nullcontext(shared[key][0])
 
 
 @contextmanager
@@ -132,8 +102,7 @@ def _perf(name: str, keep: bool) -> Iterator[LocalStack]:
 
 
 def perf_stack(name: str, *, keep: bool = False) -> AbstractContextManager[LocalStack]:
-    """Prefect server and engine on scratch PostgreSQL databases, the 3-step no-op workflow;
-    no API, worker or deployment yet."""
+    """Prefect and engine on scratch PostgreSQL databases, the 3-step no-op workflow."""
     return _stack("perf", lambda: _perf(name, keep))
 
 
@@ -141,8 +110,8 @@ def perf_stack(name: str, *, keep: bool = False) -> AbstractContextManager[Local
 def _fault(name: str, env: Mapping[str, str], keep: bool) -> Iterator[LocalStack]:
     with scratch_stack(name, env, keep=keep) as stack:
         database = stack.root / "prefect" / "prefect.db"
+        database.parent.mkdir(parents=True)
         if PREFECT_SQLITE.exists():
-            database.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(PREFECT_SQLITE, database)
         stack.start_prefect()  # boots while the embedded server starts and migrates
         stack.start_database()
@@ -151,27 +120,17 @@ def _fault(name: str, env: Mapping[str, str], keep: bool) -> Iterator[LocalStack
         if not PREFECT_SQLITE.exists():
             PREFECT_SQLITE.parent.mkdir(parents=True, exist_ok=True)
             partial = PREFECT_SQLITE.with_suffix(".partial")
-            with (
-                closing(sqlite3.connect(database)) as src,
-                closing(sqlite3.connect(partial)) as out,
-            ):
-                src.backup(out)
+            with closing(sqlite3.connect(database)) as db, closing(sqlite3.connect(partial)) as to:
+                db.backup(to)
             partial.replace(PREFECT_SQLITE)
         stack.start_engine(["run-workflow"], pools={PROCESS_POOL: "process"})
         yield stack
 
 
-def fault_stack(
-    name: str, env: Mapping[str, str], *, keep: bool
-) -> AbstractContextManager[LocalStack]:
+def fault_stack(name: str, env: Mapping[str, str], *, keep: bool) -> Any:
     """Embedded PostgreSQL, Prefect on SQLite, run-workflow on the process pool, a process
     worker and the API, all answering. Maintenance is not deployed: scripts run it."""
-    return _stack(("fault", sorted(env.items())), lambda: _fault(name, env, keep))
-
-
-def connect(url: str) -> psycopg.Connection[dict[str, Any]]:
-    """A new autocommit connection with dict rows."""
-    return psycopg.connect(url, autocommit=True, row_factory=dict_row)
+    return _stack(("fault", tuple(sorted(env.items()))), lambda: _fault(name, env, keep))
 
 
 def workflow_id(steps: int) -> str:
@@ -179,37 +138,30 @@ def workflow_id(steps: int) -> str:
     return f"bench_noop_{steps}"
 
 
-def install_noop_workflow(steps: int) -> str:
-    """A workflow of `steps` sequential no-op (json_transform) steps; its id."""
+def install_noop_workflow(steps: int) -> None:
+    """A workflow of `steps` sequential no-op (json_transform) steps."""
     from engine.db.connection import shared_store
 
     store = shared_store()
     config = {"template": {"value.$": "$.input"}}
     store.upsert_transformer(
-        NOOP_TRANSFORMER,
-        "json_transform",
-        "bench: returns its input",
-        config,
-        "execute-json-transform",
+        NOOP, "json_transform", "bench: no-op", config, "execute-json-transform"
     )
-    chain = [{"id": "s1", "transformer": NOOP_TRANSFORMER, "input": {"x.$": "$.input.x"}}]
-    chain += [
-        {
-            "id": f"s{i}",
-            "transformer": NOOP_TRANSFORMER,
-            "input": {"x.$": f"$.steps.s{i - 1}.value.x"},
-        }
-        for i in range(2, steps + 1)
+    inputs = ["$.input.x", *(f"$.steps.s{i}.value.x" for i in range(1, steps))]
+    chain = [
+        {"id": f"s{i}", "transformer": NOOP, "input": {"x.$": x}} for i, x in enumerate(inputs, 1)
     ]
     definition = {"steps": chain, "output": {"x.$": f"$.steps.s{steps}.value.x"}}
     store.upsert_workflow(workflow_id(steps), f"bench: {steps} no-op steps", definition)
-    return workflow_id(steps)
 
 
-def deploy_raw(stack: LocalStack, kind: str) -> tuple[UUID, str]:
-    """A new pool of worker type `kind` ("process" or "supaflow-warm") and the raw no-op flow
-    deployed on it (none of the engine runs for it); (deployment id, pool). On a process pool
-    the deployment sets `job_variables.command`, so a run starts one Python, not two."""
+@contextmanager
+def raw_deployment(stack: LocalStack, kind: str, limit: int | None) -> Iterator[UUID]:
+    """A new pool of worker type `kind` ("process" or "supaflow-warm"), the raw no-op flow
+    (bench/raw_flow.py, none of the engine) deployed on it and, unless `limit` is None, a
+    worker of `limit` runs polling every 0.5 s (the warm one without LISTEN: nothing of the
+    engine wakes it), stopped at the end; the deployment id. On a process pool the deployment
+    sets `job_variables.command`: a run starts one Python, not two."""
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.utilities.callables import parameter_schema
 
@@ -223,7 +175,7 @@ def deploy_raw(stack: LocalStack, kind: str) -> tuple[UUID, str]:
         deployment = client.create_deployment(
             flow_id=client.create_flow_from_name(raw_noop_flow.name),
             name="raw-noop-process" if process else "raw-noop-warm",
-            entrypoint=RAW_ENTRYPOINT,
+            entrypoint="bench/raw_flow.py:raw_noop_flow",
             path=str(PROJECT_ROOT),
             work_pool_name=pool,
             work_queue_name="default",
@@ -231,7 +183,15 @@ def deploy_raw(stack: LocalStack, kind: str) -> tuple[UUID, str]:
             pull_steps=[pull],
             job_variables={"command": f"{PYTHON} -m prefect.engine"} if process else None,
         )
-    return deployment, pool
+    worker = "process-worker" if process else "raw-warm-worker"
+    if limit is not None and process:
+        stack.start_process_worker(pool, limit=limit, query_seconds=0.5)
+    elif limit is not None:
+        stack.start_warm_worker(pool, limit=limit, query_seconds=0.5, listen=False, name=worker)
+    try:
+        yield deployment
+    finally:
+        stack.stop(worker)
 
 
 def deployment_id(stack: LocalStack, full_name: str) -> UUID:
@@ -244,37 +204,17 @@ def deployment_id(stack: LocalStack, full_name: str) -> UUID:
 
 def start_engine(stack: LocalStack, *, limit: int | None = 10, **options: Any) -> str:
     """The engine, answering: run-workflow-warm from prefect.yaml (once per stack), a warm
-    worker of `limit` runs (None: no worker) and the API (`api_env`: its own settings); a
-    local token for bench@example.com."""
+    worker of `limit` runs (None: none), the API (`api_env`: its own settings); a token."""
     stack.start_engine(["run-workflow-warm"], process_worker=False, warm_limit=limit, **options)
     return stack.mint_token("bench@example.com")
 
 
-def start_raw_worker(stack: LocalStack, kind: str, pool: str, limit: int) -> str:
-    """The worker of a raw baseline's pool, polling every 0.5 s (the warm one without LISTEN:
-    nothing of the engine wakes it); its service name."""
-    if kind == "process":
-        return stack.start_process_worker(pool, limit=limit, query_seconds=0.5).name
-    name = "raw-warm-worker"
-    stack.start_warm_worker(pool, limit=limit, query_seconds=0.5, listen=False, name=name)
-    return name
-
-
-Setup = Callable[[LocalStack, Any], dict[str, Any]]
-
-
-def run_setups(
-    name: str, args: Any, setups: Mapping[str, Setup]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The setups chosen by --setups, in the order of `setups`, one after the other on one
-    perf stack; (machine info, results by setup with `_` for `-`)."""
-    from bench.report import machine_info
-    from bench.report import setups as chosen
-
-    wanted = chosen(args.setups)
+def run_setups(name: str, args: Any, setups: Mapping[str, Callable[..., Any]]) -> tuple[Any, Any]:
+    """The setups --setups names, in the order of `setups`, one after the other on one perf
+    stack; (machine info, results by setup, `_` for `-`)."""
+    wanted = {s.strip() for s in args.setups.split(",")}
     with perf_stack(name, keep=args.keep) as stack:
         machine = machine_info()
-        results = {
-            s.replace("-", "_"): run(stack, args) for s, run in setups.items() if s in wanted
+        return machine, {
+            s.replace("-", "_"): go(stack, args) for s, go in setups.items() if s in wanted
         }
-    return machine, results

@@ -3,23 +3,16 @@
     .venv/bin/python bench/throughput.py                      # 1,000 jobs (engine, raw-warm)
     .venv/bin/python bench/throughput.py --n 30 --process-n 10   # the CI size
 
-Setups (same Prefect server on PostgreSQL, same machine, one after the other):
-- engine: N x POST /workflows/start (50 in flight) to the real API; the warm worker
-  (limit 10) runs them;
-- raw-warm: N x raw `run_deployment(timeout=0)` of the 3-task no-op flow, run by a warm
-  worker (limit 10, polling 0.5 s) with none of the engine;
-- raw-process: `--process-n` x the same on Prefect's process worker (limit 4, query 0.5 s,
-  `job_variables.command` set). A process per run costs about 2 CPU-seconds, so its rate is
-  steady from a few dozen runs on; the default is 200 to keep the run under ten minutes.
-
-jobs/s = finished / (last completion - first submission), completion times from the job rows
-(`completed_at`) and the flow_run rows (`end_time`). CPU-seconds per component are measured
-over each burst, to show where the time goes. Target: engine >= 20 jobs/s.
+Setups in turn: engine (N x POST /workflows/start, 50 in flight, the warm worker of limit 10
+runs them), raw-warm (N x raw `run_deployment(timeout=0)` of the 3-task no-op flow on a warm
+worker, limit 10, polling 0.5 s), raw-process (`--process-n` x the same on Prefect's process
+worker, limit 4, query 0.5 s; a process per run costs ~2 CPU-seconds, hence 200). jobs/s =
+finished / (last completion - first submission), from `completed_at` / `end_time`; the
+CPU-seconds per component over each burst show where the time goes. Target: >= 20 jobs/s.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -33,47 +26,54 @@ if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench import report as out
-from bench.measure import FINAL_RUN, cpu_delta, cpu_snapshot, limited, outcomes, raw_burst
-from bench.stacks import deploy_raw, run_setups, start_engine, start_raw_worker, workflow_id
+from bench.stacks import raw_deployment, run_setups, start_engine, workflow_id
 from cli.stack import LocalStack
+
+METHOD = {
+    "workflow": "3 sequential json_transform steps returning their input",
+    "prefect_server_database": "PostgreSQL (scratch database)",
+}
 
 
 def engine_burst(api_url: str, token: str, n: int, concurrency: int) -> list[str]:
     """POST n jobs through the API, `concurrency` in flight; the job ids."""
 
     async def run() -> list[str | None]:
-        headers = {"Authorization": f"Bearer {token}"}
-        limits = httpx.Limits(max_connections=concurrency)
+        headers, limits = (
+            {"Authorization": f"Bearer {token}"},
+            httpx.Limits(max_connections=concurrency),
+        )
         async with httpx.AsyncClient(
             base_url=api_url, headers=headers, timeout=60, limits=limits
         ) as client:
 
             async def one(i: int) -> str:
                 body = {"workflow_id": workflow_id(3), "input_data": {"x": i}}
-                response = await client.post("/workflows/start", json=body)
-                response.raise_for_status()
-                return str(response.json()["job_id"])
+                return str(
+                    (await client.post("/workflows/start", json=body))
+                    .raise_for_status()
+                    .json()["job_id"]
+                )
 
-            return await limited(n, concurrency, one)
+            return await out.limited(n, concurrency, one)
 
     return [i for i in asyncio.run(run()) if i is not None]
 
 
 def drain(
     stack: LocalStack, label: str, n: int, submit: Callable[[], list[str]], timeout: float
-) -> dict[str, Any]:
-    """Submit the burst, poll every 0.5 s until every run is final (or `timeout`), and
-    return the counts, the rates and the CPU each component used meanwhile."""
+) -> Any:
+    """Submit the burst, poll every 0.5 s until every run is final (or `timeout`); the counts,
+    the rates and the CPU each component used meanwhile."""
     runs = label != "engine"
-    done, failures = ("COMPLETED", FINAL_RUN[1:]) if runs else ("completed", ["failed"])
-    cpu_before, wall0, t0 = cpu_snapshot(stack), time.time(), time.monotonic()
+    done, failures = ("COMPLETED", out.FINAL_RUN[1:]) if runs else ("completed", ["failed"])
+    cpu_before, wall0, t0 = out.cpu_snapshot(stack), time.time(), time.monotonic()
     ids = submit()
-    submit_seconds = time.monotonic() - t0
+    submit_seconds, last_report = time.monotonic() - t0, 0.0
     print(f"{label}: {len(ids)}/{n} submitted in {submit_seconds:.1f} s", flush=True)
-    last_report = 0.0
     state: dict[str, Any] = {"counts": {}, "last_done": None}
     while time.monotonic() < t0 + timeout:
-        state = outcomes(stack, ids, runs=runs)
+        state = out.outcomes(stack, ids, runs=runs)
         final = sum(state["counts"].get(k, 0) for k in [done, *failures])
         if final >= len(ids):
             break
@@ -81,8 +81,7 @@ def drain(
             print(f"  {label}: {final}/{len(ids)} final after {time.monotonic() - t0:.0f} s")
             last_report = time.monotonic()
         time.sleep(0.5)
-    waited = time.monotonic() - t0
-    cpu = cpu_delta(cpu_before, cpu_snapshot(stack))
+    waited, cpu = time.monotonic() - t0, out.cpu_delta(cpu_before, out.cpu_snapshot(stack))
     finished = state["counts"].get(done, 0)
     failed = sum(state["counts"].get(k, 0) for k in failures)
     span = (state["last_done"] - wall0) if state["last_done"] else None
@@ -107,48 +106,32 @@ def drain(
     }
 
 
-def engine(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
+def engine(stack: LocalStack, args: Any) -> Any:
     """Jobs posted through the API, run by the engine's warm worker."""
     token = start_engine(stack, limit=args.limit)
     engine_burst(stack.api_url, token, 2, 2)  # warm-up, not counted
     time.sleep(3)
-    timeout = args.timeout or 120 + args.n * 2.0
-    result = drain(
-        stack,
-        "engine",
-        args.n,
-        lambda: engine_burst(stack.api_url, token, args.n, args.concurrency),
-        timeout,
-    )
+    posts = lambda: engine_burst(stack.api_url, token, args.n, args.concurrency)  # noqa: E731
+    result = drain(stack, "engine", args.n, posts, args.timeout or 120 + args.n * 2.0)
     stack.stop("warm-worker")
     stack.stop("api")
     return result
 
 
-def raw(stack: LocalStack, args: argparse.Namespace, kind: str) -> dict[str, Any]:
+def raw(stack: LocalStack, args: Any, kind: str) -> Any:
     """Raw runs of the no-op flow on a warm or a process worker."""
     process = kind == "process"
     n, limit = (args.process_n, args.process_limit) if process else (args.n, args.limit)
-    deployment, pool = deploy_raw(stack, kind)
-    worker = start_raw_worker(stack, kind, pool, limit)
+    with raw_deployment(stack, kind, limit) as deployment:
 
-    def runs(count: int = n, concurrency: int = args.concurrency) -> list[str]:
-        ids = raw_burst(deployment, count, concurrency, lambda i: {"x": {"x": i}, "steps": 3})
-        return [i for i in ids if i is not None]
+        def runs(count: int = n, concurrency: int = args.concurrency) -> list[str]:
+            params = lambda i: {"x": {"x": i}, "steps": 3}  # noqa: E731
+            return [i for i in out.raw_burst(deployment, count, concurrency, params) if i]
 
-    runs(*((1, 1) if process else (2, 2)))  # warm-up, not counted
-    time.sleep(8 if process else 5)
-    timeout = args.timeout or 120 + n * (4.0 if process else 2.0)
-    result = drain(stack, "raw-process" if process else "raw-warm", n, runs, timeout)
-    stack.stop(worker)
-    return result
-
-
-SETUPS = {
-    "engine": engine,
-    "raw-warm": lambda stack, args: raw(stack, args, "supaflow-warm"),
-    "raw-process": lambda stack, args: raw(stack, args, "process"),
-}
+        runs(*((1, 1) if process else (2, 2)))  # warm-up, not counted
+        time.sleep(8 if process else 5)
+        timeout = args.timeout or 120 + n * (4.0 if process else 2.0)
+        return drain(stack, "raw-process" if process else "raw-warm", n, runs, timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,40 +139,29 @@ def main(argv: list[str] | None = None) -> int:
     args = out.parse(
         __doc__,
         argv,
-        ("--n", 1000, "jobs per burst (default 1000)"),
-        ("--process-n", 200, "burst on the process worker (default 200)"),
-        ("--concurrency", 50, "submissions in flight"),
-        ("--limit", 10, "warm worker limit"),
-        ("--process-limit", 4, "process worker limit"),
+        ("--n", 1000, "jobs per burst (default 1000)", "n"),
+        ("--process-n", 200, "burst on the process worker (default 200)", "process_n"),
+        ("--concurrency", 50, "submissions in flight", "concurrency"),
+        ("--limit", 10, "warm worker limit", "warm_worker_limit"),
+        ("--process-limit", 4, "process worker limit", "process_worker_limit"),
         ("--setups", "engine,raw-warm,raw-process", "comma-separated subset"),
         ("--timeout", None, "seconds per burst at most"),
     )
-    if args.process_n <= 0:
-        args.setups = args.setups.replace("raw-process", "")
-    machine, results = run_setups("throughput", args, SETUPS)
+    args.setups = args.setups if args.process_n > 0 else args.setups.replace("raw-process", "")
+    setups = {"engine": engine, "raw-warm": lambda stack, a: raw(stack, a, "supaflow-warm")}
+    setups["raw-process"] = lambda stack, a: raw(stack, a, "process")
+    machine, results = run_setups("throughput", args, setups)
     keys = ("submitted", "finished", "failed", "submit_seconds", "drain_seconds", "jobs_per_second")
-    out.print_table(
-        "Throughput, burst of 3-step no-op jobs posted at once",
-        ["setup", "jobs", "finished", "failed", "submit s", "drain s", "jobs/s"],
-        [(name, *(r[k] for k in keys)) for name, r in results.items()],
-    )
-    components = sorted({k for r in results.values() for k in r["cpu_seconds_per_job"]})
-    out.print_table(
-        "CPU-seconds per finished job, by component (during the burst)",
-        ["component", *results.keys()],
-        [(c, *(r["cpu_seconds_per_job"].get(c) for r in results.values())) for c in components],
-    )
+    rows = [(name, *(r[k] for k in keys)) for name, r in results.items()]
+    headers = ["setup", "jobs", "finished", "failed", "submit s", "drain s", "jobs/s"]
+    out.print_table("Throughput, burst of 3-step no-op jobs posted at once", headers, rows)
+    parts = sorted({k for r in results.values() for k in r["cpu_seconds_per_job"]})
+    rows = [(c, *(r["cpu_seconds_per_job"].get(c) for r in results.values())) for c in parts]
+    title = "CPU-seconds per finished job, by component (during the burst)"
+    out.print_table(title, ["component", *results.keys()], rows)
     rate = results.get("engine", {}).get("jobs_per_second")
     targets = [out.check("engine throughput", rate, ">=", 20.0, "jobs/s")]
-    settings = {
-        "n": args.n,
-        "process_n": args.process_n,
-        "concurrency": args.concurrency,
-        "warm_worker_limit": args.limit,
-        "process_worker_limit": args.process_limit,
-        "workflow": "3 sequential json_transform steps returning their input",
-        "prefect_server_database": "PostgreSQL (scratch database)",
-    }
+    settings = {**args.settings, **METHOD}
     out.finish(
         "throughput",
         args,
