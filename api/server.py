@@ -69,7 +69,8 @@ class JSONErrorH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Replaced before any data arrives: the same h11 server connection, measuring.
-        self.conn = _MeasuringConnection(h11.SERVER, MAX_HEADER_BYTES)
+        self.measuring = _MeasuringConnection(h11.SERVER, MAX_HEADER_BYTES)
+        self.conn = self.measuring
         self._refused = False
 
     def data_received(self, data: bytes) -> None:
@@ -79,7 +80,8 @@ class JSONErrorH11Protocol(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         """Answer a protocol error with the JSON error body, then close gracefully."""
-        status = self.conn.error_status if self.conn.error_status in MESSAGES else 400
+        hint = self.measuring.error_status
+        status = hint if hint in MESSAGES else 400
         details = {"max_bytes": MAX_HEADER_BYTES} if status == 431 else None
         body = json.dumps(
             error_body(status_code_name(status), MESSAGES[status], details), separators=(",", ":")
