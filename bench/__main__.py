@@ -15,7 +15,7 @@ import importlib
 import sys
 import traceback
 
-from bench import stacks
+from cli import scratch
 
 
 def main(argv: list[str]) -> int:
@@ -23,17 +23,15 @@ def main(argv: list[str]) -> int:
     runs: list[list[str]] = [[]]
     for arg in argv:
         runs.append([]) if arg == "--" else runs[-1].append(arg)
-    codes, stacks.shared = [], {}
-    with stacks.keeper:
+    codes, scratch.shared = [], {}
+    with scratch.keeper:
         for script, *args in filter(None, runs):
             try:
                 code = int(importlib.import_module(f"bench.{script}").main(args))
             except Exception:
                 traceback.print_exc()
                 code = 1
-            for stack, base in stacks.shared.values():  # what the script started
-                for name in set(stack.services) - base:
-                    stack.stop(name)
+            scratch.end_of_consumer()
             print(f"bench {script}: exit {code}", flush=True)
             codes.append(code)
     return max(codes, default=2)

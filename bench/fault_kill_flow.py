@@ -20,6 +20,7 @@ if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.faults import FaultBench, TrialResult, fault_main
+from cli.scratch import kill_flow_run
 
 
 def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResult:
@@ -28,7 +29,7 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
     job_ids = [bench.post_job({"trial": number}) for _ in range(args.jobs)]
     for job_id in job_ids:
         bench.wait_event(job_id, "step_started", "wait")
-        pid = bench.kill_flow_run(str(bench.job(job_id)["prefect_flow_run_id"]))
+        pid = kill_flow_run(bench.stack, str(bench.job(job_id)["prefect_flow_run_id"]))
         result.notes.append(f"job {job_id[:8]}: killed pid {pid} in step 'wait'")
     bench.wait_settled(job_ids, args.timeout)
     bench.tally(result, job_ids)

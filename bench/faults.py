@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -30,9 +27,8 @@ import httpx
 
 from bench.report import markdown_table, parse, write_report
 from bench.stacks import FAST_RECOVERY_ENV, NOOP, fault_stack
-from cli.services import PYTHON
+from cli import scratch
 from cli.stack import LocalStack
-from engine.settings import PROJECT_ROOT
 
 COUNTS = ("posted", "completed", "failed", "stuck", "rerun_steps", "resubmissions")
 
@@ -204,41 +200,18 @@ class FaultBench:
         raise RuntimeError(f"job {job_id}: no {kind} event for step {step_id} in {timeout:.0f} s")
 
     def wait_settled(self, job_ids: Sequence[str], timeout: float) -> None:
-        """Until every job is completed or failed (or `timeout`), one maintenance pass a
-        second: the real flow, in a new process, as the schedule runs it (a pass may fail,
-        e.g. while Prefect is down; see logs/maintenance.log)."""
+        """Until every job is completed or failed (or `timeout`), a maintenance pass a second,
+        as the schedule would run them."""
         from engine.db.connection import shared_store
 
         deadline, last_pass = time.monotonic() + timeout, time.monotonic()
-        code = "from flows.maintenance import maintenance; maintenance()"
         while time.monotonic() < deadline:
             if all(s in ("completed", "failed") for s in shared_store().statuses(job_ids).values()):
                 return
             if time.monotonic() - last_pass >= 1.0:
-                with (self.stack.log_dir / "maintenance.log").open("ab") as log:
-                    run = [PYTHON, "-c", code]
-                    subprocess.run(
-                        run,
-                        env=self.stack.env,
-                        cwd=PROJECT_ROOT,
-                        stdout=log,
-                        stderr=log,
-                        timeout=180,
-                        check=False,
-                    )
+                scratch.run_maintenance(self.stack)
                 last_pass = time.monotonic()
             time.sleep(0.25)
-
-    def kill_flow_run(self, flow_run_id: str, timeout: float = 30) -> int:
-        """SIGKILL the process running `flow_run_id` (waits for it to appear); its pid."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pid = self.stack.flow_run_process(flow_run_id)
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)
-                return pid
-            time.sleep(0.1)
-        raise RuntimeError(f"no process runs flow run {flow_run_id}")
 
     def tally(self, result: TrialResult, job_ids: Sequence[str]) -> None:
         """Count the jobs' final statuses, re-run steps and resubmissions; note why each job

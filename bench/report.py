@@ -1,7 +1,6 @@
 """What bench scripts measure and report with: runs started the engine's way and raw
 Prefect's way, seen finished in each side's database, CPU per component; percentiles,
-targets, Markdown tables, machine facts, the JSON report in `.data/bench/<name>.json`, and
-the options every script takes."""
+targets, tables, machine facts, the JSON in `.data/bench/<name>.json`, the common options."""
 
 from __future__ import annotations
 
@@ -28,7 +27,14 @@ from engine.settings import PROJECT_ROOT
 if TYPE_CHECKING:
     from cli.stack import LocalStack
 
+T = TypeVar("T")
 BENCH_DATA = PROJECT_ROOT / ".data" / "bench"
+FINAL_RUN = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
+#: Per side: table, state column and completion column of the jobs / of Prefect's flow runs.
+_SIDES = {
+    False: ("public.jobs", "status", "completed_at"),
+    True: ("flow_run", "state_type::text", "end_time"),
+}
 
 
 def admin_url() -> str:
@@ -38,21 +44,17 @@ def admin_url() -> str:
     )
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-quantile (0..1) by nearest rank; NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, int(-(-q * len(ordered) // 1)) - 1))]
-
-
 def summarize(values: Sequence[float]) -> dict[str, float | int]:
-    """n, p50, p95, p99, mean, min and max of `values` (rounded to 0.1 ms)."""
+    """n, p50, p95, p99 (nearest rank), mean, min and max of `values`, rounded to 0.1 ms."""
     if not values:
         return {"n": 0}
-    stats = {f"p{round(q * 100)}": percentile(values, q) for q in (0.50, 0.95, 0.99)}
-    stats.update(mean=sum(values) / len(values), min=min(values), max=max(values))
-    return {"n": len(values), **{k: round(v, 4) for k, v in stats.items()}}
+    ordered = sorted(values)
+    rank = {
+        f"p{q}": ordered[max(0, min(len(ordered), -(-q * len(ordered) // 100)) - 1)]
+        for q in (50, 95, 99)
+    }
+    rank.update(mean=sum(values) / len(values), min=ordered[0], max=ordered[-1])
+    return {"n": len(values), **{k: round(v, 4) for k, v in rank.items()}}
 
 
 def cells(stats: Mapping[str, Any], *keys: str) -> list[Any]:
@@ -77,11 +79,9 @@ def markdown_table(
     headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "---"
 ) -> str:
     """A Markdown table; cells through `fmt` unless already strings."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align for _ in headers) + "|"]
-    lines += [
-        "| " + " | ".join(c if isinstance(c, str) else fmt(c) for c in r) + " |" for r in rows
-    ]
-    return "\n".join(lines)
+    body = ["| " + " | ".join(c if isinstance(c, str) else fmt(c) for c in r) + " |" for r in rows]
+    head = ["| " + " | ".join(headers) + " |", "|" + "|".join([align] * len(headers)) + "|"]
+    return "\n".join(head + body)
 
 
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -93,18 +93,14 @@ def machine_info() -> dict[str, Any]:
     """What the numbers were measured on: cores, CPU, memory, load, versions, date."""
     import prefect
 
-    cpu = platform.processor() or "unknown"
+    cpu, pg_version = platform.processor() or "unknown", None
     with contextlib.suppress(OSError):
-        models = [
-            line
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = models[0].split(":", 1)[1].strip() if models else cpu
-    pg_version = None
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(
+            (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), cpu
+        )
     with contextlib.suppress(psycopg.Error), psycopg.connect(admin_url()) as conn:
-        row = conn.execute("show server_version").fetchone()
-        pg_version = row[0] if row else None
+        pg_version = (conn.execute("show server_version").fetchone() or [None])[0]
     return {
         "nproc": os.cpu_count(),
         "cpu_model": cpu,
@@ -118,7 +114,7 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def write_report(name: str, data: Mapping[str, Any], path: Path | None = None) -> Path:
+def write_report(name: str, data: Mapping[str, Any], path: Path | None = None) -> None:
     """Write `data` (plus `name`) as JSON to `path`, by default `.data/bench/<name>.json`."""
     path = path or BENCH_DATA / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +122,6 @@ def write_report(name: str, data: Mapping[str, Any], path: Path | None = None) -
     extra = {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
     path.write_text(json.dumps({"name": name, **data, **extra}, indent=2, default=str) + "\n")
     print(f"\nreport: {path}", flush=True)
-    return path
 
 
 def finish(
@@ -159,20 +154,20 @@ def split(results: Mapping[str, Any]) -> dict[str, Any]:
 
 def parse(doc: str | None, argv: list[str] | None, *options: tuple[Any, ...]) -> Any:
     """The command line: `options` as (flag, default, help[, settings key]), typed by their
-    default (a bool is a switch), plus --report and --keep; described by the docstring's first
-    line. `settings` holds the options with a settings key, for the report."""
+    default (a bool is a switch), and --report and --keep. `args.settings` holds the options
+    that have a settings key, for the report."""
     parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
     for flag, default, text, *_key in options:
         if isinstance(default, bool):
             parser.add_argument(flag, action="store_true", help=text)
         else:
-            kind = float if default is None else type(default)
-            parser.add_argument(flag, type=kind, default=default, help=text)
+            parser.add_argument(
+                flag, type=float if default is None else type(default), default=default, help=text
+            )
     parser.add_argument("--report", type=Path, help="JSON path (default .data/bench/<name>.json)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and logs")
     args = parser.parse_args(argv)
-    named = {o[0].lstrip("-").replace("-", "_"): o[3] for o in options if len(o) > 3}
-    args.settings = {key: getattr(args, option) for option, key in named.items()}
+    args.settings = {o[3]: getattr(args, o[0][2:].replace("-", "_")) for o in options if len(o) > 3}
     return args
 
 
@@ -196,30 +191,16 @@ def connect(url: str) -> psycopg.Connection[dict[str, Any]]:
     return psycopg.connect(url, autocommit=True, row_factory=dict_row)
 
 
-T = TypeVar("T")
-FINAL_RUN = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
-_SQL = {  # per side (with `runs`: Prefect's): table, state column, completion column
-    False: ("public.jobs", "status", "completed_at"),
-    True: ("flow_run", "state_type::text", "end_time"),
-}
-
-
-def _side(stack: LocalStack, runs: bool) -> tuple[str, str, str, str]:
-    table, state, end = _SQL[runs]
-    return (stack.prefect_database_url if runs else stack.database_url), table, state, end
-
-
 def wait_final(
     stack: LocalStack, ids: Sequence[str], *, timeout: float, runs: bool = False, poll: float = 0.02
 ) -> dict[str, float]:
     """Poll the job rows (with `runs`: Prefect's flow_run rows) until each is final; the
     monotonic time each was seen so. One indexed query per poll, cheap for both sides."""
-    url, table, state, _end = _side(stack, runs)
-    final = FINAL_RUN if runs else ["completed", "failed"]
+    table, state, _end = _SIDES[runs]
     sql = f"select id::text as id from {table} where id = any(%s::uuid[]) and {state} = any(%s)"
+    final, deadline = FINAL_RUN if runs else ["completed", "failed"], time.monotonic() + timeout
     done: dict[str, float] = {}
-    deadline = time.monotonic() + timeout
-    with connect(url) as conn:
+    with connect(stack.prefect_database_url if runs else stack.database_url) as conn:
         while len(done) < len(ids) and time.monotonic() < deadline:
             rows = conn.execute(sql, [[i for i in ids if i not in done], final]).fetchall()
             done.update((row["id"], time.monotonic()) for row in rows)
@@ -231,13 +212,12 @@ def wait_final(
 def outcomes(stack: LocalStack, ids: Sequence[str], *, runs: bool = False) -> dict[str, Any]:
     """Counts by status (state type with `runs`) of these jobs (flow runs) and the last
     completion (epoch seconds)."""
-    url, table, state, end = _side(stack, runs)
-    sql = (
-        f"select {state} as state, count(*) as n, extract(epoch from max({end})) as last"
-        f" from {table} where id = any(%s::uuid[]) group by 1"
-    )
-    with connect(url) as conn:
-        rows = conn.execute(sql, [list(ids)]).fetchall()
+    table, state, end = _SIDES[runs]
+    sql = f"select {state} as state, count(*) as n, extract(epoch from max({end})) as last"
+    with connect(stack.prefect_database_url if runs else stack.database_url) as conn:
+        rows = conn.execute(
+            sql + f" from {table} where id = any(%s::uuid[]) group by 1", [list(ids)]
+        ).fetchall()
     last = max((float(r["last"]) for r in rows if r["last"] is not None), default=None)
     return {"counts": {str(r["state"]): int(r["n"]) for r in rows}, "last_done": last}
 
@@ -256,8 +236,7 @@ async def limited(
     count: int, concurrency: int, one: Callable[[int], Awaitable[T]]
 ) -> list[T | None]:
     """`one(0..count-1)`, `concurrency` at a time; None where one raised (counted, printed)."""
-    gate = asyncio.Semaphore(concurrency)
-    errors: list[str] = []
+    gate, errors = asyncio.Semaphore(concurrency), []
 
     async def guarded(i: int) -> T | None:
         async with gate:
@@ -289,15 +268,15 @@ def raw_burst(
         async with get_client() as client:
 
             async def one(i: int) -> str:
-                flow_run = await run_deployment(  # type: ignore[misc]
+                run: Any = await run_deployment(  # type: ignore[misc]
                     deployment,
-                    client=client,
                     parameters=parameters(i),
+                    client=client,
                     timeout=0,
                     as_subflow=False,
                     idempotency_key=key(i),
                 )
-                return str(flow_run.id)
+                return str(run.id)
 
             return await limited(count, concurrency, one)
 
@@ -310,8 +289,8 @@ def cpu_snapshot(stack: LocalStack) -> dict[str, float]:
     snap = {s.name: s.cpu_seconds() for s in stack.services.values() if s.alive()}
     snap["postgresql (all databases)"] = 0.0
     for proc in psutil.process_iter(["name"]):
-        if proc.info.get("name") in ("postgres", "postmaster"):
-            with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error):
+            if proc.info.get("name") in ("postgres", "postmaster"):
                 snap["postgresql (all databases)"] += sum(proc.cpu_times()[:2])
     snap["bench client"] = float(sum(psutil.Process().cpu_times()[:2]))
     snap["machine (all processes)"] = float(sum(psutil.cpu_times()[:3]))
@@ -319,10 +298,9 @@ def cpu_snapshot(stack: LocalStack) -> dict[str, float]:
 
 
 def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
-    """CPU seconds spent between two snapshots, per component."""
+    """CPU seconds spent between two snapshots, per component, and by whatever else ran on
+    the machine meanwhile (other users' work competes for the CPUs)."""
     spent = {k: round(after[k] - before.get(k, 0.0), 2) for k in after}
-    machine = spent.get("machine (all processes)", 0.0)
     ours = sum(v for k, v in spent.items() if k != "machine (all processes)")
-    # Whatever else ran on the machine meanwhile (other users' work competes for the CPUs).
-    spent["other processes"] = round(max(machine - ours, 0.0), 2)
+    spent["other processes"] = round(max(spent.get("machine (all processes)", 0.0) - ours, 0.0), 2)
     return spent

@@ -1,30 +1,24 @@
-"""The stacks bench scripts measure: cli.stack.LocalStack in a scratch folder of `.data/bench/`,
-everything stopped on exit and the folder removed unless `keep`.
-
-- `perf_stack`: the Prefect server and the engine on scratch PostgreSQL databases (on the
-  server of TEST_ADMIN_DATABASE_URL); scripts start the engine (`start_engine`) and raw
-  Prefect baselines (`raw_deployment`) on it, in the same run.
-- `fault_stack`: embedded PostgreSQL, Prefect on SQLite, run-workflow on the process pool, a
-  process worker and the API (a job runs in a process of its own, to be killed).
-
-Under `python -m bench`, a script asking for the stack already running gets it.
+"""The stacks bench scripts measure (cli.scratch stacks in `.data/bench/`): `perf_stack`, the
+Prefect server and the engine on scratch databases of TEST_ADMIN_DATABASE_URL's server, where
+scripts start the engine (`start_engine`) and raw Prefect baselines (`raw_deployment`) side
+by side; `fault_stack`, embedded PostgreSQL and Prefect on SQLite, jobs on a process worker.
 """
 
 from __future__ import annotations
 
 import secrets
-import shutil
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, closing, contextmanager, nullcontext
+from contextlib import contextmanager
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from bench.report import BENCH_DATA, admin_url, machine_info
+from cli import scratch
 from cli.services import PYTHON
-from cli.stack import PROCESS_POOL, WARM_DEPLOYMENT, LocalStack
+from cli.stack import WARM_DEPLOYMENT, LocalStack
 from engine.settings import PROJECT_ROOT
 
 NOOP = "bench-noop"
@@ -51,86 +45,28 @@ FAST_RECOVERY_ENV = {
 }
 #: A migrated Prefect SQLite database: fault stacks start from a copy (migrating takes ~10 s).
 PREFECT_SQLITE = BENCH_DATA / "cache" / f"prefect-{version('prefect')}.db"
-Build = Callable[[], AbstractContextManager[LocalStack]]
-
-
-#: Under `python -m bench`: the stack kept for the next script (by kind and settings, with
-#: the services it had when it came up), stopped by `keeper` at the end. One per process:
-#: Prefect keeps the settings it was imported with.
-shared: dict[Any, tuple[LocalStack, frozenset[str]]] | None = None
-keeper = ExitStack()
-
-
-def _stack(key: Any, build: Build) -> AbstractContextManager[LocalStack]:
-    if shared is None:
-        return build()
-    if key not in shared:
-        if shared:
-            raise RuntimeError("scripts run together must share one stack (same kind, settings)")
-        stack = keeper.enter_context(build())
-        shared[key] = (stack, frozenset(stack.services))
-    return nullcontext(shared[key][0])
 
 
 @contextmanager
-def scratch_stack(name: str, env: Mapping[str, str], *, keep: bool) -> Iterator[LocalStack]:
-    """An isolated LocalStack in `.data/bench/<name>-<random>/`, nothing started yet."""
-    root = BENCH_DATA / f"{name}-{secrets.token_hex(4)}"
-    try:
-        with LocalStack(root, isolated=True, env=env) as stack:
-            yield stack
-    finally:
-        if keep:
-            print(f"kept {root}", flush=True)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-
-
-@contextmanager
-def _perf(name: str, keep: bool) -> Iterator[LocalStack]:
-    if "prefect" in sys.modules:
+def perf_stack(name: str, *, keep: bool = False) -> Iterator[LocalStack]:
+    """Prefect and engine on scratch PostgreSQL databases, the 3-step no-op workflow."""
+    if "prefect" in sys.modules and scratch.shared is None:
         # Prefect reads its settings once, at import: imported before the stack's environment
         # exists, its clients would talk to a temporary server of their own.
         raise RuntimeError("perf_stack() must start before prefect is imported")
-    with scratch_stack(name, PERF_ENV, keep=keep) as stack:
-        stack.start_prefect(admin_url=admin_url())  # boots while the engine database migrates
-        stack.start_database(admin_url=admin_url())
-        stack.migrate()
-        stack.wait_prefect(timeout=180)
+    with scratch.server_stack(_root(name), PERF_ENV, admin_url(), keep=keep) as stack:
         install_noop_workflow(3)
-        yield stack
-
-
-def perf_stack(name: str, *, keep: bool = False) -> AbstractContextManager[LocalStack]:
-    """Prefect and engine on scratch PostgreSQL databases, the 3-step no-op workflow."""
-    return _stack("perf", lambda: _perf(name, keep))
-
-
-@contextmanager
-def _fault(name: str, env: Mapping[str, str], keep: bool) -> Iterator[LocalStack]:
-    with scratch_stack(name, env, keep=keep) as stack:
-        database = stack.root / "prefect" / "prefect.db"
-        database.parent.mkdir(parents=True)
-        if PREFECT_SQLITE.exists():
-            shutil.copyfile(PREFECT_SQLITE, database)
-        stack.start_prefect()  # boots while the embedded server starts and migrates
-        stack.start_database()
-        stack.migrate()
-        stack.wait_prefect(timeout=120)
-        if not PREFECT_SQLITE.exists():
-            PREFECT_SQLITE.parent.mkdir(parents=True, exist_ok=True)
-            partial = PREFECT_SQLITE.with_suffix(".partial")
-            with closing(sqlite3.connect(database)) as db, closing(sqlite3.connect(partial)) as to:
-                db.backup(to)
-            partial.replace(PREFECT_SQLITE)
-        stack.start_engine(["run-workflow"], pools={PROCESS_POOL: "process"})
         yield stack
 
 
 def fault_stack(name: str, env: Mapping[str, str], *, keep: bool) -> Any:
     """Embedded PostgreSQL, Prefect on SQLite, run-workflow on the process pool, a process
     worker and the API, all answering. Maintenance is not deployed: scripts run it."""
-    return _stack(("fault", tuple(sorted(env.items()))), lambda: _fault(name, env, keep))
+    return scratch.embedded_stack(_root(name), env, PREFECT_SQLITE, keep=keep)
+
+
+def _root(name: str) -> Path:
+    return BENCH_DATA / f"{name}-{secrets.token_hex(4)}"
 
 
 def workflow_id(steps: int) -> str:

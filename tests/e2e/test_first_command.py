@@ -8,12 +8,9 @@ token, runs the offline demo job through the REST API and stops everything it st
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,17 +22,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def fresh_data_dir() -> Iterator[Path]:
-    """A data folder of its own inside the project (the embedded server needs readable parents)."""
-    path = PROJECT_ROOT / ".data" / f"e2e-{uuid.uuid4().hex[:8]}"
-    path.mkdir(parents=True)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.slow

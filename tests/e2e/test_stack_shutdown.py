@@ -7,12 +7,9 @@ folder, a service that sleeps and one that exits when told, supervised as `supaf
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,31 +36,20 @@ with stop_on_signals(), LocalStack(root, isolated=True) as stack:
 """
 
 
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A data folder inside the project (the embedded server needs readable parents)."""
-    path = PROJECT_ROOT / ".data" / f"e2e-stop-{uuid.uuid4().hex[:8]}"
-    path.mkdir(parents=True)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _leftovers(data_dir: Path) -> str:
+def _leftovers(fresh_data_dir: Path) -> str:
     """Processes whose command line names the data folder (postgres, the two services)."""
     found = subprocess.run(
-        ["pgrep", "-af", str(data_dir)], capture_output=True, text=True, check=False
+        ["pgrep", "-af", str(fresh_data_dir)], capture_output=True, text=True, check=False
     )
     return found.stdout.strip()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["service exits", "SIGINT", "SIGTERM", "SIGHUP"])
-def test_stack_stops_everything_it_started(how: str, data_dir: Path) -> None:
+def test_stack_stops_everything_it_started(how: str, fresh_data_dir: Path) -> None:
     """Whatever ends the stack, afterwards nothing it started runs any more."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", STACK, str(data_dir)],
+        [sys.executable, "-c", STACK, str(fresh_data_dir)],
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -72,9 +58,9 @@ def test_stack_stops_everything_it_started(how: str, data_dir: Path) -> None:
     assert proc.stdout is not None
     try:
         assert proc.stdout.readline().strip() == "ready", proc.stdout.read()
-        assert "postgres" in _leftovers(data_dir)
+        assert "postgres" in _leftovers(fresh_data_dir)
         if how == "service exits":
-            (data_dir / "quit").touch()
+            (fresh_data_dir / "quit").touch()
         else:
             proc.send_signal(getattr(signal, how))
         output = proc.communicate(timeout=120)[0]
@@ -82,4 +68,4 @@ def test_stack_stops_everything_it_started(how: str, data_dir: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, output
     assert ("exited: quitter" if how == "service exits" else "interrupted") in output
-    assert _leftovers(data_dir) == "", output
+    assert _leftovers(fresh_data_dir) == "", output
