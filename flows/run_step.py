@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -37,6 +37,8 @@ from engine.security.redaction import redact
 from engine.settings import get_settings
 from tasks.context import StepContext
 from tasks.registry import get_executor
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,15 @@ def run_step(job: JobInfo, step: StepPlan, steps_done: dict[str, Any], log_io: b
     return output
 
 
+def _untraversed(value: T) -> T:
+    """`value` wrapped so Prefect passes it to the task without walking it (`quote`).
+
+    Prefect unwraps it before the task body runs, so the task sees `value` itself; hence the
+    type.
+    """
+    return cast(T, quote(value))
+
+
 def submit_step(
     job: JobInfo, step: StepPlan, steps_done: dict[str, Any], log_io: bool
 ) -> PrefectFuture[Any]:
@@ -286,4 +297,6 @@ def submit_step(
     )
     # quote(): Prefect would otherwise walk every value of the parameters on each submit (to
     # find futures and task inputs), so a large input_data cost CPU on every step.
-    return configured.submit(quote(job), quote(step), quote(dict(steps_done)), log_io)
+    return configured.submit(
+        _untraversed(job), _untraversed(step), _untraversed(dict(steps_done)), log_io
+    )
