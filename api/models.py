@@ -1,7 +1,8 @@
 """Request and response bodies of the REST API (they drive the OpenAPI document).
 
-Every request body subclasses `RequestBody`, the API's one decoding policy for JSON bodies:
-unknown fields are refused (422, listed by name), never silently dropped.
+Every request body subclasses `RequestBody`: unknown fields are refused (422, listed by name),
+never silently dropped. Before a body gets here, its bytes have passed the input policy of
+api/decoding.py (no NUL, lone surrogates, non-finite numbers or excessive nesting).
 """
 
 from __future__ import annotations
