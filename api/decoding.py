@@ -88,20 +88,95 @@ def _parse_int(literal: str) -> int | _TooLongInteger:
         return _TOO_LONG_INTEGER
 
 
+class _SuspectNumberError(ValueError):
+    """The quick parse met a number the policy refuses; the walk will say where."""
+
+
+def _refuse_constant(literal: str) -> float:
+    raise _SuspectNumberError(literal)
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):  # NaN only comes as a constant
+        raise _SuspectNumberError(literal)
+    return value
+
+
+#: Escapes and bytes of JSON text that may decode to a NUL or a surrogate. A superset (a
+#: valid escaped pair, or an escaped backslash before "u0000", matches too); the walk decides.
+_SUSPECT_TEXT = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})|\xed[\xa0-\xbf]")
+#: A JSON string token, escapes included (in text that parsed, quotes always pair up).
+_STRING_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+#: Keeps only brackets, braces written as brackets (nesting depth ignores the kind).
+_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def nests_deeper_than(text: bytes, limit: int) -> bool:
+    """Whether JSON text that parsed (UTF-8) nests more than `limit` arrays and objects.
+
+    Strings are cut out and only brackets kept; each pass then deletes the innermost pairs,
+    one level everywhere at once, so `limit` passes empty the text unless it is deeper. All
+    of it runs in C: a megabyte of small values takes milliseconds, not a Python loop each.
+    """
+    if text.count(b"[") + text.count(b"{") <= limit:
+        return False
+    brackets = _STRING_TOKEN.sub(b"", text).translate(_BRACKETS, _NOT_BRACKETS)
+    for _ in range(limit):
+        brackets = brackets.replace(b"[]", b"")
+        if not brackets:
+            return False
+    return True
+
+
+def _utf8(raw: bytes) -> bytes:
+    """`raw` as UTF-8 (JSON may also arrive as UTF-16 or UTF-32; json.loads accepts them)."""
+    encoding = json.detect_encoding(raw)
+    if encoding == "utf-8":
+        return raw
+    return raw.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+
+
+def _parse(raw: bytes, max_depth: int, *, quick: bool) -> Any:
+    """json.loads; `quick` raises ValueError at the first refused number instead of keeping
+    it. Syntax errors stay `json.JSONDecodeError`; undecodable text and nesting too deep for
+    the parser become `UndecodableInputError` located at the body."""
+    try:
+        if quick:
+            return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return json.loads(raw, parse_int=_parse_int)
+    except json.JSONDecodeError:
+        raise
+    except UnicodeDecodeError:
+        problem = InputProblem(("body",), "is not UTF-8 text", "not_utf8")
+        raise UndecodableInputError([problem]) from None
+    except RecursionError:
+        # Only a body nested hundreds of levels deep exhausts the parser's recursion limit.
+        raise UndecodableInputError([_too_deep(("body",), max_depth)]) from None
+
+
 def decode_json(raw: bytes, *, max_depth: int) -> Any:
     """Parse a JSON body and check it against the policy; `UndecodableInputError` otherwise.
 
     A syntax error still raises `json.JSONDecodeError` (FastAPI answers it with its own
     `json_invalid` detail); locations are relative to the body, starting with "body".
+    Ordinary bodies are checked at C speed (the parse, one search of the raw text, the
+    nesting passes); only a body that may break the policy is walked value by value, which
+    is what names each location.
     """
     try:
-        value = json.loads(raw, parse_int=_parse_int)
-    except RecursionError:
-        # Only a body nested hundreds of levels deep exhausts the parser's recursion limit.
-        raise UndecodableInputError([_too_deep(("body",), max_depth)]) from None
-    except UnicodeDecodeError:
-        problem = InputProblem(("body",), "is not UTF-8 text", "not_utf8")
-        raise UndecodableInputError([problem]) from None
+        value = _parse(raw, max_depth, quick=True)
+    except ValueError as exc:
+        if isinstance(exc, json.JSONDecodeError | UndecodableInputError):
+            raise
+        suspect = True  # a refused number, or an integer too long to convert
+    else:
+        text = _utf8(raw)
+        suspect = bool(_SUSPECT_TEXT.search(text)) or nests_deeper_than(text, max_depth)
+    if not suspect:
+        return value
+    value = _parse(raw, max_depth, quick=False)
     problems = value_problems(value, max_depth=max_depth, root=("body",))
     if problems:
         raise UndecodableInputError(problems)

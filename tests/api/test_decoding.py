@@ -8,6 +8,9 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from json_texts import deep_values, values
 
 from api.cursor import cursor_parts
 from api.decoding import (
@@ -15,6 +18,7 @@ from api.decoding import (
     UndecodableInputError,
     canonical_user_id,
     decode_json,
+    nests_deeper_than,
     parameter_problems,
     printable,
     value_problems,
@@ -111,10 +115,74 @@ def test_nesting_is_limited_at_every_depth(depth: int) -> None:
         assert location[0] == "body"
 
 
+def depth(value: Any) -> int:
+    """How many arrays and objects `value` nests (a scalar: 0), without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        node, level = pending.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            children = node.values() if isinstance(node, dict) else node
+            pending.extend((child, level + 1) for child in children)
+    return deepest
+
+
+@pytest.mark.parametrize(
+    ("text", "levels"),
+    [
+        ("1", 0),
+        ("[]", 1),
+        ('{"a": [1, {"b": []}], "c": {}}', 4),
+        ('{"[[[": "]]]", "x": ["\\"[", "{\\\\"]}', 2),
+        ("[[], [[]], [[[]]]]", 4),
+        ("{" + '"k": {' * 9 + "}" * 9 + "}", 10),
+    ],
+    ids=["scalar", "empty", "mixed", "brackets-in-strings", "siblings", "objects"],
+)
+def test_nesting_passes_count_levels_not_brackets(text: str, levels: int) -> None:
+    """The C-speed nesting check counts levels, ignoring brackets inside strings."""
+    assert depth(json.loads(text)) == levels
+    for limit in range(1, levels + 2):
+        assert nests_deeper_than(text.encode(), limit) == (levels > limit), limit
+
+
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")  # long examples
+@settings(max_examples=300, deadline=None, database=None)
+@given(text=st.one_of(values, deep_values), max_depth=st.integers(min_value=1, max_value=70))
+def test_the_quick_checks_never_miss_what_the_walk_finds(text: str, max_depth: int) -> None:
+    """decode_json reports exactly what the value-by-value walk finds: its quick checks
+    (parse hooks, the raw-text search, the nesting passes) only ever skip clean bodies."""
+    raw = text.encode("utf-8", "surrogatepass")
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        assume(False)  # integers too long and parser-deep bodies have their own tests
+    expected = [
+        (p.location, p.type) for p in value_problems(value, max_depth=max_depth, root=("body",))
+    ]
+    try:
+        decode_json(raw, max_depth=max_depth)
+    except UndecodableInputError as exc:
+        assert [(p.location, p.type) for p in exc.problems] == expected
+    else:
+        assert expected == []
+    assert nests_deeper_than(raw, max_depth) == (depth(value) > max_depth)
+
+
 def test_syntax_errors_stay_json_decode_errors() -> None:
     """Broken JSON keeps FastAPI's own `json_invalid` path: decode_json raises JSONDecodeError."""
     with pytest.raises(json.JSONDecodeError):
         decode_json(b'{"a": ', max_depth=64)
+
+
+def test_utf16_bodies_are_checked_too() -> None:
+    """JSON may come as UTF-16; its text is checked the same way."""
+    assert problems_of('{"a": "x\\u0000"}'.encode("utf-16-le")) == [
+        (("body", "a"), "nul_character")
+    ]
+    assert problems_of('{"a": [[[]]]}'.encode("utf-16"), max_depth=3) == [
+        (("body", "a", 0, 0), "too_deeply_nested")
+    ]
 
 
 def test_problem_lists_are_bounded() -> None:

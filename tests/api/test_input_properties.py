@@ -11,7 +11,6 @@ accepted start adds exactly one job and its `created` event.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -21,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from json_texts import any_value, strings, texts, values
 from test_app_jobs import row_counts
 from test_openapi_responses import documented_statuses
 
@@ -31,50 +31,9 @@ OPERATOR_TOKEN = "operator-token-for-the-property-test"
 #: High enough that no example is refused for its rate (a 429 would hide the input's answer).
 UNLIMITED = "start=100000/minute;read=100000/minute;anon=100000/minute;operator=100000/minute"
 
-#: Characters the policy refuses, mixed into otherwise ordinary text.
-SPECIALS = ["\x00", "\ud800", "\udfff", "\udc00\ud800", "a\x00", "\ud83d"]
-#: Number literals Python accepts and jsonb does not (or that overflow conversions).
-ODD_NUMBERS = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "9" * 5000, "-0", "1E-400"]
 #: Percent-encoded bytes that are not plain UTF-8 text: NUL, a surrogate, invalid bytes.
 RAW_QUERY_BYTES = ["%00", "%ED%A0%80", "%FF", "%C0%80", "a%00b"]
 
-texts = st.one_of(
-    st.text(max_size=8),
-    st.builds(
-        lambda head, special, tail: head + special + tail,
-        st.text(max_size=4),
-        st.sampled_from(SPECIALS),
-        st.text(max_size=4),
-    ),
-)
-
-
-def json_string(text: str, raw: bool) -> str:
-    """`text` as a JSON string: escaped (`\\ud800`), or raw (a surrogate stays a character
-    and is sent as its UTF-8 bytes)."""
-    return json.dumps(text, ensure_ascii=not raw)
-
-
-strings = st.builds(json_string, texts, st.booleans())
-scalars = st.one_of(
-    st.sampled_from(["null", "true", "false"]),
-    st.integers().map(str),
-    st.floats(allow_nan=False, allow_infinity=False).map(repr),
-    st.sampled_from(ODD_NUMBERS),
-    strings,
-)
-values = st.recursive(
-    scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=3).map(lambda items: "[" + ",".join(items) + "]"),
-        st.lists(st.tuples(strings, children), max_size=3).map(
-            lambda pairs: "{" + ",".join(f"{k}:{v}" for k, v in pairs) + "}"
-        ),
-    ),
-    max_leaves=8,
-)
-deep_values = st.integers(min_value=60, max_value=1200).map(lambda d: "[" * d + "]" * d)
-any_value = st.one_of(values, deep_values)
 #: Mostly the shipped workflow, so most bodies get as far as the insert.
 workflow_ids = st.one_of(
     st.sampled_from(['"demo_offline_v1"'] * 4 + ['"nope"']), strings, any_value
