@@ -17,12 +17,15 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from api.decoding import UndecodableInputError, decode_json, parameter_problems
 from api.errors import InputPolicyError
 
 #: The nesting limit used when the app has no settings (tiny test apps).
 DEFAULT_MAX_DEPTH = 64
+#: Bodies larger than this are decoded in the thread pool instead of on the event loop.
+OFF_LOOP_BYTES = 64 * 1024
 
 
 def max_json_depth(request: Request) -> int:
@@ -41,8 +44,15 @@ class StrictJSONRequest(Request):
         re-raises an HTTPException, which `InputPolicyError` is, so its 422 gets through.
         """
         if not hasattr(self, "_strict_json"):
+            raw = await self.body()
+            depth = max_json_depth(self)
             try:
-                self._strict_json = decode_json(await self.body(), max_depth=max_json_depth(self))
+                if len(raw) > OFF_LOOP_BYTES:
+                    # A large body takes tens of milliseconds (more when it is walked): off
+                    # the event loop, so other requests are not held up meanwhile.
+                    self._strict_json = await run_in_threadpool(decode_json, raw, max_depth=depth)
+                else:
+                    self._strict_json = decode_json(raw, max_depth=depth)
             except UndecodableInputError as exc:
                 raise InputPolicyError(exc.problems) from None
         return self._strict_json

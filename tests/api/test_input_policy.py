@@ -15,6 +15,8 @@ from fastapi.testclient import TestClient
 from test_app_jobs import assert_error_shape, row_counts
 from tokens import JwksEndpoint, SigningKey, bearer, supabase_claims
 
+from api.strict_input import OFF_LOOP_BYTES
+
 if TYPE_CHECKING:
     from conftest import ApiUser
 
@@ -103,6 +105,20 @@ def test_unstorable_body_values_are_422_and_write_nothing(
     response = start_raw(client, make_user(), raw, **{"Idempotency-Key": "k1"})
     assert problem_locations(response) == [(location, kind)]
     assert row_counts(db) == (0, 0)
+
+
+def test_large_bodies_are_checked_the_same_way(
+    client: TestClient, make_user: Callable[..., ApiUser], db: psycopg.Connection[Any]
+) -> None:
+    """A body past OFF_LOOP_BYTES (decoded in the thread pool) gets the same answers."""
+    user = make_user()
+    padding = '"' + "x" * (OFF_LOOP_BYTES + 10) + '"'
+    bad = start_raw(client, user, START_OK + f', "pad": {padding}, "n": NaN}}}}')
+    assert problem_locations(bad) == [("body.input_data.n", "non_finite_number")]
+    assert row_counts(db) == (0, 0)
+    good = start_raw(client, user, START_OK + f', "pad": {padding}}}}}')
+    assert good.status_code == 201, good.text
+    assert row_counts(db) == (1, 1)
 
 
 @pytest.mark.parametrize("depth", [65, 256, 500, 999, 3000])
