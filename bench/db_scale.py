@@ -33,15 +33,11 @@ from cli.databases import ScratchDatabase
 
 Connection = psycopg.Connection[dict[str, Any]]
 LIST = "user_jobs_list"
-LIST_DEFAULTS = {
-    "limit": 21,
-    "status": None,
-    "workflow_id": None,
-    "cursor_at": None,
-    "cursor_id": None,
-}
-SCAN = {"grace_seconds": 10, "limit": 100}
+LIST_DEFAULTS = {"limit": 21, **dict.fromkeys(["status", "workflow_id", "cursor_at", "cursor_id"])}
+SCAN, WINDOW = {"grace_seconds": 10, "limit": 100}, {"window_seconds": 3600}
+STALLED = {"running_seconds": 900, "retry_grace_seconds": 300, "limit": 100}
 HEAVY = {"user_id": "$heavy"}
+CURSOR = {**HEAVY, "cursor_at": "$cursor_at", "cursor_id": "$cursor_id"}
 #: name, engine/db/sql file (None: a full scan), parameters ("$x": from the generated data),
 #: the user it runs as under RLS (None: the service path).
 CASES: list[tuple[str, str | None, dict[str, Any], str | None]] = [
@@ -49,27 +45,12 @@ CASES: list[tuple[str, str | None, dict[str, Any], str | None]] = [
     ("list: heavy user ({heavy_n} jobs), first page", LIST, HEAVY, "heavy"),
     ("list: heavy user, status=failed", LIST, {**HEAVY, "status": "failed"}, "heavy"),
     ("list: heavy user, workflow filter", LIST, {**HEAVY, "workflow_id": "bench_wf_2"}, "heavy"),
-    (
-        "list: heavy user, page after 1,000 rows (cursor)",
-        LIST,
-        {**HEAVY, "cursor_at": "$cursor_at", "cursor_id": "$cursor_id"},
-        "heavy",
-    ),
+    ("list: heavy user, page after 1,000 rows (cursor)", LIST, CURSOR, "heavy"),
     ("get by id", "user_job_get", {"job_id": "$job"}, "typical"),
     ("maintenance: jobs in flight (recovery)", "jobs_in_flight", SCAN, None),
     ("maintenance: pending, never dispatched", "jobs_pending_undispatched", SCAN, None),
-    (
-        "maintenance: alerts, stalled jobs",
-        "alerts_active_jobs",
-        {"running_seconds": 900, "retry_grace_seconds": 300, "limit": 100},
-        None,
-    ),
-    (
-        "maintenance: alerts, failure window (1 h)",
-        "alerts_failure_window",
-        {"window_seconds": 3600},
-        None,
-    ),
+    ("maintenance: alerts, stalled jobs", "alerts_active_jobs", STALLED, None),
+    ("maintenance: alerts, failure window (1 h)", "alerts_failure_window", WINDOW, None),
     ("maintenance: alerts, queue length", "alerts_queue", {}, None),
     ("reference: full scan (count(*) of jobs)", None, {}, None),
 ]
@@ -115,13 +96,8 @@ def generate(conn: Connection, args: argparse.Namespace) -> dict[str, float]:
     conn.execute("vacuum analyze public.jobs")
     conn.execute("vacuum analyze auth.users")
     generation["vacuum_analyze_seconds"] = round(time.perf_counter() - t0, 1)
-    size = (
-        conn.execute(
-            "select pg_size_pretty(pg_total_relation_size('public.jobs')) as total,"
-            " (select count(*) from public.jobs) as n"
-        ).fetchone()
-        or {}
-    )
+    sql = "select pg_size_pretty(pg_total_relation_size('public.jobs')) as total, count(*) as n"
+    size = conn.execute(sql + " from public.jobs").fetchone() or {}
     took = f"{generation['insert_seconds']} s (+ {generation['vacuum_analyze_seconds']} s vacuum)"
     print(f"generated {size.get('n')} jobs for {args.users} users in {took}", flush=True)
     print(f"jobs table with indexes: {size.get('total')}", flush=True)

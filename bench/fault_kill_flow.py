@@ -39,10 +39,12 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
 
 def main(argv: list[str] | None = None) -> int:
     """Run the trials; exit status 0 when the property held in every one."""
-    options = [("--jobs", 1, "jobs killed per trial"), ("--delay", 3.0, "seconds of `wait`")]
-    recorded = {"jobs": "jobs_per_trial", "delay": "delay_seconds"}
+    options = [
+        ("--jobs", 1, "jobs killed per trial", "jobs_per_trial"),
+        ("--delay", 3.0, "seconds of `wait`", "delay_seconds"),
+    ]
     title = "kill -9 of the flow-run process mid-step"
-    return fault_main("fault_kill_flow", title, __doc__, argv, trial, options, recorded)
+    return fault_main("fault_kill_flow", title, __doc__, argv, trial, options)
 
 
 if __name__ == "__main__":

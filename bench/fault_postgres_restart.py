@@ -51,9 +51,9 @@ def settings(args: argparse.Namespace) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the trials; exit status 0 when the property held in every one."""
     options = [
-        ("--jobs", 3, "jobs running during the restart"),
-        ("--downtime", 2.0, "seconds PostgreSQL is down"),
-        ("--delay", 4.0, "seconds of the `wait` step"),
+        ("--jobs", 3, "jobs running during the restart", "jobs_per_trial"),
+        ("--downtime", 2.0, "seconds PostgreSQL is down", "downtime_seconds"),
+        ("--delay", 4.0, "seconds of the `wait` step", "delay_seconds"),
         (
             "--heartbeat",
             3.0,
@@ -61,11 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             " stale pooled connections for the steps to find (a fast one uses them up first)",
         ),
     ]
-    recorded = {"jobs": "jobs_per_trial", "downtime": "downtime_seconds", "delay": "delay_seconds"}
     title = "PostgreSQL restarted mid-run"
-    return fault_main(
-        "fault_postgres_restart", title, __doc__, argv, trial, options, recorded, settings
-    )
+    return fault_main("fault_postgres_restart", title, __doc__, argv, trial, options, settings)
 
 
 if __name__ == "__main__":

@@ -65,17 +65,12 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
 def main(argv: list[str] | None = None) -> int:
     """Run the trials; exit status 0 when the property held in every one."""
     options = [
-        ("--jobs", 3, "jobs posted while Prefect is down"),
-        ("--downtime", 3.0, "seconds Prefect stays down"),
-        ("--delay", 2.0, "seconds of the `wait` step"),
+        ("--jobs", 3, "jobs posted while Prefect is down", "jobs_posted_while_down"),
+        ("--downtime", 3.0, "seconds Prefect stays down", "downtime_seconds"),
+        ("--delay", 2.0, "seconds of the `wait` step", "delay_seconds"),
     ]
-    keys = {
-        "jobs": "jobs_posted_while_down",
-        "downtime": "downtime_seconds",
-        "delay": "delay_seconds",
-    }
     title = "Prefect server stopped while jobs are posted"
-    return fault_main("fault_prefect_down", title, __doc__, argv, trial, options, keys)
+    return fault_main("fault_prefect_down", title, __doc__, argv, trial, options)
 
 
 if __name__ == "__main__":

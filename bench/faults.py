@@ -23,12 +23,11 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-import httpx
-
 from bench.report import markdown_table, parse, write_report
 from bench.stacks import FAST_RECOVERY_ENV, NOOP, fault_stack
 from cli import scratch
 from cli.stack import LocalStack
+from cli.up import start_job
 
 COUNTS = ("posted", "completed", "failed", "stuck", "rerun_steps", "resubmissions")
 
@@ -171,12 +170,7 @@ class FaultBench:
 
     def post_job(self, input_data: Any, *, timeout: float = 30) -> str:
         """POST /workflows/start as the local user; the job id (raises on non-2xx)."""
-        body = {"workflow_id": self.workflow, "input_data": input_data}
-        headers = {"Authorization": f"Bearer {self.token}"}
-        url = f"{self.stack.api_url}/workflows/start"
-        answer = httpx.post(url, headers=headers, json=body, timeout=timeout)
-        answer.raise_for_status()
-        return str(answer.json()["job_id"])
+        return start_job(self.stack.api_url, self.token, self.workflow, input_data, timeout)
 
     def job(self, job_id: str) -> dict[str, Any]:
         """The job's row."""
@@ -282,13 +276,12 @@ def fault_main(
     doc: str | None,
     argv: list[str] | None,
     trial: Callable[[FaultBench, int, argparse.Namespace], TrialResult],
-    options: Sequence[tuple[str, Any, str]],
-    recorded: Mapping[str, str],
+    options: Sequence[tuple[Any, ...]],
     env: Callable[[argparse.Namespace], dict[str, str]] = lambda _args: dict(FAST_RECOVERY_ENV),
 ) -> int:
     """The main of fault script `name`: its `options` (beyond --trials and --timeout), `trial`
     run --trials times on a fault stack, the table under `title`, the JSON report (trials,
-    totals, the options `recorded` by their report keys, settings); 0 if it always held."""
+    totals, the options with a report key, settings); 0 if the property always held."""
     trials = ("--trials", 3, "how many trials (default 3)")
     args = parse(doc, argv, trials, ("--timeout", 120.0, "seconds a trial waits"), *options)
     with fault_bench(name, env(args), args) as bench:
@@ -296,6 +289,5 @@ def fault_main(
     ok = bool(results) and all(r.ok for r in results)
     totals = {k: sum(getattr(r, k) for r in results) for k in COUNTS}
     data = {"trials": [asdict(r) for r in results], "totals": totals, "all_ok": ok}
-    data.update({key: getattr(args, option) for option, key in recorded.items()})
-    write_report(name, {**data, "settings": env(args)}, args.report)
+    write_report(name, {**data, **args.settings, "settings": env(args)}, args.report)
     return 0 if ok else 1

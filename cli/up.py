@@ -75,17 +75,20 @@ def _start(stack: LocalStack, settings: Settings) -> None:
     console.print("[bold]4/6[/bold] REST API")
 
 
+def start_job(api_url: str, token: str, workflow: str, input_data: Any, timeout: float = 30) -> str:
+    """POST /workflows/start with a user's token; the job id (raises on non-2xx)."""
+    body = {"workflow_id": workflow, "input_data": input_data}
+    headers = {"Authorization": f"Bearer {token}"}
+    answer = httpx.post(f"{api_url}/workflows/start", headers=headers, json=body, timeout=timeout)
+    answer.raise_for_status()
+    return str(answer.json()["job_id"])
+
+
 def _demo(stack: LocalStack, token: str) -> int:
     """Step 6: the demo job through the API, followed to its end; 0 when it completed."""
     console.print(f"[bold]6/6[/bold] demo job: POST /workflows/start {DEMO_WORKFLOW}")
-    started = httpx.post(
-        f"{stack.api_url}/workflows/start",
-        headers={"Authorization": f"Bearer {token}"},
-        json={"workflow_id": DEMO_WORKFLOW, "input_data": DEMO_INPUT},
-        timeout=30,
-    )
-    started.raise_for_status()
-    job = _follow_job(stack.api_url, token, started.json()["job_id"], timeout=300)
+    job_id = start_job(stack.api_url, token, DEMO_WORKFLOW, DEMO_INPUT)
+    job = _follow_job(stack.api_url, token, job_id, timeout=300)
     console.print_json(json.dumps(job))
     return 0 if job["status"] == "completed" else 1
 
