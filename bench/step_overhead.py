@@ -83,6 +83,16 @@ def measure(args: argparse.Namespace, shapes: tuple[int, int], log: Path) -> Any
     return times, failures
 
 
+def per_step(by_shape: dict[int, list[float]], k: int) -> dict[str, Any]:
+    """Median and every run time per shape, and the time per step (1+K steps against 1)."""
+    median = {s: statistics.median(v) for s, v in by_shape.items()}
+    return {
+        "run_seconds_median": {str(s): round(m, 4) for s, m in median.items()},
+        "run_seconds_all": {str(s): [round(x, 4) for x in v] for s, v in by_shape.items()},
+        "per_step_seconds": round((median[1 + k] - median[1]) / k, 5),
+    }
+
+
 def ratio(a: float, b: float) -> float | None:
     """a / b rounded, None unless b > 0."""
     return round(a / b, 3) if b > 0 else None
@@ -105,18 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         times, failures = measure(args, shapes, stack.log_dir / "in-process-flows.log")
     if failures:
         print(f"{len(failures)} engine jobs did not complete: {failures[:3]}")
-    result = {
-        name: {
-            "run_seconds_median": {
-                str(s): round(statistics.median(v), 4) for s, v in by_shape.items()
-            },
-            "run_seconds_all": {str(s): [round(x, 4) for x in v] for s, v in by_shape.items()},
-            "per_step_seconds": round(
-                (statistics.median(by_shape[1 + k]) - statistics.median(by_shape[1])) / k, 5
-            ),
-        }
-        for name, by_shape in times.items()
-    }
+    result = {name: per_step(by_shape, k) for name, by_shape in times.items()}
     step = {name: r["per_step_seconds"] for name, r in result.items()}
     rows = [
         (
@@ -137,21 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         f"ratio_engine_over_{s}": ratio(step["engine"], step[s])
         for s in ("raw_submit", "raw_direct")
     }
-    targets = [
-        out.check(
-            "engine step / raw Prefect task", ratios["ratio_engine_over_raw_submit"], "<=", 1.3, "x"
-        )
-    ]
+    engine_ratio = ratios["ratio_engine_over_raw_submit"]
+    targets = [out.check("engine step / raw Prefect task", engine_ratio, "<=", 1.3, "x")]
     settings = {**args.settings, **METHOD}
     baselines = {"raw_submit": result["raw_submit"], "raw_direct": result["raw_direct"]}
-    data = {"machine": machine, "settings": settings, "engine": result["engine"]}
+    data: dict[str, Any] = {"machine": machine, "settings": settings, "engine": result["engine"]}
     data["baselines"] = baselines
-    out.finish(
-        "step_overhead",
-        args,
-        {**data, **ratios, "engine_jobs_not_completed": len(failures)},
-        targets,
-    )
+    data.update(ratios, engine_jobs_not_completed=len(failures))
+    out.finish("step_overhead", args, data, targets)
     return 0 if not failures else 1
 
 
