@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +25,8 @@ from cli.services import stop_on_signals
 from cli.stack import WARM_DEPLOYMENT, LocalStack
 from engine.settings import Settings, get_settings
 
-console = Console()
+# soft_wrap: printed commands and paths stay on one line, so they can be copied as printed.
+console = Console(soft_wrap=True)
 DEMO_WORKFLOW = "demo_offline_v1"
 DEMO_INPUT = {"text": "Supaflow runs multi-step jobs for Supabase apps, step by step."}
 
@@ -45,6 +48,23 @@ def _follow_job(api: str, token: str, job_id: str, timeout: float) -> dict[str, 
             return dict(job)
         time.sleep(0.25)
     raise RuntimeError(f"job {job_id} did not finish within {timeout:.0f} s")
+
+
+def operator_token(stack: LocalStack, settings: Settings) -> Path:
+    """Give the stack's API an operator token (the operator endpoints are closed without one).
+
+    METRICS_TOKEN from the environment when set; otherwise a random one kept in
+    DATA_DIR/metrics-token.txt, so it stays the same across restarts. Returns that file.
+    """
+    path = settings.data_dir / "metrics-token.txt"
+    token = os.environ.get("METRICS_TOKEN") or (path.read_text().strip() if path.exists() else "")
+    if not token:
+        token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    stack.env["METRICS_TOKEN"] = token
+    return path
 
 
 def _start(stack: LocalStack, settings: Settings) -> None:
@@ -94,6 +114,7 @@ def _demo(stack: LocalStack, token: str) -> int:
 
 
 def _serve(stack: LocalStack, settings: Settings, *, demo: bool, wait: bool) -> int:
+    metrics_token_path = operator_token(stack, settings)
     _start(stack, settings)
     console.print("[bold]5/6[/bold] local user token")
     token = stack.mint_token("demo@example.com")
@@ -105,6 +126,10 @@ def _serve(stack: LocalStack, settings: Settings, *, demo: bool, wait: bool) -> 
     console.print(f"\nPrefect UI:  {stack.prefect_api_url.removesuffix('/api')}")
     console.print(f"API docs:    {stack.api_url}/docs")
     console.print(f"Token:       {token_path} (user demo@example.com)")
+    console.print(
+        f'Metrics:     curl -H "Authorization: Bearer $(cat {metrics_token_path})" '
+        f"{stack.api_url}/metrics"
+    )
     console.print(f"Logs:        {stack.log_dir}")
     if not wait:
         return code

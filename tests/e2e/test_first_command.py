@@ -59,6 +59,12 @@ def test_first_command_runs_the_demo_job_to_completion(fresh_data_dir: Path) -> 
     assert '"status": "completed"' in output
     assert f"http://127.0.0.1:{prefect_port}" in output
     assert f"http://127.0.0.1:{api_port}/docs" in output
+    # The operator endpoints are closed without a token, so the stack makes one and says how
+    # to use it.
+    metrics_token = fresh_data_dir / "metrics-token.txt"
+    assert metrics_token.read_text().strip()
+    assert metrics_token.stat().st_mode & 0o777 == 0o600
+    assert f"$(cat {metrics_token})" in output and f"127.0.0.1:{api_port}/metrics" in output
     leftovers = subprocess.run(
         ["pgrep", "-f", f"--port {api_port}|--port {prefect_port}|{fresh_data_dir}"],
         capture_output=True,
