@@ -157,6 +157,39 @@ def api(
         uvicorn.run(create_app(), host=host, port=port, log_config=log_config, **SERVER_OPTIONS)
 
 
+@app.command()
+def deploy() -> None:
+    """Create the work pools and deploy every deployment of prefect.yaml to PREFECT_API_URL.
+
+    The pools are `local-process` (process worker) and WARM_POOL (the warm worker's type,
+    which `prefect work-pool create` does not know); prefect.yaml's paths are this checkout
+    and this interpreter (SUPAFLOW_PROJECT_DIR, SUPAFLOW_PYTHON).
+    """
+    import os
+    import subprocess
+
+    from prefect.settings import PREFECT_API_URL
+
+    from cli.services import PYTHON, bin_path
+    from cli.stack import PROCESS_POOL, WARM_WORKER_TYPE, create_work_pools
+    from engine.settings import PROJECT_ROOT
+
+    api_url = PREFECT_API_URL.value()
+    if not api_url:
+        console.print("PREFECT_API_URL is not set: point it at the Prefect API to deploy to")
+        raise typer.Exit(2)
+    warm_pool = get_settings().warm_pool
+    create_work_pools(api_url, {PROCESS_POOL: "process", warm_pool: WARM_WORKER_TYPE})
+    env = {
+        **os.environ,
+        "SUPAFLOW_PROJECT_DIR": os.environ.get("SUPAFLOW_PROJECT_DIR", str(PROJECT_ROOT)),
+        "SUPAFLOW_PYTHON": os.environ.get("SUPAFLOW_PYTHON", PYTHON),
+        "WARM_POOL": warm_pool,
+    }
+    command = [bin_path("prefect"), "--no-prompt", "deploy", "--all"]
+    raise typer.Exit(subprocess.run(command, cwd=PROJECT_ROOT, env=env, check=False).returncode)
+
+
 @app.command("print-settings")
 def print_settings() -> None:
     """Show the effective settings (secrets hidden)."""

@@ -20,6 +20,7 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
 from prefect.client.schemas.objects import FlowRun
 
+from cli.stack import create_work_pools
 from engine.dispatch import RunStarter
 from engine.settings import PROJECT_ROOT, get_settings
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 DEPLOYMENT = "run-workflow/run-workflow"
 WORK_POOL = "local-process"
+WARM_POOL = "supaflow-warm"
 START_BODY = {"workflow_id": "demo_offline_v1", "input_data": {"text": "through prefect"}}
 PREFECT_CLI = str(Path(sys.executable).parent / "prefect")
 
@@ -52,21 +54,12 @@ def prefect_env(api_url: str, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def deployment_id(prefect_api_url: str) -> UUID:
-    """The project's deployments registered on the test Prefect server (`prefect deploy --all`,
-    as `supaflow up` does); an existing pool or deployment (another test's) is reused."""
-    env = prefect_env(prefect_api_url)
-    pool = subprocess.run(
-        [PREFECT_CLI, "work-pool", "create", WORK_POOL, "--type", "process"],
-        check=False,
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if pool.returncode != 0:
-        output = " ".join((pool.stdout + pool.stderr).split())  # undo the console's wrapping
-        assert "already exists" in output, output
+    """The project's deployments registered on the test Prefect server (its work pools, then
+    `prefect deploy --all`, as `supaflow up` does); an existing pool or deployment (another
+    test's) is reused."""
+    env = prefect_env(prefect_api_url, WARM_POOL=WARM_POOL)
+    # As the stack does: the warm pool's type is unknown to `prefect work-pool create`.
+    create_work_pools(prefect_api_url, {WORK_POOL: "process", WARM_POOL: "supaflow-warm"})
     deploy = subprocess.run(
         [PREFECT_CLI, "--no-prompt", "deploy", "--all"],
         check=False,

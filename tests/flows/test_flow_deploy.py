@@ -25,7 +25,6 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 
 from cli.definition_files import sync_definitions
-from cli.stack import create_work_pools
 from engine.db.store import JobStore
 from engine.settings import PROJECT_ROOT
 
@@ -34,18 +33,6 @@ POOL = "local-process"
 WARM_POOL = "supaflow-warm"
 #: Worker start, run pick-up, flow-run process start and the demo's ~3 s of steps.
 JOB_LIMIT_SECONDS = 90
-
-
-def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PREFECT, *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
@@ -80,11 +67,12 @@ def test_prefect_yaml_deploys_and_a_worker_runs_a_job(
     user_id: str,
     tmp_path: Path,
 ) -> None:
-    """`prefect --no-prompt deploy --all` with SUPAFLOW_PROJECT_DIR, SUPAFLOW_PYTHON and
-    WARM_POOL creates run-workflow/run-workflow and maintenance/maintenance (the latter on a
-    30 s schedule) on the process pool, and run-workflow/run-workflow-warm on the warm pool;
-    a process worker then executes a demo job's flow run (created with the job
-    id as idempotency key, as the API does) until the job row says completed."""
+    """`supaflow deploy` (the work pools, then `prefect --no-prompt deploy --all` with
+    SUPAFLOW_PROJECT_DIR, SUPAFLOW_PYTHON and WARM_POOL) creates run-workflow/run-workflow
+    and maintenance/maintenance (the latter on a 30 s schedule) on the process pool, and
+    run-workflow/run-workflow-warm on the warm pool; a process worker then executes a demo
+    job's flow run (created with the job id as idempotency key, as the API does) until the
+    job row says completed."""
     env = dict(os.environ)  # carries the test's PREFECT_API_URL, DATABASE_URL, HTTP_ALLOWLIST
     env.update(
         PREFECT_API_URL=prefect_api_url,
@@ -92,10 +80,17 @@ def test_prefect_yaml_deploys_and_a_worker_runs_a_job(
         SUPAFLOW_PYTHON=sys.executable,
         WARM_POOL=WARM_POOL,
     )
-    pool = _cli(["work-pool", "create", POOL, "--type", "process"], env)
-    assert pool.returncode == 0 or "already exists" in pool.stdout + pool.stderr, pool.stderr
-    create_work_pools(prefect_api_url, {WARM_POOL: "supaflow-warm"})  # not possible by CLI
-    deploy = _cli(["--no-prompt", "deploy", "--all"], env)
+    # `supaflow deploy`: both work pools (the warm one through Prefect's client), then
+    # `prefect --no-prompt deploy --all`, as deployments/README.md tells operators.
+    deploy = subprocess.run(
+        [str(Path(sys.executable).parent / "supaflow"), "deploy"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
 
     with get_client(sync_client=True) as client:
