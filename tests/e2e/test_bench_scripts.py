@@ -67,6 +67,12 @@ SHARED = [
         frozenset({"raw_prefect_same_keys", "api_reads_idle", "maintenance_idle"}),
     ),
     BenchCase(
+        "large_input.py",
+        ("--n", "1", "--warmup", "0", "--keys", "2000"),
+        frozenset({"engine_small", "engine_large"}),
+        frozenset({"raw_small", "raw_large"}),
+    ),
+    BenchCase(
         "api_load.py",
         ("--rate", "20", "--duration", "5"),
         frozenset({"post", "get", "errors_total", "achieved_rate_per_s"}),
