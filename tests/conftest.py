@@ -46,11 +46,18 @@ from dbfixtures import (  # noqa: E402
     drop_stale_databases,
     throwaway_name,
 )
+from hypothesis import settings as hypothesis_settings  # noqa: E402
 from pytest_httpserver import HTTPServer  # noqa: E402
 
 from engine.db.connection import shared_store  # noqa: E402
 from engine.db.migrate import apply_migrations  # noqa: E402
 from engine.db.store import JobStore  # noqa: E402
+
+# Property tests draw the same examples on every run of the suite, so a run's verdict never
+# depends on luck; `--hypothesis-profile=explore` draws new ones when hunting for bugs.
+hypothesis_settings.register_profile("suite", derandomize=True)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session", autouse=True)
