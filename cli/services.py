@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -119,8 +120,15 @@ def wait_http(url: str, *, timeout: float, service: Service | None = None) -> No
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
+#: Set by a stop signal; while a caller waits in `signals_deferred`, that is all it does.
+_stop_requested = threading.Event()
+_deferring = False
+
+
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    _stop_requested.set()
+    if not _deferring:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -128,13 +136,28 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP interrupt the main thread as Ctrl-C does."""
-    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
+    """Within the block, Ctrl-C, SIGTERM and SIGHUP interrupt the main thread with
+    KeyboardInterrupt, except inside `signals_deferred`, where they are only recorded."""
+    sigs = (signal.SIGINT, *STOP_SIGNALS)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in sigs}
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[threading.Event]:
+    """Within the block a stop signal only sets the event yielded (already set if one came
+    before). A KeyboardInterrupt raised in the middle of `Popen.poll` can leave the Popen's
+    wait lock taken, and stopping that process then hangs; waiting here never risks it."""
+    global _deferring  # noqa: PLW0603 - the signal handler reads it; there is one main thread
+    _deferring = True
+    try:
+        yield _stop_requested
+    finally:
+        _deferring = False
 
 
 @contextmanager

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +34,15 @@ from typing import Self
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from cli.databases import EmbeddedPostgres, ScratchDatabase, asyncpg_url
-from cli.services import PYTHON, Service, bin_path, free_port, ignoring_signals, wait_http
+from cli.services import (
+    PYTHON,
+    Service,
+    bin_path,
+    free_port,
+    ignoring_signals,
+    signals_deferred,
+    wait_http,
+)
 from engine.settings import PROJECT_ROOT, Settings, get_settings
 
 PROCESS_POOL = "local-process"
@@ -383,9 +390,10 @@ class LocalStack:
 
     def supervise(self, poll: float = 1.0) -> str:
         """Block until a service exits (its name is returned) or a stop signal arrives
-        (KeyboardInterrupt, as `stop_on_signals` makes of SIGTERM and SIGHUP)."""
-        while True:
-            for name, service in self.services.items():
-                if not service.alive():
-                    return name
-            time.sleep(poll)
+        (KeyboardInterrupt, raised here once the wait is over: see `signals_deferred`)."""
+        with signals_deferred() as stop:
+            while not stop.wait(poll):
+                for name, service in self.services.items():
+                    if not service.alive():
+                        return name
+        raise KeyboardInterrupt("stop signal")

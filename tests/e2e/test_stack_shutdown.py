@@ -28,8 +28,8 @@ with stop_on_signals(), LocalStack(root, isolated=True) as stack:
     stack.start_service("sleeper", [PYTHON, "-c", "import time; time.sleep(600)"])
     quitter = "import pathlib, time\\nwhile not pathlib.Path(%r).exists(): time.sleep(0.1)"
     stack.start_service("quitter", [PYTHON, "-c", quitter % str(root / "quit")])
-    print("ready", flush=True)
-    try:
+    try:  # before "ready": a signal sent the moment it is read must land in here
+        print("ready", flush=True)
         print("exited:", stack.supervise(poll=0.2), flush=True)
     except KeyboardInterrupt:
         print("interrupted", flush=True)
