@@ -21,8 +21,7 @@ from functools import lru_cache
 from fastapi import Request
 
 from engine.errors import ConfigurationError
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from engine.security.networks import IPNetwork, split_networks
 
 #: The key of requests whose peer address is not known (a Unix socket, some test clients).
 UNKNOWN = "unknown"
@@ -31,18 +30,12 @@ UNKNOWN = "unknown"
 @lru_cache(maxsize=8)
 def trusted_networks(spec: str) -> tuple[IPNetwork, ...]:
     """The networks of a TRUSTED_PROXIES value; a malformed entry raises ConfigurationError."""
-    networks: list[IPNetwork] = []
-    for raw in spec.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            raise ConfigurationError(
-                f"TRUSTED_PROXIES entry {entry!r} is not an IP address or CIDR"
-            ) from None
-    return tuple(networks)
+    networks, others = split_networks(spec)
+    if others:
+        raise ConfigurationError(
+            f"TRUSTED_PROXIES entry {others[0]!r} is not an IP address or CIDR"
+        )
+    return networks
 
 
 def _is_trusted(address: str, networks: Sequence[IPNetwork]) -> bool:

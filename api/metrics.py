@@ -248,10 +248,14 @@ class ResponseTimeMiddleware:
         self.histogram = histogram
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Time the request until the application returns (or raises: status 500)."""
-        if scope["type"] != "http":
+        """Time HTTP requests; pass anything else (lifespan, websockets) straight through."""
+        if scope["type"] == "http":
+            await self._timed(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-            return
+
+    async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Time the request until the application returns (or raises: status 500)."""
         started = time.perf_counter()
         status = 500
 

@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 JobStatusName = Literal["pending", "running", "completed", "failed", "awaiting_retry"]
 
 
+def example(**fields: Any) -> ConfigDict:
+    """A model config whose OpenAPI schema shows one example body with these fields."""
+    return ConfigDict(json_schema_extra={"examples": [fields]})
+
+
 class RequestBody(BaseModel):
     """Base of every request body: a field the API does not know is an error."""
 
@@ -25,17 +30,11 @@ class RequestBody(BaseModel):
 class StartRequest(RequestBody):
     """Body of POST /workflows/start."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "workflow_id": "audio_transcription_v1",
-                    "input_data": {
-                        "audio_url": "https://example.com/interview.mp3",
-                        "callback_url": "https://example.com/hooks/transcript",
-                    },
-                }
-            ]
+    model_config = example(
+        workflow_id="audio_transcription_v1",
+        input_data={
+            "audio_url": "https://example.com/interview.mp3",
+            "callback_url": "https://example.com/hooks/transcript",
         },
     )
 
@@ -48,16 +47,10 @@ class StartRequest(RequestBody):
 class StartResponse(BaseModel):
     """Answer of POST /workflows/start: the job was recorded and will run."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "job_id": "5b1f8f0e-2f5e-4b8e-9d0a-0c1d2e3f4a5b",
-                    "status": "pending",
-                    "created_at": "2026-11-25T21:00:00Z",
-                }
-            ]
-        }
+    model_config = example(
+        job_id="5b1f8f0e-2f5e-4b8e-9d0a-0c1d2e3f4a5b",
+        status="pending",
+        created_at="2026-11-25T21:00:00Z",
     )
 
     job_id: UUID
@@ -68,29 +61,23 @@ class StartResponse(BaseModel):
 class Job(BaseModel):
     """A job as its owner sees it (SPEC.md's jobs row, `id` named `job_id`)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "job_id": "5b1f8f0e-2f5e-4b8e-9d0a-0c1d2e3f4a5b",
-                    "workflow_id": "demo_offline_v1",
-                    "status": "completed",
-                    "current_step_id": "summary",
-                    "input_data": {"text": "hello world"},
-                    "step_data": {"normalize": {"text": "hello world"}},
-                    "final_result": {"words": 2},
-                    "error_message": None,
-                    "retry_count": 0,
-                    "max_retries": 3,
-                    "next_retry_at": None,
-                    "state_history": [{"status": "pending", "at": "2026-11-25T21:00:00Z"}],
-                    "created_at": "2026-11-25T21:00:00Z",
-                    "started_at": "2026-11-25T21:00:00.4Z",
-                    "last_updated_at": "2026-11-25T21:00:01Z",
-                    "completed_at": "2026-11-25T21:00:01Z",
-                }
-            ]
-        }
+    model_config = example(
+        job_id="5b1f8f0e-2f5e-4b8e-9d0a-0c1d2e3f4a5b",
+        workflow_id="demo_offline_v1",
+        status="completed",
+        current_step_id="summary",
+        input_data={"text": "hello world"},
+        step_data={"normalize": {"text": "hello world"}},
+        final_result={"words": 2},
+        error_message=None,
+        retry_count=0,
+        max_retries=3,
+        next_retry_at=None,
+        state_history=[{"status": "pending", "at": "2026-11-25T21:00:00Z"}],
+        created_at="2026-11-25T21:00:00Z",
+        started_at="2026-11-25T21:00:00.4Z",
+        last_updated_at="2026-11-25T21:00:01Z",
+        completed_at="2026-11-25T21:00:01Z",
     )
 
     job_id: UUID

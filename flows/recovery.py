@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -35,12 +35,7 @@ class RecoveryOutcome:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form for the flow's return value and logs."""
-        return {
-            "resubmitted": self.resubmitted,
-            "failed": self.failed,
-            "left": self.left,
-            "errors": self.errors,
-        }
+        return asdict(self)
 
 
 def _flow_run_state(

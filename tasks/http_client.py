@@ -30,10 +30,10 @@ import httpcore
 import httpx
 
 from engine.errors import ErrorKind, StepError
+from engine.security.networks import IPNetwork, split_networks
 from engine.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 USER_AGENT = "supaflow/0.1"
 #: What a caller is told when a host name does not resolve (details go to the operator log).
@@ -107,17 +107,8 @@ class Allowlist:
 @lru_cache(maxsize=32)
 def parse_allowlist(text: str) -> Allowlist:
     """Parse `HTTP_ALLOWLIST`: comma-separated host names, IP addresses and CIDRs."""
-    hosts: set[str] = set()
-    networks: list[IPNetwork] = []
-    for raw in text.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
-        except ValueError:
-            hosts.add(entry.lower().rstrip("."))
-    return Allowlist(frozenset(hosts), tuple(networks))
+    networks, hosts = split_networks(text)
+    return Allowlist(frozenset(host.lower().rstrip(".") for host in hosts), networks)
 
 
 def check_address(host: str, ip: IPAddress, allowlist: Allowlist) -> None:

@@ -128,41 +128,36 @@ create index if not exists users_is_anonymous_idx on auth.users (is_anonymous);
 
 -- Request helpers, bodies as GoTrue defines them. PostgREST sets request.jwt.claims (JSON) per
 -- transaction; the older request.jwt.claim.* settings are still honoured.
-create or replace function auth.uid()
-  returns uuid
+-- One claim of the request, from either form of the settings (GoTrue's bodies inline this).
+create or replace function auth.request_claim(claim text)
+  returns text
   language sql stable
   set search_path to ''
 as $func$
   select
     coalesce(
-      nullif(current_setting('request.jwt.claim.sub', true), ''),
-      (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')
-    )::uuid
+      nullif(current_setting('request.jwt.claim.' || claim, true), ''),
+      (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> claim)
+    )
 $func$;
+
+create or replace function auth.uid()
+  returns uuid
+  language sql stable
+  set search_path to ''
+as $func$ select auth.request_claim('sub')::uuid $func$;
 
 create or replace function auth.role()
   returns text
   language sql stable
   set search_path to ''
-as $func$
-  select
-    coalesce(
-      nullif(current_setting('request.jwt.claim.role', true), ''),
-      (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role')
-    )::text
-$func$;
+as $func$ select auth.request_claim('role') $func$;
 
 create or replace function auth.email()
   returns text
   language sql stable
   set search_path to ''
-as $func$
-  select
-    coalesce(
-      nullif(current_setting('request.jwt.claim.email', true), ''),
-      (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'email')
-    )::text
-$func$;
+as $func$ select auth.request_claim('email') $func$;
 
 create or replace function auth.jwt()
   returns jsonb
@@ -180,5 +175,6 @@ comment on function auth.uid() is 'Deprecated. Use auth.jwt() -> ''sub'' instead
 comment on function auth.role() is 'Deprecated. Use auth.jwt() -> ''role'' instead.';
 comment on function auth.email() is 'Deprecated. Use auth.jwt() -> ''email'' instead.';
 
-grant execute on function auth.uid(), auth.role(), auth.email(), auth.jwt()
+grant execute
+  on function auth.request_claim(text), auth.uid(), auth.role(), auth.email(), auth.jwt()
   to anon, authenticated, service_role;
