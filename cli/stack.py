@@ -43,20 +43,12 @@ from cli.services import (
     signals_deferred,
     wait_http,
 )
-from engine.settings import PROJECT_ROOT, Settings, get_settings
+from cli.stack_env import prefect_server_env, stack_environment
+from engine.settings import get_settings
 
 PROCESS_POOL = "local-process"
 WARM_DEPLOYMENT = "run-workflow/run-workflow-warm"
 WARM_WORKER_TYPE = "supaflow-warm"
-#: Caller settings an isolated stack drops, besides every PREFECT_* variable.
-FOREIGN_ENV = (
-    "DATABASE_URL",
-    "SUPABASE_URL",
-    "SUPABASE_JWT_SECRET",
-    "SUPABASE_JWKS_URL",
-    "LOCAL_AUTH",
-    "WARM_POOL",
-)
 
 
 def create_work_pools(prefect_api_url: str, pools: Mapping[str, str]) -> None:
@@ -78,46 +70,6 @@ def create_work_pools(prefect_api_url: str, pools: Mapping[str, str]) -> None:
                 client.create_work_pool(create)
             except ObjectAlreadyExists:
                 continue
-
-
-def stack_environment(
-    root: Path, prefect_api_url: str, api_url: str, *, isolated: bool
-) -> dict[str, str]:
-    """The environment every process of the stack shares (the database URL comes later)."""
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not isolated or (k not in FOREIGN_ENV and not k.startswith("PREFECT_"))
-    }
-    settings = get_settings()
-    env = {
-        **base,
-        "DATA_DIR": str(root),
-        "PREFECT_API_URL": prefect_api_url,
-        "PREFECT_HOME": str(root / "prefect"),
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false" if isolated else "true",
-        "SUPAFLOW_PROJECT_DIR": str(PROJECT_ROOT),
-        "SUPAFLOW_PYTHON": PYTHON,
-        "PREFECT_WORKER_QUERY_SECONDS": base.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
-        "PREFECT_WORKER_PREFETCH_SECONDS": base.get("PREFECT_WORKER_PREFETCH_SECONDS", "1"),
-        # prefect.yaml puts run-workflow-warm on this pool.
-        "WARM_POOL": str(Settings.model_fields["warm_pool"].default)
-        if isolated
-        else settings.warm_pool,
-    }
-    if isolated:
-        env["TMPDIR"] = str(root / "tmp")
-    if settings.log_json:
-        from engine.logging_json import prefect_logging_env
-
-        env.update(prefect_logging_env())
-    if isolated or (not settings.supabase_jwt_secret and "SUPABASE_URL" not in base):
-        # Local auth: the API serves the local key's JWKS at the Supabase Auth path.
-        env["SUPABASE_URL"] = api_url
-        env["LOCAL_AUTH"] = "true"
-    return env
 
 
 class LocalStack:
@@ -243,7 +195,17 @@ class LocalStack:
             self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = asyncpg_url(database_url)
             self._adopt()
         args = ["server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)]
-        return self.start_service("prefect-server", [bin_path("prefect"), *args])
+        return self.start_service(
+            "prefect-server", [bin_path("prefect"), *args], prefect_server_env()
+        )
+
+    def prefect_database(self) -> str | None:
+        """Where `supaflow up` puts its Prefect server: a database `prefect` in the embedded
+        PostgreSQL (LOCAL_PREFECT_DATABASE=postgresql, the default), else None (SQLite, or
+        PREFECT_SERVER_DATABASE_CONNECTION_URL when the caller set it)."""
+        if self.embedded is None or get_settings().local_prefect_database != "postgresql":
+            return None
+        return self.embedded.database("prefect")
 
     def wait_prefect(self, timeout: float = 180) -> None:
         """Wait until the Prefect API answers."""
@@ -360,8 +322,12 @@ class LocalStack:
 
     def start_api(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> Service:
         """The REST API (`supaflow api`); `env` overrides settings of that process only."""
+        from cli.local_auth import record_issuer
+
         args = [bin_path("supaflow"), "api", "--port", str(self.api_port)]
         api = self.start_service("api", args, env)
+        if self.env.get("LOCAL_AUTH") == "true":
+            record_issuer(self.root, get_settings().jwt_issuer)
         if wait:
             self.wait_api()
         return api

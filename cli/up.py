@@ -1,9 +1,11 @@
 """`supaflow up`: the local stack on its embedded defaults, plus the offline demo job.
 
 PostgreSQL: DATABASE_URL, or the embedded server in DATA_DIR. Prefect: PREFECT_API_URL, or a
-local Prefect server (SQLite) started here. Then the work pools, the deployments of
-prefect.yaml, a process worker (maintenance; jobs too with WORKER_MODE=process), the warm
-worker, the REST API, a local token, and the demo job, followed until it completes.
+local Prefect server started here, on a database `prefect` of the embedded server (SQLite with
+LOCAL_PREFECT_DATABASE=sqlite, or when DATABASE_URL points elsewhere). Then the work pools,
+the deployments of prefect.yaml, a process worker (maintenance; jobs too with
+WORKER_MODE=process), the warm worker, the REST API, a local token, and the demo job, followed
+until it completes. Each step prints the seconds it took.
 Independent parts start side by side (the Prefect server boots while the database migrates;
 workers and API start while prefect.yaml deploys). Ctrl-C, SIGTERM, SIGHUP or a service that
 exits stops everything that was started, the embedded PostgreSQL included.
@@ -67,22 +69,49 @@ def operator_token(stack: LocalStack, settings: Settings) -> Path:
     return path
 
 
-def _start(stack: LocalStack, settings: Settings) -> None:
-    """Steps 1 to 4: database, Prefect, pools, deployments, workers, the API answering."""
-    console.print("[bold]1/6[/bold] PostgreSQL")
-    if not stack.external_prefect:
-        stack.start_prefect()  # boots (SQLite migrations on first start) meanwhile
+class _Steps:
+    """Prints the numbered steps of `up`, each with the seconds the one before it took."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.number = 0
+        self.began = self.started = time.monotonic()
+
+    def next(self, title: str) -> None:
+        now = time.monotonic()
+        if self.number:
+            console.print(f"      [dim]{now - self.started:.1f} s[/dim]")
+        self.number += 1
+        self.started = now
+        console.print(f"[bold]{self.number}/{self.total}[/bold] {title}")
+
+    def done(self) -> None:
+        now = time.monotonic()
+        console.print(
+            f"      [dim]{now - self.started:.1f} s (all steps: {now - self.began:.1f} s)[/dim]"
+        )
+
+
+def _start(stack: LocalStack, settings: Settings, steps: _Steps) -> None:
+    """Steps 1 to 3: database, Prefect, pools, deployments, workers, the API answering."""
+    steps.next("PostgreSQL")
     stack.start_database(url=settings.database_url or None)
+    prefect_database = None
+    if not stack.external_prefect:
+        # Boots (its own migrations on a new database) while ours migrate.
+        prefect_database = stack.prefect_database()
+        stack.start_prefect(database_url=prefect_database)
     applied, changed = stack.migrate(bootstrap=not settings.database_url)
     console.print(f"      migrations applied now: {len(applied)}")
     console.print(f"      definitions synced: {changed}")
     if stack.external_prefect:
-        console.print(f"[bold]2/6[/bold] Prefect at {stack.prefect_api_url}")
+        steps.next(f"Prefect at {stack.prefect_api_url}")
     else:
-        console.print("[bold]2/6[/bold] Prefect server (SQLite, first start runs migrations)")
+        where = "PostgreSQL database prefect" if prefect_database else "SQLite"
+        steps.next(f"Prefect server ({where})")
         stack.wait_prefect(timeout=120)
 
-    console.print("[bold]3/6[/bold] deployments and worker")
+    steps.next("deployments, workers and the REST API")
     warm = settings.worker_mode == "warm"
     if warm:
         # Every component that starts runs (API, maintenance) must use the warm deployment.
@@ -92,7 +121,6 @@ def _start(stack: LocalStack, settings: Settings) -> None:
     # arrives, flow runs in threads, woken by PostgreSQL NOTIFY when the API creates a run.
     stack.start_engine(warm_limit=settings.worker_limit if warm else None)
     console.print(f"      worker mode: {settings.worker_mode}")
-    console.print("[bold]4/6[/bold] REST API")
 
 
 def start_job(api_url: str, token: str, workflow: str, input_data: Any, timeout: float = 30) -> str:
@@ -104,9 +132,9 @@ def start_job(api_url: str, token: str, workflow: str, input_data: Any, timeout:
     return str(answer.json()["job_id"])
 
 
-def _demo(stack: LocalStack, token: str) -> int:
-    """Step 6: the demo job through the API, followed to its end; 0 when it completed."""
-    console.print(f"[bold]6/6[/bold] demo job: POST /workflows/start {DEMO_WORKFLOW}")
+def _demo(stack: LocalStack, token: str, steps: _Steps) -> int:
+    """Last step: the demo job through the API, followed to its end; 0 when it completed."""
+    steps.next(f"demo job: POST /workflows/start {DEMO_WORKFLOW}")
     job_id = start_job(stack.api_url, token, DEMO_WORKFLOW, DEMO_INPUT)
     job = _follow_job(stack.api_url, token, job_id, timeout=300)
     console.print_json(json.dumps(job))
@@ -115,13 +143,15 @@ def _demo(stack: LocalStack, token: str) -> int:
 
 def _serve(stack: LocalStack, settings: Settings, *, demo: bool, wait: bool) -> int:
     metrics_token_path = operator_token(stack, settings)
-    _start(stack, settings)
-    console.print("[bold]5/6[/bold] local user token")
+    steps = _Steps(5 if demo else 4)
+    _start(stack, settings, steps)
+    steps.next("local user token")
     token = stack.mint_token("demo@example.com")
     token_path = settings.data_dir / "demo-token.txt"
     token_path.write_text(token + "\n")
     token_path.chmod(0o600)
-    code = _demo(stack, token) if demo else 0
+    code = _demo(stack, token, steps) if demo else 0
+    steps.done()
 
     console.print(f"\nPrefect UI:  {stack.prefect_api_url.removesuffix('/api')}")
     console.print(f"API docs:    {stack.api_url}/docs")

