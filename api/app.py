@@ -22,7 +22,7 @@ from api.metrics import install_metrics
 from api.probe import ProbeCache
 from api.ratelimit import RateLimiter
 from api.responses import ALWAYS, error_responses
-from api.routes import health, jobs, metrics, operator, workflows
+from api.routes import docs, health, jobs, metrics, operator, workflows
 from api.routes.local_auth import local_auth_router
 from api.strict_input import check_parameters
 from api.unhandled import UnhandledErrorMiddleware
@@ -33,7 +33,7 @@ from engine.settings import Settings, get_settings
 
 def routers(settings: Settings) -> list[APIRouter]:
     """Every router the app serves, in matching order (the local JWKS only with LOCAL_AUTH)."""
-    served = [metrics.router, operator.router, workflows.router, jobs.router]
+    served = [metrics.router, operator.router, workflows.router, jobs.router, docs.router]
     if settings.local_auth:
         served.append(local_auth_router(settings.data_dir))
     served.append(health.router)
@@ -72,6 +72,9 @@ def create_app(
         version="0.1.0",
         summary="Start multi-step workflow jobs and follow them to completion.",
         lifespan=lifespan,
+        # FastAPI's pages load their assets from a CDN; api/routes/docs.py serves its own.
+        docs_url=None,
+        redoc_url=None,
         responses=error_responses(*ALWAYS),
         # The input policy's parameter check runs first on every route (api/strict_input.py).
         dependencies=[Depends(check_parameters)],

@@ -43,6 +43,12 @@ EXPECTED = {
     ("GET", "/metrics"): "operator",
     ("GET", "/health"): "probe",
     ("GET", "/auth/v1/.well-known/jwks.json"): "public",
+    ("GET", "/docs"): "public",
+    ("GET", "/redoc"): "public",
+    ("GET", "/docs/assets/swagger-ui-bundle.js"): "public",
+    ("GET", "/docs/assets/swagger-ui.css"): "public",
+    ("GET", "/docs/assets/redoc.standalone.js"): "public",
+    ("GET", "/docs/assets/favicon.png"): "public",
 }
 
 
