@@ -6,6 +6,11 @@ State sync for a step, written at the moment Prefect makes the change:
   `retry_condition_fn`, the hook Prefect calls right before it sets AwaitingRetry; the delay
   is the exact value from the list handed to Prefect, so the time matches);
 - the attempt succeeds -> its output merged into `step_data`.
+
+The step's `timeout_seconds` is kept by the engine, not by Prefect: the executor runs under a
+deadline (tasks/deadline.py) that bounds its HTTP calls and sleeps, and an attempt still
+running past it fails as `timeout`. Prefect's task timeout is not set: steps run in worker
+threads, where it cannot interrupt a blocking call and warns on every run.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from engine.jobs.transitions import JobStatus
 from engine.security.redaction import redact
 from engine.settings import get_settings
 from tasks.context import StepContext
+from tasks.deadline import step_deadline
 from tasks.registry import get_executor
 
 T = TypeVar("T")
@@ -214,6 +220,22 @@ def _call_executor(
     return executor(step.config, step_input, ctx)
 
 
+def _within_timeout(seconds: float, call: Callable[[], T]) -> T:
+    """`call()` as a step attempt with `seconds` to finish. Past the deadline the attempt
+    fails with the step's timeout error, whatever `call` returned or raised (a call cut short
+    by the deadline raises an error of its own, e.g. an HTTP read timeout, replaced here)."""
+    with step_deadline(seconds) as deadline:
+        try:
+            result = call()
+        except Exception as exc:
+            if deadline.passed():
+                raise deadline.error() from exc
+            raise
+    if deadline.passed():
+        raise deadline.error()
+    return result
+
+
 def _record_failure(
     store: JobStore, job: JobInfo, step: StepPlan, attempt: int, exc: BaseException, ms: float
 ) -> None:
@@ -251,7 +273,9 @@ def run_step(job: JobInfo, step: StepPlan, steps_done: dict[str, Any], log_io: b
     logger.info("step started", extra=log_ctx)
     started = time.perf_counter()
     try:
-        output = _call_executor(job, step, steps_done, attempt, log_io)
+        output = _within_timeout(
+            step.timeout_seconds, lambda: _call_executor(job, step, steps_done, attempt, log_io)
+        )
     except BaseException as exc:
         _record_failure(
             store, job, step, attempt, exc, round((time.perf_counter() - started) * 1000, 1)
@@ -283,7 +307,8 @@ def _untraversed(value: T) -> T:
 def submit_step(
     job: JobInfo, step: StepPlan, steps_done: dict[str, Any], log_io: bool
 ) -> PrefectFuture[Any]:
-    """Submit the step's task run with its retry policy, timeout and retry hook."""
+    """Submit the step's task run with its retry policy and retry hook (the timeout is kept by
+    the task itself; see the module docstring)."""
     configured = run_step.with_options(
         name=step.step_id,
         task_run_name=step.step_id,
@@ -292,7 +317,6 @@ def submit_step(
         # next_retry_at is exact.
         retry_delay_seconds=list(step.delays) or 0,
         retry_jitter_factor=0.0,
-        timeout_seconds=step.timeout_seconds,
         retry_condition_fn=_make_retry_condition(shared_store(), job, step),
     )
     # quote(): Prefect would otherwise walk every value of the parameters on each submit (to

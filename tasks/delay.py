@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pydantic import Field, model_validator
 
 from engine.definitions.transformers import TransformerConfig, TransformerType
 from tasks.context import StepContext
+from tasks.deadline import bounded_sleep
 
 
 class DelayConfig(TransformerConfig):
@@ -25,9 +25,10 @@ class DelayConfig(TransformerConfig):
 
 
 def execute_delay(config: DelayConfig, step_input: dict[str, Any], ctx: StepContext) -> Any:
-    """Sleep `config.seconds`, then return the step input unchanged."""
+    """Sleep `config.seconds` (no longer than the step's time left), then return the step
+    input unchanged."""
     del ctx
-    time.sleep(config.seconds)
+    bounded_sleep(config.seconds)
     return step_input
 
 

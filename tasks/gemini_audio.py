@@ -16,6 +16,7 @@ import httpx
 
 from engine.errors import ErrorKind, StepError
 from tasks.context import StepContext
+from tasks.deadline import bounded_sleep
 from tasks.gemini_replies import enum_name
 from tasks.http_client import make_client
 from tasks.http_messages import check_url, classify_errors, http_status_error
@@ -117,7 +118,7 @@ def wait_active(
                 f"uploaded file not ACTIVE after {config.file_poll_timeout_seconds} s "
                 f"(state {state})",
             )
-        time.sleep(config.file_poll_interval_seconds)
+        bounded_sleep(config.file_poll_interval_seconds)
         assert uploaded.name is not None
         current = client.files.get(name=uploaded.name)
     return current

@@ -14,6 +14,8 @@ Residual risks, by design: a pooled keep-alive connection is reused for later re
 the same scheme/host/port without a new lookup (it was checked when opened); environment
 proxies are ignored (`trust_env=False`), so an operator who needs an egress proxy must add one
 here deliberately.
+
+Within a step attempt every request also keeps to the step's deadline (tasks/deadline.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import httpx
 from engine.errors import ErrorKind, StepError
 from engine.security.networks import IPNetwork, split_networks
 from engine.settings import Settings
+from tasks.deadline import DeadlineStream, bound_request
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -208,13 +211,18 @@ class GuardedTransport(httpx.HTTPTransport):
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Refuse anything but http(s) before touching the network."""
+        """Refuse anything but http(s) before touching the network; within a step attempt,
+        keep the request and its body within the step's deadline (tasks/deadline.py)."""
         if request.url.scheme not in ("http", "https"):
             raise StepError(
                 ErrorKind.CLIENT_ERROR,
                 f"only http and https URLs are allowed, not {request.url.scheme!r}",
             )
-        return super().handle_request(request)
+        deadline = bound_request(request)
+        response = super().handle_request(request)
+        if deadline is not None and isinstance(response.stream, httpx.SyncByteStream):
+            response.stream = DeadlineStream(response.stream, deadline, request)
+        return response
 
 
 def make_client(
