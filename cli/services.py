@@ -9,6 +9,7 @@ the stack.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -40,6 +41,47 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class PortInUseError(RuntimeError):
+    """A port a service of the stack must listen on is taken by another process."""
+
+    def __init__(self, port: int, what: str, option: str | None = None) -> None:
+        hint = "stop what listens there" + (f" or pass {option}" if option else "")
+        super().__init__(f"port {port} ({what}) is already in use; {hint}")
+        self.port = port
+        self.what = what
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something answers on host:port or holds it so that a server could not listen.
+
+    Both checks: a connection finds a server on the wildcard address that a BSD bind with
+    SO_REUSEADDR would not see; the bind finds a port held without listening. SO_REUSEADDR,
+    as uvicorn sets it, so connections of a stopped server closing in TIME_WAIT do not count.
+    """
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        if probe.connect_ex((host, port)) == 0:
+            return True
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def require_free_port(
+    port: int, what: str, *, option: str | None = None, host: str = "127.0.0.1"
+) -> None:
+    """PortInUseError naming `port`, `what` wanted it and the command-line `option` that
+    picks another, unless a server could listen on host:port now."""
+    if port_in_use(port, host):
+        raise PortInUseError(port, what, option)
 
 
 class Service:
@@ -76,6 +118,22 @@ class Service:
             return [int(p.pid) for p in psutil.Process(self.pid).children(recursive=True)]
         return []
 
+    def listens_on(self, port: int) -> bool | None:
+        """Whether the process or one it started listens on TCP `port` (None: not allowed
+        to look, so cannot tell)."""
+        for pid in [self.pid, *self.descendants()]:
+            try:
+                sockets = psutil.Process(pid).net_connections(kind="tcp")
+            except psutil.NoSuchProcess:
+                continue
+            except psutil.AccessDenied:
+                return None
+            if any(
+                s.status == psutil.CONN_LISTEN and s.laddr and s.laddr.port == port for s in sockets
+            ):
+                return True
+        return False
+
     def cpu_seconds(self) -> float:
         """CPU seconds of the process, its reaped children and its live descendants."""
         try:
@@ -108,16 +166,24 @@ class Service:
 
 
 def wait_http(url: str, *, timeout: float, service: Service | None = None) -> None:
-    """Poll `url` until it answers below 500; RuntimeError if `service` exits or time is up."""
+    """Poll `url` until it answers below 500; RuntimeError if `service` exits or time is up.
+
+    With `service`, an answer counts only while the service (or a process it started) listens
+    on the URL's port: another server already on that port is never taken for it.
+    """
+    port = httpx.URL(url).port or (443 if url.startswith("https:") else 80)
     deadline = time.monotonic() + timeout
+    foreign = ""
     while time.monotonic() < deadline:
         if service is not None and not service.alive():
-            raise RuntimeError(f"{service.name} exited; see {service.log_path}")
+            raise RuntimeError(f"{service.name} exited{foreign}; see {service.log_path}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=2).status_code < 500:
-                return
+                if service is None or service.listens_on(port) is not False:
+                    return
+                foreign = f" (another process answers on port {port})"
         time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s{foreign}")
 
 
 #: Set by a stop signal; while a caller waits in `signals_deferred`, that is all it does.
