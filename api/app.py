@@ -15,7 +15,6 @@ from fastapi import APIRouter, Depends, FastAPI
 from api.auth import TokenVerifier
 from api.bodylimit import BodySizeLimitMiddleware
 from api.client_address import trusted_networks
-from api.dispatcher import Dispatcher
 from api.errors import install_error_handlers
 from api.identity import store_directory
 from api.metrics import install_metrics
@@ -26,6 +25,7 @@ from api.routes import docs, health, jobs, metrics, operator, workflows
 from api.routes.local_auth import local_auth_router
 from api.strict_input import check_parameters
 from api.unhandled import UnhandledErrorMiddleware
+from engine.admission import PendingDispatcher
 from engine.db.store import JobStore
 from engine.dispatch import RunStarter
 from engine.settings import Settings, get_settings
@@ -52,18 +52,25 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        """Open the store, the run starter and the dispatcher; close what this app opened."""
+        """Open the store, the run starter and the admission dispatcher; close what this app
+        opened."""
         from engine.db.connection import shared_store
 
         app.state.store = store or shared_store(settings)
-        # The request path fails fast: a job Prefect cannot take now stays `pending` and the
-        # maintenance flow dispatches it.
+        # Fails fast: a job Prefect cannot take now stays `pending`, and admission retries.
         app.state.starter = starter or RunStarter.own_client(
             settings.prefect_deployment, fail_fast=True
         )
-        app.state.dispatcher = Dispatcher(app.state.starter, app.state.store)
+        admission = None
+        if settings.api_admission:
+            admission = PendingDispatcher.from_settings(
+                app.state.store, app.state.starter.try_start, settings
+            )
+            admission.start()
+        app.state.admission = admission
         yield
-        app.state.dispatcher.close()
+        if admission is not None:
+            admission.stop()
         if starter is None:
             app.state.starter.close()
 

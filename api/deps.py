@@ -22,7 +22,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import AuthError, Principal, TokenVerifier, bearer_token, openapi_bearer_scheme
 from api.client_address import client_ip
-from api.dispatcher import Dispatcher
 from api.identity import UserDirectory
 from api.probe import ProbeCache
 from api.ratelimit import PER_USER_GROUPS, RateLimiter, raise_if_limited
@@ -48,11 +47,6 @@ def job_store(request: Request) -> JobStore:
 def run_starter(request: Request) -> RunStarter:
     """The app's flow-run starter (created at startup)."""
     return request.app.state.starter  # type: ignore[no-any-return]
-
-
-def dispatcher(request: Request) -> Dispatcher:
-    """The app's dispatcher, which creates flow runs after the answer (created at startup)."""
-    return request.app.state.dispatcher  # type: ignore[no-any-return]
 
 
 def metrics_registry(request: Request) -> CollectorRegistry:
@@ -92,7 +86,6 @@ def health_probe(request: Request) -> ProbeCache:
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 StoreDep = Annotated[JobStore, Depends(job_store)]
 StarterDep = Annotated[RunStarter, Depends(run_starter)]
-DispatcherDep = Annotated[Dispatcher, Depends(dispatcher)]
 MetricsRegistryDep = Annotated[CollectorRegistry, Depends(metrics_registry)]
 HealthProbeDep = Annotated[ProbeCache, Depends(health_probe)]
 

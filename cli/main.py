@@ -158,6 +158,35 @@ def api(
 
 
 @app.command()
+def dispatcher() -> None:
+    """Hand pending jobs to Prefect (admission), woken by NOTIFY, until Ctrl-C or SIGTERM.
+
+    The API runs one in its own process unless API_ADMISSION=false; run this instead where
+    the API hosts should not talk to Prefect. Several at once are safe (SKIP LOCKED)."""
+    import threading
+
+    from cli.services import stop_on_signals
+    from engine.admission import PendingDispatcher
+    from engine.db.connection import shared_store
+    from engine.dispatch import RunStarter
+
+    settings = get_settings()
+    starter = RunStarter.own_client(settings.prefect_deployment, fail_fast=True)
+    loop = PendingDispatcher.from_settings(shared_store(settings), starter.try_start, settings)
+    with stop_on_signals():
+        loop.start()
+        console.print("dispatching pending jobs; Ctrl-C to stop")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            loop.stop()
+            starter.close()
+    console.print(f"dispatched {loop.dispatched}, left pending {loop.deferred}")
+
+
+@app.command()
 def deploy() -> None:
     """Create the work pools and deploy every deployment of prefect.yaml to PREFECT_API_URL.
 

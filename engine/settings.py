@@ -117,7 +117,19 @@ class Settings(BaseSettings):
         description="A running job silent this long is presumed dead and resubmitted.",
     )
     dispatch_grace_seconds: float = Field(
-        default=10.0, ge=0, description="Age before the dispatcher takes an undispatched job."
+        default=10.0, ge=0, description="Age before maintenance takes an undispatched job."
+    )
+    api_admission: bool = Field(
+        default=True,
+        description="Run the admission dispatcher (pending jobs to Prefect) in the API process; "
+        "off when `supaflow dispatcher` runs on its own.",
+    )
+    admission_batch: int = Field(default=50, ge=1, description="Jobs one admission claim takes.")
+    admission_parallel: int = Field(
+        default=8, ge=1, description="Flow-run creations the dispatcher has in flight at once."
+    )
+    admission_poll_seconds: float = Field(
+        default=5.0, gt=0, description="Admission's look for pending jobs without a NOTIFY."
     )
     resubmit_backoff_seconds: float = Field(
         default=5.0, ge=0, description="First delay of job-level resubmission (doubles)."

@@ -15,7 +15,6 @@ Modules:
   worker.heartbeat       the flow-run heartbeat events of the runs a worker holds
   worker.ownership       Owner, infrastructure ids, process_alive (who executes a run)
   worker.reaping         mark_crashed; Crashed for runs whose worker process is gone
-  worker.wake            LISTEN/NOTIFY: a worker polls at once when a job gets its flow run
   worker.deployments     ensure_work_pool, ensure_warm_deployment[_async]
   worker.serve           run_worker, serve_warm_worker, run_command, `python -m worker` (main)
   worker.command_options defaults and help of `python -m worker` / `supaflow worker`

@@ -6,7 +6,7 @@ the worker heartbeat and the pool's status, and reports every state through the 
 What changes is where a run executes: in a thread of this process (worker/execution.py).
 
 - Bounded: at most `limit` runs at once (BaseWorker's capacity limiter).
-- Woken, not only polled: with a database URL the worker LISTENs (worker/wake.py) and polls
+- Woken, not only polled: with a database URL the worker LISTENs (engine/db/listen.py) and polls
   its pool at once when a job receives its flow run id; the regular poll stays the fallback.
 - Cancellation (worker/cancellation.py), flow-run heartbeats (worker/heartbeat.py), crashed
   runs of dead workers on this host (worker/reaping.py, worker/ownership.py).
@@ -41,7 +41,7 @@ from worker.flow_loading import RUN_WORKFLOW_ENTRYPOINT, FlowCache
 from worker.heartbeat import emit_heartbeats
 from worker.ownership import this_host, this_process_id
 from worker.reaping import mark_crashed, reap_orphaned_runs
-from worker.wake import NotificationListener
+from engine.db.listen import NotificationListener
 
 WORKER_TYPE = "supaflow-warm"
 DESCRIPTION = "Runs flow runs in threads of a warm, long-lived worker process."

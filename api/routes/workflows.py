@@ -7,10 +7,10 @@ import json
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, BackgroundTasks, Header, Response
+from fastapi import APIRouter, Header, Response
 
 from api.auth import AuthError
-from api.deps import DispatcherDep, ReadPrincipal, StartPrincipal, StoreDep
+from api.deps import ReadPrincipal, StartPrincipal, StoreDep
 from api.models import StartRequest, StartResponse, WorkflowList, WorkflowSummary
 from api.responses import USER_CHECK, error_responses
 from api.strict_input import StrictJSONRoute
@@ -73,12 +73,14 @@ def start_workflow(
     body: StartRequest,
     principal: StartPrincipal,
     store: StoreDep,
-    dispatcher: DispatcherDep,
     response: Response,
-    background: BackgroundTasks,
     idempotency_key: IdempotencyKey = None,
 ) -> StartResponse:
-    """Record a `pending` job for the caller and ask Prefect to run it; does not wait."""
+    """Record a `pending` job for the caller; does not wait on Prefect.
+
+    The committed row is the request to run it: its insert notifies the admission dispatcher
+    (engine/admission.py), which creates the flow run. If no dispatcher runs, the maintenance
+    flow's dispatch pass takes the job."""
     check_input_data(store.get_workflow(body.workflow_id), body.input_data)
     try:
         created = store.create_job(
@@ -91,12 +93,7 @@ def start_workflow(
     except UnknownUserError:
         # A valid signature for a user that no longer exists: the token is revoked.
         raise AuthError("token subject is not a known user") from None
-    if created.created:
-        # The row is committed; the flow run is created after the answer is sent, so the
-        # caller never waits on Prefect. If this process dies first, the job is still
-        # pending without a flow run and the maintenance flow dispatches it.
-        background.add_task(dispatcher.dispatch, created.id)
-    else:
+    if not created.created:
         response.status_code = 200
     response.headers["Location"] = f"/jobs/{created.id}"
     return StartResponse(

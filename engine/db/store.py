@@ -9,6 +9,7 @@ job creation and dispatch, and the reads. What the engine reads comes back as ty
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -164,27 +165,36 @@ class JobStore(JobWrites):
         *,
         grace_seconds: float,
         limit: int = 100,
+        parallel: int = 1,
     ) -> list[tuple[str, str | None]]:
-        """Hand pending jobs that never reached the orchestrator to `start`.
+        """Hand pending jobs that never reached the orchestrator to `start`, oldest first and
+        fair across users (jobs_pending_undispatched.sql); up to `parallel` calls at once.
 
         The jobs stay row-locked (FOR UPDATE SKIP LOCKED) while `start` runs, so two
         dispatchers never take the same job. `start` returns the flow-run id or None (still
-        unreachable: the job stays pending for the next pass).
+        unreachable: the job stays pending for the next pass). The ids are recorded in the
+        same transaction, so a job is never left locked with its run unrecorded.
         """
-        outcomes: list[tuple[str, str | None]] = []
         with self.pool.connection() as conn, conn.transaction():
             rows = conn.execute(
                 query("jobs_pending_undispatched"),
-                {"grace_seconds": grace_seconds, "limit": limit},
+                {"grace_seconds": grace_seconds, "limit": limit, "window": limit * 4},
             ).fetchall()
-            for job in map(PendingJob.from_row, rows):
-                flow_run_id = start(job.id)
-                if flow_run_id is not None:
-                    conn.execute(
-                        query("job_set_flow_run"), {"job_id": job.id, "flow_run_id": flow_run_id}
-                    )
-                outcomes.append((job.id, flow_run_id))
-        return outcomes
+            ids = [PendingJob.from_row(row).id for row in rows]
+            if parallel > 1 and len(ids) > 1:
+                with ThreadPoolExecutor(min(parallel, len(ids)), "dispatch") as pool:
+                    runs = list(pool.map(start, ids))
+            else:
+                runs = [start(job_id) for job_id in ids]
+            started = [
+                {"job_id": job_id, "flow_run_id": run}
+                for job_id, run in zip(ids, runs, strict=True)
+                if run is not None
+            ]
+            if started:
+                with conn.cursor() as cur:
+                    cur.executemany(query("job_set_flow_run"), started)
+        return list(zip(ids, runs, strict=True))
 
     # -- jobs: user reads (RLS) -----------------------------------------------------------
 

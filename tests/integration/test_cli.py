@@ -142,3 +142,46 @@ def test_token_uses_the_issuer_the_local_stack_recorded(
         issuer=stack_issuer,
     )
     assert claims["email"] == "dev@example.com"
+
+
+def test_dispatcher_command_takes_pending_jobs_and_stops_on_sigterm(
+    engine_env: str, db: psycopg.Connection[Any]
+) -> None:
+    """`supaflow dispatcher` wakes for a new pending job; with Prefect unreachable the job
+    stays pending (nothing lost), and SIGTERM stops the command cleanly with its counts."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from dbfixtures import create_user, insert_job, insert_workflow
+    from waiting import wait_until
+
+    with socket.socket() as sock:  # a port nobody listens on: Prefect is down
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{closed}/api", "LOG_JSON": "false"}
+    supaflow = str(Path(sys.executable).parent / "supaflow")
+    proc = subprocess.Popen(
+        [supaflow, "dispatcher"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        wait_until(lambda: "dispatching" in proc.stdout.readline(), 60, "the dispatcher")
+        job = insert_job(db, create_user(db), insert_workflow(db))
+        wait_until(
+            lambda: "could not create a flow run" in proc.stdout.readline(), 60, "an attempt"
+        )
+        pending = "select 1 from public.jobs where id = %s and status = 'pending'"
+        assert db.execute(pending, [job]).fetchone() == (1,)
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, output
+    assert "dispatched 0, left pending 1" in output

