@@ -31,7 +31,7 @@ if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench import report as out
-from bench.stacks import raw_deployment, run_setups, start_engine, workflow_id
+from bench.stacks import Benchmark, engine_running, raw_deployment, workflow_id
 from cli.stack import LocalStack
 
 KINDS = ("post", "get")
@@ -130,57 +130,53 @@ def engine_side(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
     """The engine's API under the load (with --api-only it cannot reach Prefect), then how
     long until every job it created had its flow run."""
     api_env = {"PREFECT_API_URL": "http://127.0.0.1:9/api"} if args.api_only else None
-    token = start_engine(stack, limit=10 if args.with_worker else None, api_env=api_env)
-    start = ("/workflows/start", {"workflow_id": workflow_id(3), "input_data": {"x": 1}})
-    side = Side(stack.api_url, {"Authorization": f"Bearer {token}"}, start, "/jobs/{id}", "job_id")
-    result, created = measured(stack, side, args)
-    started, dispatched = time.monotonic(), 0
-    sql = "select count(*) as n from public.jobs where id = any(%s::uuid[])"
-    sql += " and prefect_flow_run_id is not null"
-    while not args.api_only and time.monotonic() - started < 120:
-        with out.connect(stack.database_url) as conn:
-            dispatched = int((conn.execute(sql, [created]).fetchone() or {"n": 0})["n"])
-        if dispatched >= len(created):
-            break
-        time.sleep(0.5)
-    result.update(jobs_created=len(created), jobs_with_flow_run=dispatched)
-    result["flow_runs_all_created_after_s"] = round(time.monotonic() - started, 1)
-    stack.stop("api")
-    stack.stop("warm-worker")
-    return result
+    with engine_running(stack, limit=10 if args.with_worker else None, api_env=api_env) as token:
+        start = ("/workflows/start", {"workflow_id": workflow_id(3), "input_data": {"x": 1}})
+        headers = {"Authorization": f"Bearer {token}"}
+        result, created = measured(
+            stack, Side(stack.api_url, headers, start, "/jobs/{id}", "job_id"), args
+        )
+        started, dispatched = time.monotonic(), 0
+        sql = "select count(*) as n from public.jobs where id = any(%s::uuid[])"
+        sql += " and prefect_flow_run_id is not null"
+        while not args.api_only and time.monotonic() - started < 120:
+            with out.connect(stack.database_url) as conn:
+                dispatched = int((conn.execute(sql, [created]).fetchone() or {"n": 0})["n"])
+            if dispatched >= len(created):
+                break
+            time.sleep(0.5)
+        result.update(jobs_created=len(created), jobs_with_flow_run=dispatched)
+        result["flow_runs_all_created_after_s"] = round(time.monotonic() - started, 1)
+        return result
 
 
 def raw_side(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
     """Prefect's own create and read endpoints; no worker, so the runs stay scheduled."""
     with raw_deployment(stack, "process", None) as deployment:
-        start = (
-            f"deployments/{deployment}/create_flow_run",
-            {"parameters": {"x": {"x": 1}, "steps": 3}},
-        )
-        return measured(
-            stack, Side(stack.prefect_api_url + "/", {}, start, "flow_runs/{id}", "id"), args
-        )[0]
+        body = {"parameters": {"x": {"x": 1}, "steps": 3}}
+        start = (f"deployments/{deployment}/create_flow_run", body)
+        side = Side(stack.prefect_api_url + "/", {}, start, "flow_runs/{id}", "id")
+        return measured(stack, side, args)[0]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Drive the engine, then raw Prefect; print the table, write the JSON."""
-    args = out.parse(
-        __doc__,
-        argv,
-        ("--rate", 100.0, "requests per second", "rate_per_s"),
-        ("--duration", 60.0, "seconds per side", "duration_s"),
-        ("--max-inflight", 500, "most requests waiting at once (more are skipped)", "max_inflight"),
-        ("--post-share", 0.5, "share of requests that start a job"),
-        (
-            "--api-only",
-            False,
-            "diagnostic: the API cannot reach Prefect (a closed port), so a"
-            " POST costs only the API and PostgreSQL; jobs stay pending for the dispatcher",
-        ),
-        ("--with-worker", False, "also run the engine's warm worker", "engine_worker_running"),
-        ("--setups", "engine,raw", "comma-separated subset"),
-    )
-    machine, results = run_setups("api-load", args, {"engine": engine_side, "raw": raw_side})
+OPTIONS = [
+    ("--rate", 100.0, "requests per second", "rate_per_s"),
+    ("--duration", 60.0, "seconds per side", "duration_s"),
+    ("--max-inflight", 500, "most requests waiting at once (more are skipped)", "max_inflight"),
+    ("--post-share", 0.5, "share of requests that start a job"),
+    (
+        "--api-only",
+        False,
+        "diagnostic: the API cannot reach Prefect (a closed port), so a"
+        " POST costs only the API and PostgreSQL; jobs stay pending for the dispatcher",
+    ),
+    ("--with-worker", False, "also run the engine's warm worker", "engine_worker_running"),
+]
+
+
+def show(args: Any, results: dict[str, Any]) -> Any:
+    """The latency table and each side's rates; the targets, the settings with the mix,
+    whether any side ran. The raw side reports as `raw_prefect`."""
     if "raw" in results:
         results["raw_prefect"] = results.pop("raw")
     rows = [
@@ -206,10 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     mix = f"{args.post_share:.0%} POST (start), the rest GET (one of the 50 newest), spread evenly"
     settings = {**args.settings, "mix": mix, "api_reaches_prefect": not args.api_only, **METHOD}
-    measured = {"machine": machine, "settings": settings, **out.split(results)}
-    out.finish("api_load", args, measured, targets)
-    return 0 if results else 1
+    return targets, {"settings": settings}, bool(results)
 
+
+main = Benchmark(
+    "api_load", __doc__, OPTIONS, {"engine": engine_side, "raw": raw_side}, show, stack="api-load"
+)
 
 if __name__ == "__main__":
     sys.exit(main())

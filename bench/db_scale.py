@@ -159,16 +159,17 @@ def measure_all(url: str, args: argparse.Namespace) -> tuple[dict[str, float], d
     return generation, results
 
 
+OPTIONS = [
+    ("--rows", 1_000_000, "jobs (default 1,000,000)"),
+    ("--users", 10_000, "users (default 10,000)"),
+    ("--reps", 30, "timed runs per query"),
+    ("--no-plans", False, "do not print the plans"),
+]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Generate the data, measure every case, print plans and the table, write the JSON."""
-    args = out.parse(
-        __doc__,
-        argv,
-        ("--rows", 1_000_000, "jobs (default 1,000,000)"),
-        ("--users", 10_000, "users (default 10,000)"),
-        ("--reps", 30, "timed runs per query"),
-        ("--no-plans", False, "do not print the plans"),
-    )
+    args = out.parse(__doc__, argv, *OPTIONS)
     machine, database = out.machine_info(), ScratchDatabase(out.admin_url(), "bench_dbscale")
     try:
         generation, results = measure_all(database.url, args)

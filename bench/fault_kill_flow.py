@@ -19,7 +19,7 @@ from pathlib import Path
 if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.faults import FaultBench, TrialResult, fault_main
+from bench.faults import FaultBench, FaultScript, TrialResult
 from cli.scratch import kill_flow_run
 
 
@@ -33,18 +33,17 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
         result.notes.append(f"job {job_id[:8]}: killed pid {pid} in step 'wait'")
     bench.wait_settled(job_ids, args.timeout)
     bench.tally(result, job_ids)
-    result.ok = result.completed == result.posted and result.rerun_steps == 0
+    counts = result.counts
+    result.ok = counts["completed"] == counts["posted"] and counts["rerun_steps"] == 0
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the trials; exit status 0 when the property held in every one."""
-    options = [
-        ("--jobs", 1, "jobs killed per trial", "jobs_per_trial"),
-        ("--delay", 3.0, "seconds of `wait`", "delay_seconds"),
-    ]
-    title = "kill -9 of the flow-run process mid-step"
-    return fault_main("fault_kill_flow", title, __doc__, argv, trial, options)
+OPTIONS = [
+    ("--jobs", 1, "jobs killed per trial", "jobs_per_trial"),
+    ("--delay", 3.0, "seconds of `wait`", "delay_seconds"),
+]
+TITLE = "kill -9 of the flow-run process mid-step"
+main = FaultScript("fault_kill_flow", TITLE, __doc__, trial, OPTIONS)
 
 
 if __name__ == "__main__":

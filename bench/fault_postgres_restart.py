@@ -20,7 +20,7 @@ from pathlib import Path
 if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.faults import FaultBench, TrialResult, fault_main
+from bench.faults import FaultBench, FaultScript, TrialResult
 from bench.stacks import FAST_RECOVERY_ENV
 
 
@@ -38,7 +38,7 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
     result.extra = {"postgres_down_seconds": round(time.monotonic() - started, 1)}
     bench.wait_settled(job_ids, args.timeout)
     bench.tally(result, job_ids)
-    result.ok = result.stuck == 0
+    result.ok = result.counts["stuck"] == 0
     return result
 
 
@@ -48,21 +48,19 @@ def settings(args: argparse.Namespace) -> dict[str, str]:
     return {**FAST_RECOVERY_ENV, **beat, "HEARTBEAT_WINDOW_SECONDS": str(6 * args.heartbeat)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the trials; exit status 0 when the property held in every one."""
-    options = [
-        ("--jobs", 3, "jobs running during the restart", "jobs_per_trial"),
-        ("--downtime", 2.0, "seconds PostgreSQL is down", "downtime_seconds"),
-        ("--delay", 4.0, "seconds of the `wait` step", "delay_seconds"),
-        (
-            "--heartbeat",
-            3.0,
-            "JOB_HEARTBEAT_SECONDS; the window is 6 beats. A slow beat leaves"
-            " stale pooled connections for the steps to find (a fast one uses them up first)",
-        ),
-    ]
-    title = "PostgreSQL restarted mid-run"
-    return fault_main("fault_postgres_restart", title, __doc__, argv, trial, options, settings)
+OPTIONS = [
+    ("--jobs", 3, "jobs running during the restart", "jobs_per_trial"),
+    ("--downtime", 2.0, "seconds PostgreSQL is down", "downtime_seconds"),
+    ("--delay", 4.0, "seconds of the `wait` step", "delay_seconds"),
+    (
+        "--heartbeat",
+        3.0,
+        "JOB_HEARTBEAT_SECONDS; the window is 6 beats. A slow beat leaves"
+        " stale pooled connections for the steps to find (a fast one uses them up first)",
+    ),
+]
+TITLE = "PostgreSQL restarted mid-run"
+main = FaultScript("fault_postgres_restart", TITLE, __doc__, trial, OPTIONS, settings)
 
 
 if __name__ == "__main__":

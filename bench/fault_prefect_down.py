@@ -21,7 +21,7 @@ from pathlib import Path
 if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.faults import FaultBench, TrialResult, fault_main
+from bench.faults import FaultBench, FaultScript, TrialResult
 
 
 def _timed_post(bench: FaultBench, number: int) -> tuple[str, float, float]:
@@ -58,19 +58,18 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
     }
     bench.wait_settled([before, *during], args.timeout)
     bench.tally(result, [before, *during])
-    result.ok = result.completed == result.posted
+    result.ok = result.counts["completed"] == result.counts["posted"]
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the trials; exit status 0 when the property held in every one."""
-    options = [
-        ("--jobs", 3, "jobs posted while Prefect is down", "jobs_posted_while_down"),
-        ("--downtime", 3.0, "seconds Prefect stays down", "downtime_seconds"),
-        ("--delay", 2.0, "seconds of the `wait` step", "delay_seconds"),
-    ]
-    title = "Prefect server stopped while jobs are posted"
-    return fault_main("fault_prefect_down", title, __doc__, argv, trial, options)
+OPTIONS = [
+    ("--jobs", 3, "jobs posted while Prefect is down", "jobs_posted_while_down"),
+    ("--downtime", 3.0, "seconds Prefect stays down", "downtime_seconds"),
+    ("--delay", 2.0, "seconds of the `wait` step", "delay_seconds"),
+]
+main = FaultScript(
+    "fault_prefect_down", "Prefect server stopped while jobs are posted", __doc__, trial, OPTIONS
+)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ both records together; load_concurrent counts with it too).
 `fault_bench` is `bench.stacks.fault_stack` with a counting endpoint and a counting workflow
 (`fetch` calls the endpoint, `wait` sleeps, `notify` calls it again). A script's trial posts
 jobs through the API, breaks one part of the stack, waits while maintenance passes run every
-second (as the schedule would) and counts what happened; `fault_main` is each script's main.
+second (as the schedule would) and counts what happened; `FaultScript` is each script's main.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from bench.report import markdown_table, parse, write_report
+from bench.report import Option, markdown_table, parse, write_report
 from bench.stacks import FAST_RECOVERY_ENV, NOOP, fault_stack
 from cli import scratch
 from cli.stack import LocalStack
@@ -142,20 +142,20 @@ def count_reruns(events: Iterable[Mapping[str, Any]], hits: Mapping[str, int]) -
 
 @dataclass
 class TrialResult:
-    """Counts of one fault trial; `ok` says whether the property held."""
+    """Counts of one fault trial (`COUNTS`); `ok` says whether the property held."""
 
     trial: int
-    posted: int = 0
-    completed: int = 0
-    failed: int = 0
-    stuck: int = 0
-    rerun_steps: int = 0
-    resubmissions: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     seconds: float = 0.0
     ok: bool = False
     notes: list[str] = field(default_factory=list)
     #: Counts particular to one fault (printed under the table, kept in the JSON).
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def report(self) -> dict[str, Any]:
+        """The trial as the JSON report holds it, its counts beside the trial number."""
+        data = asdict(self)
+        return {"trial": data.pop("trial"), **data.pop("counts"), **data}
 
 
 @dataclass
@@ -210,13 +210,14 @@ class FaultBench:
     def tally(self, result: TrialResult, job_ids: Sequence[str]) -> None:
         """Count the jobs' final statuses, re-run steps and resubmissions; note why each job
         was resubmitted and why any did not complete."""
+        counts = result.counts
         for job_id in job_ids:
             row = self.job(job_id)
-            result.posted += 1
-            result.completed += row["status"] == "completed"
-            result.failed += row["status"] == "failed"
-            result.rerun_steps += count_reruns(self.events(job_id), self.counter.hits(job_id))
-            result.resubmissions += int(row["resubmissions"])
+            counts["posted"] += 1
+            counts["completed"] += row["status"] == "completed"
+            counts["failed"] += row["status"] == "failed"
+            counts["rerun_steps"] += count_reruns(self.events(job_id), self.counter.hits(job_id))
+            counts["resubmissions"] += int(row["resubmissions"])
             result.notes += [
                 f"job {job_id[:8]}: resubmitted because {entry.get('reason')}"
                 for entry in row.get("state_history") or []
@@ -224,7 +225,7 @@ class FaultBench:
             ]
             if row["status"] != "completed":
                 result.notes.append(f"job {job_id[:8]} {row['status']}: {row['error_message']}")
-        result.stuck = result.posted - result.completed - result.failed
+        counts["stuck"] = counts["posted"] - counts["completed"] - counts["failed"]
 
 
 @contextmanager
@@ -252,17 +253,15 @@ def run_trials(trials: int, trial: Callable[[int], TrialResult], title: str) -> 
             r = TrialResult(trial=number, notes=[f"error: {type(exc).__name__}: {exc}"])
         r.seconds = round(time.monotonic() - started, 1)
         results.append(r)
-        counts = f"posted={r.posted} completed={r.completed} failed={r.failed} stuck={r.stuck}"
-        verdict = "ok" if r.ok else "VIOLATED"
-        print(
-            f"trial {number}: {counts} re-run={r.rerun_steps} {r.seconds:.1f} s {verdict}",
-            flush=True,
-        )
+        counts = " ".join(f"{k}={r.counts[k]}" for k in COUNTS[:4])
+        rerun, verdict = r.counts["rerun_steps"], "ok" if r.ok else "VIOLATED"
+        print(f"trial {number}: {counts} re-run={rerun} {r.seconds:.1f} s {verdict}", flush=True)
     headers = ["trial", "posted", "completed", "failed", "stuck", "re-run steps", "resubmitted"]
-    rows = [[r.trial, *(getattr(r, k) for k in COUNTS), f"{r.seconds:.1f}", r.ok] for r in results]
-    total = [sum(getattr(r, k) for r in results) for k in COUNTS]
+    rows = [[r.trial, *r.counts.values(), f"{r.seconds:.1f}", r.ok] for r in results]
     seconds = f"{sum(r.seconds for r in results):.1f}"
-    rows.append(["all", *total, seconds, f"{sum(r.ok for r in results)}/{len(results)}"])
+    rows.append(
+        ["all", *totals(results).values(), seconds, f"{sum(r.ok for r in results)}/{len(results)}"]
+    )
     print(f"\n{title}\n\n{markdown_table([*headers, 'seconds', 'ok'], rows, align='---:')}")
     for r in results:
         lines = ([", ".join(f"{k}={v}" for k, v in r.extra.items())] if r.extra else []) + r.notes
@@ -270,24 +269,33 @@ def run_trials(trials: int, trial: Callable[[int], TrialResult], title: str) -> 
     return results
 
 
-def fault_main(
-    name: str,
-    title: str,
-    doc: str | None,
-    argv: list[str] | None,
-    trial: Callable[[FaultBench, int, argparse.Namespace], TrialResult],
-    options: Sequence[tuple[Any, ...]],
-    env: Callable[[argparse.Namespace], dict[str, str]] = lambda _args: dict(FAST_RECOVERY_ENV),
-) -> int:
-    """The main of fault script `name`: its `options` (beyond --trials and --timeout), `trial`
-    run --trials times on a fault stack, the table under `title`, the JSON report (trials,
+def totals(results: Sequence[TrialResult]) -> dict[str, int]:
+    """Every count summed over the trials."""
+    return {k: sum(r.counts[k] for r in results) for k in COUNTS}
+
+
+@dataclass(frozen=True)
+class FaultScript:
+    """A fault script's main, `main(argv)`: --trials, --timeout and its `options` parsed,
+    `trial(bench, number, args)` run --trials times on one fault stack with the settings
+    `env(args)`, the table under `title`, the JSON report `.data/bench/<name>.json` (trials,
     totals, the options with a report key, settings); 0 if the property always held."""
-    trials = ("--trials", 3, "how many trials (default 3)")
-    args = parse(doc, argv, trials, ("--timeout", 120.0, "seconds a trial waits"), *options)
-    with fault_bench(name, env(args), args) as bench:
-        results = run_trials(args.trials, lambda n: trial(bench, n, args), title)
-    ok = bool(results) and all(r.ok for r in results)
-    totals = {k: sum(getattr(r, k) for r in results) for k in COUNTS}
-    data = {"trials": [asdict(r) for r in results], "totals": totals, "all_ok": ok}
-    write_report(name, {**data, **args.settings, "settings": env(args)}, args.report)
-    return 0 if ok else 1
+
+    name: str
+    title: str
+    doc: str | None
+    trial: Callable[[FaultBench, int, argparse.Namespace], TrialResult]
+    options: Sequence[Option]
+    env: Callable[[argparse.Namespace], dict[str, str]] = lambda _args: dict(FAST_RECOVERY_ENV)
+
+    def __call__(self, argv: list[str] | None = None) -> int:
+        """Run the trials with these arguments (None: the command line's); exit status."""
+        trials = ("--trials", 3, "how many trials (default 3)")
+        timeout = ("--timeout", 120.0, "seconds a trial waits")
+        args = parse(self.doc, argv, trials, timeout, *self.options)
+        with fault_bench(self.name, self.env(args), args) as bench:
+            results = run_trials(args.trials, lambda n: self.trial(bench, n, args), self.title)
+        ok = bool(results) and all(r.ok for r in results)
+        data = {"trials": [r.report() for r in results], "totals": totals(results), "all_ok": ok}
+        write_report(self.name, {**data, **args.settings, "settings": self.env(args)}, args.report)
+        return 0 if ok else 1

@@ -17,17 +17,16 @@ size.
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench import report as out
 from bench.latency import measure
-from bench.stacks import install_noop_workflow, raw_deployment, run_setups, start_engine
+from bench.stacks import Benchmark, engine_poster, install_noop_workflow, raw_deployment
 from bench.stacks import workflow_id as noop_workflow
 from cli.stack import LocalStack
 
@@ -52,61 +51,46 @@ def with_cpu(stack: LocalStack, args: Any, worker: str, run: Any) -> Any:
     return result
 
 
-def engine(keys: int, label: str) -> Any:
+def keys(args: Any, label: str) -> int:
+    """The extra keys of the input of setup `label`: --keys for a `-large` one, else none."""
+    return int(args.keys) if label.endswith("-large") else 0
+
+
+def engine(stack: LocalStack, args: Any, label: str) -> Any:
     """Jobs of the 5-step workflow through the API, run by the engine's warm worker."""
-
-    def setup(stack: LocalStack, args: Any) -> Any:
-        install_noop_workflow(STEPS)
-        headers = {"Authorization": f"Bearer {start_engine(stack, limit=4)}"}
-        body = {"workflow_id": noop_workflow(STEPS), "input_data": large_input(keys)}
-        with httpx.Client(base_url=stack.api_url, headers=headers, timeout=60) as client:
-            post = lambda: str(client.post("/workflows/start", json=body).json()["job_id"])  # noqa: E731
-            result = with_cpu(
-                stack, args, "warm-worker", lambda: measure(stack, args, label, post, False)
-            )
-        stack.stop("warm-worker")
-        stack.stop("api")
-        return result
-
-    return setup
+    install_noop_workflow(STEPS)
+    data = large_input(keys(args, label))
+    with engine_poster(stack, noop_workflow(STEPS), data, limit=4, timeout=60) as post:
+        return with_cpu(
+            stack, args, "warm-worker", lambda: measure(stack, args, label, post, False)
+        )
 
 
-def raw(keys: int, label: str) -> Any:
+def raw(stack: LocalStack, args: Any, label: str) -> Any:
     """The raw 5-task flow on a warm worker, the input as its parameter."""
-
-    def setup(stack: LocalStack, args: Any) -> Any:
-        with raw_deployment(stack, "supaflow-warm", 4) as deployment:
-            params = {"x": large_input(keys), "steps": STEPS}
-            start = lambda: out.run_raw(deployment, params)  # noqa: E731
-            try:
-                return with_cpu(
-                    stack, args, "raw-warm-worker", lambda: measure(stack, args, label, start, True)
-                )
-            except Exception as exc:  # Prefect refuses flow-run parameters over 512 KB
-                reason = f"{type(exc).__name__}: {str(exc)[:160]}"
-                print(f"{label:12s} refused: {reason}", flush=True)
-                return {"latency_seconds": {}, "cpu_seconds_per_job": {}, "refused": reason}
-
-    return setup
+    with raw_deployment(stack, "supaflow-warm", 4) as deployment:
+        params = {"x": large_input(keys(args, label)), "steps": STEPS}
+        start = lambda: out.run_raw(deployment, params)  # noqa: E731
+        try:
+            return with_cpu(
+                stack, args, "raw-warm-worker", lambda: measure(stack, args, label, start, True)
+            )
+        except Exception as exc:  # Prefect refuses flow-run parameters over 512 KB
+            reason = f"{type(exc).__name__}: {str(exc)[:160]}"
+            print(f"{label:12s} refused: {reason}", flush=True)
+            return {"latency_seconds": {}, "cpu_seconds_per_job": {}, "refused": reason}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run every setup, print the table, write the JSON; 0 unless a setup could not run."""
-    args = out.parse(
-        __doc__,
-        argv,
-        ("--n", 10, "measured jobs per setup (default 10)", "n"),
-        ("--warmup", 1, "unmeasured jobs first", "warmup"),
-        ("--keys", 60_000, "keys of the large input", "keys"),
-        ("--timeout", 120.0, "seconds per job at most"),
-        ("--setups", "engine-small,engine-large,raw-small,raw-large", "comma-separated subset"),
-    )
-    setups = {
-        "engine-small": engine(0, "engine-small"),
-        "engine-large": engine(args.keys, "engine-large"),
-    }
-    setups |= {"raw-small": raw(0, "raw-small"), "raw-large": raw(args.keys, "raw-large")}
-    machine, results = run_setups("large_input", args, setups)
+SETUPS = {label: partial(engine, label=label) for label in ("engine-small", "engine-large")}
+SETUPS |= {label: partial(raw, label=label) for label in ("raw-small", "raw-large")}
+KEYS = ("--keys", 60_000, "keys of the large input", "keys")
+TIMEOUT = ("--timeout", 120.0, "seconds per job at most")
+OPTIONS = [*out.one_at_a_time(10, 1), KEYS, TIMEOUT]
+
+
+def show(args: Any, results: dict[str, Any]) -> Any:
+    """The table; the target (large over small input), the engine's and the baselines'
+    results, whether the engine's setups measured a job."""
     rows = [
         (
             name,
@@ -128,12 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     targets = [out.check("engine large/small input p50", ratio, "<=", 1.5, "x")]
     engine_part = {k: v for k, v in results.items() if k.startswith("engine")}
     baselines = {k: v for k, v in results.items() if not k.startswith("engine")}
-    measured = {"machine": machine, "settings": args.settings, "engine": engine_part}
-    measured["baselines"] = baselines
-    out.finish("large_input", args, measured, targets)
-    ran = [r["latency_seconds"].get("n") for k, r in results.items() if k.startswith("engine")]
-    return 0 if ran and all(ran) else 1
+    ran = [r["latency_seconds"].get("n") for r in engine_part.values()]
+    return targets, {"engine": engine_part, "baselines": baselines}, bool(ran) and all(ran)
 
+
+main = Benchmark("large_input", __doc__, OPTIONS, SETUPS, show)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,16 +15,15 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench import report as out
-from bench.stacks import raw_deployment, run_setups, start_engine, workflow_id
+from bench.stacks import Benchmark, engine_poster, raw_deployment, workflow_id
 from cli.stack import LocalStack
 
 METHOD = {
@@ -65,42 +64,27 @@ def measure(stack: LocalStack, args: Any, label: str, start: Callable[[], str], 
 
 def engine(stack: LocalStack, args: Any) -> Any:
     """Jobs through the API, run by the engine's warm worker."""
-    headers = {"Authorization": f"Bearer {start_engine(stack, limit=args.limit)}"}
-    body = {"workflow_id": workflow_id(3), "input_data": {"x": 1}}
-    with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as client:
-        post = lambda: str(client.post("/workflows/start", json=body).json()["job_id"])  # noqa: E731
-        result = measure(stack, args, "engine", post, runs=False)
-    stack.stop("warm-worker")
-    stack.stop("api")
-    return result
+    with engine_poster(stack, workflow_id(3), {"x": 1}, limit=args.limit, timeout=30) as post:
+        return measure(stack, args, "engine", post, runs=False)
 
 
-def raw(label: str, kind: str, limit: str) -> Callable[[LocalStack, Any], Any]:
+def raw(stack: LocalStack, args: Any, label: str, kind: str, limit: str) -> Any:
     """The raw no-op flow on a worker of `kind`, its limit the option `limit`."""
-
-    def setup(stack: LocalStack, args: Any) -> Any:
-        with raw_deployment(stack, kind, getattr(args, limit)) as deployment:
-            start = lambda: out.run_raw(deployment, {"x": {"x": 1}, "steps": 3})  # noqa: E731
-            return measure(stack, args, label, start, runs=True)
-
-    return setup
+    with raw_deployment(stack, kind, getattr(args, limit)) as deployment:
+        start = lambda: out.run_raw(deployment, {"x": {"x": 1}, "steps": 3})  # noqa: E731
+        return measure(stack, args, label, start, runs=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run every setup, print the table, write the JSON; 0 unless a setup could not run."""
-    args = out.parse(
-        __doc__,
-        argv,
-        ("--n", 50, "measured jobs per setup (default 50)", "n"),
-        ("--warmup", 2, "unmeasured jobs first", "warmup"),
-        ("--limit", 10, "warm worker limit", "warm_worker_limit"),
-        ("--process-limit", 4, "process worker limit", "process_worker_limit"),
-        ("--timeout", 60.0, "seconds per job at most"),
-        ("--setups", "engine,raw-process,raw-warm", "comma-separated subset"),
-    )
-    setups = {"engine": engine, "raw-process": raw("raw-process", "process", "process_limit")}
-    setups["raw-warm"] = raw("raw-warm", "supaflow-warm", "limit")
-    machine, results = run_setups("latency", args, setups)
+SETUPS: dict[str, Callable[..., Any]] = {"engine": engine}
+SETUPS["raw-process"] = partial(raw, label="raw-process", kind="process", limit="process_limit")
+SETUPS["raw-warm"] = partial(raw, label="raw-warm", kind="supaflow-warm", limit="limit")
+TIMEOUT = ("--timeout", 60.0, "seconds per job at most")
+OPTIONS = [*out.one_at_a_time(50, 2), out.WARM_LIMIT, out.PROCESS_LIMIT, TIMEOUT]
+
+
+def show(args: Any, results: dict[str, Any]) -> Any:
+    """The latency table; the targets, the engine's p50 over each baseline's, whether every
+    setup measured a job."""
     rows = [
         (
             name,
@@ -123,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, p in p50.items()
         if name != "engine" and p50.get("engine") and p
     }
-    settings = {**args.settings, **METHOD}
-    measured = {"machine": machine, "settings": settings, **out.split(results), "ratios": ratios}
-    out.finish("latency", args, measured, targets)
-    return 0 if results and all(r["latency_seconds"].get("n") for r in results.values()) else 1
+    ran = bool(results) and all(r["latency_seconds"].get("n") for r in results.values())
+    return targets, {"ratios": ratios}, ran
 
+
+main = Benchmark("latency", __doc__, OPTIONS, SETUPS, show, METHOD)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,7 +23,6 @@ Exit status 0 when nothing was lost, nothing was duplicated and no request faile
 from __future__ import annotations
 
 import argparse
-import asyncio
 import random
 import secrets
 import sys
@@ -31,6 +30,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -130,26 +130,21 @@ def maintenance_pass() -> dict[str, Any]:
 
 def post_all(stack: LocalStack, tokens: list[str], starts: list[Start], clients: int) -> list[Any]:
     """POST every start with its Idempotency-Key, `clients` in flight; the answers."""
+    limits = httpx.Limits(max_connections=clients)
+    client = partial(httpx.AsyncClient, base_url=stack.api_url, timeout=60, limits=limits)
 
-    async def run() -> list[dict[str, Any] | None]:
-        limits = httpx.Limits(max_connections=clients)
-        async with httpx.AsyncClient(base_url=stack.api_url, timeout=60, limits=limits) as client:
+    async def one(client: httpx.AsyncClient, n: int) -> dict[str, Any]:
+        index, key = starts[n]
+        token = tokens[index % len(tokens)]
+        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key}
+        body = {"workflow_id": WORKFLOW, "input_data": {"i": index}}
+        try:
+            answer = await client.post("/workflows/start", headers=headers, json=body)
+        except httpx.HTTPError as exc:
+            return {"key": key, "status": type(exc).__name__}
+        return {"key": key, "status": answer.status_code, "job_id": answer.json().get("job_id")}
 
-            async def one(n: int) -> dict[str, Any]:
-                index, key = starts[n]
-                token = tokens[index % len(tokens)]
-                headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key}
-                body = {"workflow_id": WORKFLOW, "input_data": {"i": index}}
-                try:
-                    answer = await client.post("/workflows/start", headers=headers, json=body)
-                except httpx.HTTPError as exc:
-                    return {"key": key, "status": type(exc).__name__}
-                job_id = answer.json().get("job_id")
-                return {"key": key, "status": answer.status_code, "job_id": job_id}
-
-            return await out.limited(len(starts), clients, one)
-
-    return [a for a in asyncio.run(run()) if a is not None]
+    return [a for a in out.burst(client, len(starts), clients, one) if a is not None]
 
 
 def raw_baseline(stack: LocalStack, starts: list[Start], args: argparse.Namespace) -> Any:
@@ -351,24 +346,25 @@ def print_sections(engine: dict[str, Any], baseline: dict[str, Any] | None) -> N
     out.print_table("3. API responsiveness (ms)", headers, rows)
 
 
+OPTIONS = [
+    ("--jobs", 300, "jobs started through the API", "jobs"),
+    ("--clients", 30, "requests in flight", "clients"),
+    ("--users", 5, "users the jobs are spread over", "users"),
+    ("--replay-share", 0.2, "share of the keys posted twice at once", "replay_share"),
+    ("--undispatched", 20, "jobs inserted without a flow run", "undispatched"),
+    ("--history-rows", 100_000, "finished jobs in the table before the burst", "history_rows"),
+    ("--maintenance-every", 3.0, "seconds between maintenance passes", "maintenance_every_s"),
+    ("--sample-rate", 10.0, "reads per second", "sample_rate_per_s"),
+    ("--idle-seconds", 10.0, "idle sampling time"),
+    out.WARM_LIMIT,
+    ("--timeout", None, "seconds to drain at most"),
+    ("--no-baseline", False, "skip the raw Prefect run"),
+]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the three sections, print their tables, write the JSON."""
-    args = out.parse(
-        __doc__,
-        argv,
-        ("--jobs", 300, "jobs started through the API", "jobs"),
-        ("--clients", 30, "requests in flight", "clients"),
-        ("--users", 5, "users the jobs are spread over", "users"),
-        ("--replay-share", 0.2, "share of the keys posted twice at once", "replay_share"),
-        ("--undispatched", 20, "jobs inserted without a flow run", "undispatched"),
-        ("--history-rows", 100_000, "finished jobs in the table before the burst", "history_rows"),
-        ("--maintenance-every", 3.0, "seconds between maintenance passes", "maintenance_every_s"),
-        ("--sample-rate", 10.0, "reads per second", "sample_rate_per_s"),
-        ("--idle-seconds", 10.0, "idle sampling time"),
-        ("--limit", 10, "warm worker limit", "warm_worker_limit"),
-        ("--timeout", None, "seconds to drain at most"),
-        ("--no-baseline", False, "skip the raw Prefect run"),
-    )
+    args = out.parse(__doc__, argv, *OPTIONS)
     args.timeout = args.timeout or 180 + args.jobs * 1.5
     with perf_stack("load-concurrent", keep=args.keep) as stack:
         machine, (engine, baseline) = out.machine_info(), run(stack, args)

@@ -14,6 +14,7 @@ import platform
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
@@ -28,8 +29,13 @@ if TYPE_CHECKING:
     from cli.stack import LocalStack
 
 T = TypeVar("T")
+C = TypeVar("C")
 BENCH_DATA = PROJECT_ROOT / ".data" / "bench"
 FINAL_RUN = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
+#: A command-line option of `parse`: (flag, default, help[, report settings key]).
+Option = tuple[Any, ...]
+WARM_LIMIT: Option = ("--limit", 10, "warm worker limit", "warm_worker_limit")
+PROCESS_LIMIT: Option = ("--process-limit", 4, "process worker limit", "process_worker_limit")
 #: Per side: table, state column and completion column of the jobs / of Prefect's flow runs.
 _SIDES = {
     False: ("public.jobs", "status", "completed_at"),
@@ -144,15 +150,7 @@ def finish(
     return met
 
 
-def split(results: Mapping[str, Any]) -> dict[str, Any]:
-    """`{"engine": ..., "baselines": {every other setup}}` of results by setup."""
-    return {
-        "engine": results.get("engine"),
-        "baselines": {k: v for k, v in results.items() if k != "engine"},
-    }
-
-
-def parse(doc: str | None, argv: list[str] | None, *options: tuple[Any, ...]) -> Any:
+def parse(doc: str | None, argv: list[str] | None, *options: Option) -> Any:
     """The command line: `options` as (flag, default, help[, settings key]), typed by their
     default (a bool is a switch), and --report and --keep. `args.settings` holds the options
     that have a settings key, for the report."""
@@ -169,6 +167,12 @@ def parse(doc: str | None, argv: list[str] | None, *options: tuple[Any, ...]) ->
     args = parser.parse_args(argv)
     args.settings = {o[3]: getattr(args, o[0][2:].replace("-", "_")) for o in options if len(o) > 3}
     return args
+
+
+def one_at_a_time(n: int, warmup: int) -> list[Option]:
+    """--n and --warmup of a benchmark that runs one job at a time per setup."""
+    measured = ("--n", n, f"measured jobs per setup (default {n})", "n")
+    return [measured, ("--warmup", warmup, "unmeasured jobs first", "warmup")]
 
 
 @contextlib.contextmanager
@@ -232,24 +236,32 @@ def run_raw(deployment_id: UUID, parameters: Mapping[str, Any]) -> str:
     return str(run.id)
 
 
-async def limited(
-    count: int, concurrency: int, one: Callable[[int], Awaitable[T]]
+def burst(
+    client: Callable[[], AbstractAsyncContextManager[C]],
+    count: int,
+    concurrency: int,
+    one: Callable[[C, int], Awaitable[T]],
 ) -> list[T | None]:
-    """`one(0..count-1)`, `concurrency` at a time; None where one raised (counted, printed)."""
+    """`one(c, 0..count-1)`, `concurrency` at a time, on one client `c` of `client()` opened
+    in a new event loop; None where one raised (counted, printed)."""
     gate, errors = asyncio.Semaphore(concurrency), []
 
-    async def guarded(i: int) -> T | None:
+    async def guarded(c: C, i: int) -> T | None:
         async with gate:
             try:
-                return await one(i)
+                return await one(c, i)
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
                 return None
 
-    ids = await asyncio.gather(*(guarded(i) for i in range(count)))
+    async def run() -> list[T | None]:
+        async with client() as c:
+            return list(await asyncio.gather(*(guarded(c, i) for i in range(count))))
+
+    ids = asyncio.run(run())
     if errors:
         print(f"  {len(errors)} submissions failed, first: {errors[0]}", flush=True)
-    return list(ids)
+    return ids
 
 
 def raw_burst(
@@ -261,26 +273,21 @@ def raw_burst(
 ) -> list[str | None]:
     """`count` raw `run_deployment(timeout=0)` calls, `concurrency` at once, with
     `parameters(i)` and idempotency key `key(i)`; the flow run ids (None: failed)."""
-    from prefect.client.orchestration import get_client
+    from prefect.client.orchestration import PrefectClient, get_client
     from prefect.deployments import run_deployment
 
-    async def run() -> list[str | None]:
-        async with get_client() as client:
+    async def one(client: PrefectClient, i: int) -> str:
+        run: Any = await run_deployment(  # type: ignore[misc]
+            deployment,
+            parameters=parameters(i),
+            client=client,
+            timeout=0,
+            as_subflow=False,
+            idempotency_key=key(i),
+        )
+        return str(run.id)
 
-            async def one(i: int) -> str:
-                run: Any = await run_deployment(  # type: ignore[misc]
-                    deployment,
-                    parameters=parameters(i),
-                    client=client,
-                    timeout=0,
-                    as_subflow=False,
-                    idempotency_key=key(i),
-                )
-                return str(run.id)
-
-            return await limited(count, concurrency, one)
-
-    return asyncio.run(run())
+    return burst(get_client, count, concurrency, one)
 
 
 def cpu_snapshot(stack: LocalStack) -> dict[str, float]:

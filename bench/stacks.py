@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import secrets
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from bench.report import BENCH_DATA, admin_url, machine_info
+import httpx
+
+from bench.report import BENCH_DATA, Option, admin_url, finish, machine_info, parse
 from cli import scratch
 from cli.services import PYTHON
 from cli.stack import WARM_DEPLOYMENT, LocalStack
 from engine.settings import PROJECT_ROOT
 
 NOOP = "bench-noop"
+#: A setup of a benchmark: run on the stack with the options, its result.
+Setup = Callable[[LocalStack, Any], Any]
 LIMITS = "start={0}/minute;read={1}/minute;anon={0}/minute"
 #: The benchmarks measure the engine, not the rate limiter refusing them; load_concurrent's
 #: steps call a local endpoint.
@@ -145,12 +150,73 @@ def start_engine(stack: LocalStack, *, limit: int | None = 10, **options: Any) -
     return stack.mint_token("bench@example.com")
 
 
-def run_setups(name: str, args: Any, setups: Mapping[str, Callable[..., Any]]) -> tuple[Any, Any]:
+@contextmanager
+def engine_running(stack: LocalStack, **options: Any) -> Iterator[str]:
+    """`start_engine(stack, **options)`, its token; the warm worker and the API stopped after."""
+    try:
+        yield start_engine(stack, **options)
+    finally:
+        stack.stop("warm-worker")
+        stack.stop("api")
+
+
+@contextmanager
+def engine_poster(
+    stack: LocalStack, workflow: str, input_data: Any, *, limit: int, timeout: float
+) -> Iterator[Callable[[], str]]:
+    """The engine running with a warm worker of `limit` runs, and a function that starts a
+    job of `workflow` with `input_data` through the API (`timeout` seconds); the job id."""
+    body = {"workflow_id": workflow, "input_data": input_data}
+    with engine_running(stack, limit=limit) as token:
+        headers = {"Authorization": f"Bearer {token}"}
+        client = httpx.Client(base_url=stack.api_url, headers=headers, timeout=timeout)
+        with client:
+            yield lambda: str(client.post("/workflows/start", json=body).json()["job_id"])
+
+
+def setups_option(setups: Mapping[str, Setup]) -> Option:
+    """--setups: which of `setups` run, all by default."""
+    return ("--setups", ",".join(setups), "comma-separated subset")
+
+
+def run_setups(name: str, args: Any, setups: Mapping[str, Setup]) -> tuple[Any, dict[str, Any]]:
     """The setups --setups names, in the order of `setups`, one after the other on one perf
-    stack; (machine info, results by setup, `_` for `-`)."""
+    stack; (machine info, results by setup, `_` for `-`). A setup that returns None did not
+    run (nothing to measure with these options)."""
     wanted = {s.strip() for s in args.setups.split(",")}
     with perf_stack(name, keep=args.keep) as stack:
         machine = machine_info()
-        return machine, {
-            s.replace("-", "_"): go(stack, args) for s, go in setups.items() if s in wanted
-        }
+        ran = {s.replace("-", "_"): go(stack, args) for s, go in setups.items() if s in wanted}
+        return machine, {s: result for s, result in ran.items() if result is not None}
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark script's main, `main(argv)`: its `options` (and --setups, last unless they
+    place it) parsed, the setups run on one perf stack (the folder `stack`, by default
+    `name`), `show(args, results)` printing the tables and returning (targets, what the report
+    holds beyond machine, settings, engine and baselines, whether every setup ran), the report
+    `.data/bench/<name>.json` written. Settings are the options' and `method`."""
+
+    name: str
+    doc: str | None
+    options: Sequence[Option]
+    setups: Mapping[str, Setup]
+    show: Callable[[Any, dict[str, Any]], tuple[list[dict[str, Any]], dict[str, Any], bool]]
+    method: Mapping[str, Any] = field(default_factory=dict)
+    stack: str = ""
+
+    def __call__(self, argv: list[str] | None = None) -> int:
+        """Run the benchmark with these arguments (None: the command line's); 0 when every
+        setup ran."""
+        flags = {o[0] for o in self.options}
+        setups = [] if "--setups" in flags else [setups_option(self.setups)]
+        args = parse(self.doc, argv, *self.options, *setups)
+        machine, results = run_setups(self.stack or self.name, args, self.setups)
+        targets, extra, ran = self.show(args, results)
+        settings, engine = {**args.settings, **self.method}, results.get("engine")
+        baselines = {k: v for k, v in results.items() if k != "engine"}
+        measured = {"machine": machine, "settings": settings, "engine": engine}
+        measured |= {"baselines": baselines, **extra}
+        finish(self.name, args, measured, targets)
+        return 0 if ran else 1

@@ -98,15 +98,16 @@ def ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b > 0 else None
 
 
+OPTIONS = [
+    ("--steps", 20, "K: extra steps (default 20)", "extra_steps"),
+    ("--reps", 15, "runs of each shape (default 15)", "reps"),
+    ("--warmup", 2, "unmeasured runs of each first", "warmup"),
+]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure both sides, print the table and the ratio, write the JSON."""
-    args = out.parse(
-        __doc__,
-        argv,
-        ("--steps", 20, "K: extra steps (default 20)", "extra_steps"),
-        ("--reps", 15, "runs of each shape (default 15)", "reps"),
-        ("--warmup", 2, "unmeasured runs of each first", "warmup"),
-    )
+    args = out.parse(__doc__, argv, *OPTIONS)
     k, shapes = args.steps, (1, 1 + args.steps)
     with perf_stack("step-overhead", keep=args.keep) as stack:
         machine = out.machine_info()

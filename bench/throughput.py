@@ -13,10 +13,10 @@ CPU-seconds per component over each burst show where the time goes. Target: >= 2
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench import report as out
-from bench.stacks import raw_deployment, run_setups, start_engine, workflow_id
+from bench.stacks import Benchmark, engine_running, raw_deployment, setups_option, workflow_id
 from cli.stack import LocalStack
 
 METHOD = {
@@ -37,27 +37,18 @@ METHOD = {
 
 def engine_burst(api_url: str, token: str, n: int, concurrency: int) -> list[str]:
     """POST n jobs through the API, `concurrency` in flight; the job ids."""
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=concurrency)
+    client = partial(
+        httpx.AsyncClient, base_url=api_url, headers=headers, limits=limits, timeout=60
+    )
 
-    async def run() -> list[str | None]:
-        headers, limits = (
-            {"Authorization": f"Bearer {token}"},
-            httpx.Limits(max_connections=concurrency),
-        )
-        async with httpx.AsyncClient(
-            base_url=api_url, headers=headers, timeout=60, limits=limits
-        ) as client:
+    async def one(client: httpx.AsyncClient, i: int) -> str:
+        body = {"workflow_id": workflow_id(3), "input_data": {"x": i}}
+        answer = (await client.post("/workflows/start", json=body)).raise_for_status()
+        return str(answer.json()["job_id"])
 
-            async def one(i: int) -> str:
-                body = {"workflow_id": workflow_id(3), "input_data": {"x": i}}
-                return str(
-                    (await client.post("/workflows/start", json=body))
-                    .raise_for_status()
-                    .json()["job_id"]
-                )
-
-            return await out.limited(n, concurrency, one)
-
-    return [i for i in asyncio.run(run()) if i is not None]
+    return [i for i in out.burst(client, n, concurrency, one) if i is not None]
 
 
 def drain(
@@ -108,20 +99,19 @@ def drain(
 
 def engine(stack: LocalStack, args: Any) -> Any:
     """Jobs posted through the API, run by the engine's warm worker."""
-    token = start_engine(stack, limit=args.limit)
-    engine_burst(stack.api_url, token, 2, 2)  # warm-up, not counted
-    time.sleep(3)
-    posts = lambda: engine_burst(stack.api_url, token, args.n, args.concurrency)  # noqa: E731
-    result = drain(stack, "engine", args.n, posts, args.timeout or 120 + args.n * 2.0)
-    stack.stop("warm-worker")
-    stack.stop("api")
-    return result
+    with engine_running(stack, limit=args.limit) as token:
+        engine_burst(stack.api_url, token, 2, 2)  # warm-up, not counted
+        time.sleep(3)
+        posts = lambda: engine_burst(stack.api_url, token, args.n, args.concurrency)  # noqa: E731
+        return drain(stack, "engine", args.n, posts, args.timeout or 120 + args.n * 2.0)
 
 
 def raw(stack: LocalStack, args: Any, kind: str) -> Any:
-    """Raw runs of the no-op flow on a warm or a process worker."""
+    """Raw runs of the no-op flow on a warm or a process worker (none with --process-n 0)."""
     process = kind == "process"
     n, limit = (args.process_n, args.process_limit) if process else (args.n, args.limit)
+    if process and n <= 0:
+        return None
     with raw_deployment(stack, kind, limit) as deployment:
 
         def runs(count: int = n, concurrency: int = args.concurrency) -> list[str]:
@@ -134,23 +124,22 @@ def raw(stack: LocalStack, args: Any, kind: str) -> Any:
         return drain(stack, "raw-process" if process else "raw-warm", n, runs, timeout)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run each setup's burst, print the table and the CPU split, write the JSON."""
-    args = out.parse(
-        __doc__,
-        argv,
-        ("--n", 1000, "jobs per burst (default 1000)", "n"),
-        ("--process-n", 200, "burst on the process worker (default 200)", "process_n"),
-        ("--concurrency", 50, "submissions in flight", "concurrency"),
-        ("--limit", 10, "warm worker limit", "warm_worker_limit"),
-        ("--process-limit", 4, "process worker limit", "process_worker_limit"),
-        ("--setups", "engine,raw-warm,raw-process", "comma-separated subset"),
-        ("--timeout", None, "seconds per burst at most"),
-    )
-    args.setups = args.setups if args.process_n > 0 else args.setups.replace("raw-process", "")
-    setups = {"engine": engine, "raw-warm": lambda stack, a: raw(stack, a, "supaflow-warm")}
-    setups["raw-process"] = lambda stack, a: raw(stack, a, "process")
-    machine, results = run_setups("throughput", args, setups)
+SETUPS: dict[str, Callable[..., Any]] = {"engine": engine}
+SETUPS["raw-warm"] = partial(raw, kind="supaflow-warm")
+SETUPS["raw-process"] = partial(raw, kind="process")
+OPTIONS = [
+    ("--n", 1000, "jobs per burst (default 1000)", "n"),
+    ("--process-n", 200, "burst on the process worker (default 200)", "process_n"),
+    ("--concurrency", 50, "submissions in flight", "concurrency"),
+    out.WARM_LIMIT,
+    out.PROCESS_LIMIT,
+    setups_option(SETUPS),
+    ("--timeout", None, "seconds per burst at most"),
+]
+
+
+def show(_args: Any, results: dict[str, Any]) -> Any:
+    """The burst and CPU tables; the target, whether every submitted job finished."""
     keys = ("submitted", "finished", "failed", "submit_seconds", "drain_seconds", "jobs_per_second")
     rows = [(name, *(r[k] for k in keys)) for name, r in results.items()]
     headers = ["setup", "jobs", "finished", "failed", "submit s", "drain s", "jobs/s"]
@@ -161,16 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     out.print_table(title, ["component", *results.keys()], rows)
     rate = results.get("engine", {}).get("jobs_per_second")
     targets = [out.check("engine throughput", rate, ">=", 20.0, "jobs/s")]
-    settings = {**args.settings, **METHOD}
-    out.finish(
-        "throughput",
-        args,
-        {"machine": machine, "settings": settings, **out.split(results)},
-        targets,
-    )
     ok = bool(results) and all(r["finished"] == r["requested"] for r in results.values())
-    return 0 if ok else 1
+    return targets, {}, ok
 
+
+main = Benchmark("throughput", __doc__, OPTIONS, SETUPS, show, METHOD)
 
 if __name__ == "__main__":
     sys.exit(main())
