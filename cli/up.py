@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from cli.services import stop_on_signals
+from cli.services import PortInUseError, require_free_port, stop_on_signals
 from cli.stack import WARM_DEPLOYMENT, LocalStack
 from engine.settings import Settings, get_settings
 
@@ -174,15 +174,24 @@ def _serve(stack: LocalStack, settings: Settings, *, demo: bool, wait: bool) -> 
 
 
 def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> int:
-    """Start everything, run the demo, wait for Ctrl-C; 0 when the demo job completed."""
+    """Start everything, run the demo, wait for Ctrl-C; 0 when the demo job completed
+    (2: a port the stack needs is taken, said before anything starts)."""
     settings = get_settings()
+    external_prefect = os.environ.get("PREFECT_API_URL")
+    try:
+        require_free_port(api_port, "REST API", option="--api-port")
+        if not external_prefect:
+            require_free_port(prefect_port, "Prefect server", option="--prefect-port")
+    except PortInUseError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
     with (
         stop_on_signals(),
         LocalStack(
             settings.data_dir,
             api_port=api_port,
             prefect_port=prefect_port,
-            prefect_api_url=os.environ.get("PREFECT_API_URL"),
+            prefect_api_url=external_prefect,
         ) as stack,
     ):
         return _serve(stack, settings, demo=demo, wait=wait)

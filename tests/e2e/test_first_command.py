@@ -78,3 +78,30 @@ def test_first_command_runs_the_demo_job_to_completion(fresh_data_dir: Path) -> 
         check=False,
     )
     assert leftovers.stdout.strip() == "", "processes left running: " + leftovers.stdout
+
+
+@pytest.mark.slow
+def test_first_command_refuses_a_port_another_server_holds(fresh_data_dir: Path) -> None:
+    """With the API's port taken by another server, `up` says which port and how to pick
+    another, exits 2 and starts nothing (no demo posted to the stranger, no traceback)."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "PREFECT_API_URL"}}
+    env["DATA_DIR"] = str(fresh_data_dir)
+    supaflow = str(Path(sys.executable).parent / "supaflow")
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", 0))
+        stranger.listen()
+        port = stranger.getsockname()[1]
+        proc = subprocess.run(
+            [supaflow, "up", "--no-wait", "--api-port", str(port), "--prefect-port", "0"],
+            env=env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert f"port {port} (REST API) is already in use" in output and "--api-port" in output
+    assert "Traceback" not in output
+    assert not (fresh_data_dir / "postgres").exists()
