@@ -1,8 +1,5 @@
 """API under load: an open-loop async httpx driver at a fixed request rate, engine vs Prefect.
 
-    .venv/bin/python bench/api_load.py                        # 100 req/s for 60 s each
-    .venv/bin/python bench/api_load.py --rate 20 --duration 5 # the CI size
-
 Half the requests start a job, half read one of the jobs started just before: on the engine,
 POST /workflows/start and GET /jobs/{id} on the real API (uvicorn, local-auth token, rate
 limits out of the way; each start also makes the API create the job's flow run, as always; no
@@ -112,9 +109,7 @@ async def drive(side: Side, args: argparse.Namespace, ids: list[str]) -> dict[st
     return {**result, "driver_max_lag_ms": round(lag * 1000, 1)}
 
 
-def measured(
-    stack: LocalStack, side: Side, args: argparse.Namespace
-) -> tuple[dict[str, Any], list[str]]:
+def measured(stack: LocalStack, side: Side, args: Any) -> tuple[dict[str, Any], list[str]]:
     """Ten starts to read from, a pause, then the driven load with the CPU it cost; (the
     result, the ids the load created)."""
     url, body = side.base_url + side.post[0], side.post[1]

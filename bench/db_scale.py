@@ -1,9 +1,6 @@
 """Database at scale: 1M jobs over 10k users, generated in SQL; plans and times of the API's
 queries and of the maintenance scans.
 
-    .venv/bin/python bench/db_scale.py                          # 1,000,000 rows, 10,000 users
-    .venv/bin/python bench/db_scale.py --rows 20000 --users 200 # the CI size
-
 A scratch database (on the server of TEST_ADMIN_DATABASE_URL, by default 127.0.0.1:5432) gets
 the migrations, then `--rows` jobs from one INSERT ... SELECT (bench/sql/): a heavy user owns
 5%, the rest are spread evenly; 97% completed, 2% failed, the rest running, awaiting_retry,
@@ -160,11 +157,13 @@ def measure_all(url: str, args: argparse.Namespace) -> tuple[dict[str, float], d
 
 
 OPTIONS = [
-    ("--rows", 1_000_000, "jobs (default 1,000,000)"),
-    ("--users", 10_000, "users (default 10,000)"),
-    ("--reps", 30, "timed runs per query"),
+    ("--rows", 1_000_000, "jobs (default 1,000,000)", "rows"),
+    ("--users", 10_000, "users (default 10,000)", "users"),
+    ("--reps", 30, "timed runs per query", "reps"),
     ("--no-plans", False, "do not print the plans"),
 ]
+MIX = "97% completed, 2% failed, 0.5% running, 0.2% awaiting_retry, 0.2% pending with a flow run,"
+MIX += " 0.1% pending without"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,20 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         for case, r in results.items()
     ]
     headers = ["query", "rows", "EXPLAIN exec", "p50", "p99", "p50 without RLS"]
-    out.print_table(
-        f"Queries at {args.rows:,} jobs / {args.users:,} users (ms; {args.reps} runs each)",
-        headers,
-        rows,
-    )
+    title = f"Queries at {args.rows:,} jobs / {args.users:,} users (ms; {args.reps} runs each)"
+    out.print_table(title, headers, rows)
     targets = [
         out.check(f"{case} p50", r["client_ms"].get("p50"), "<=", r["target_ms"], "ms")
         for case, r in results.items()
         if r["target_ms"] is not None
     ]
-    mix = "97% completed, 2% failed, 0.5% running, 0.2% awaiting_retry,"
-    mix += " 0.2% pending with a flow run, 0.1% pending without"
-    settings = {"rows": args.rows, "users": args.users, "reps": args.reps}
-    settings.update(heavy_user_share=0.05, status_mix=mix)
+    settings = {**args.settings, "heavy_user_share": 0.05, "status_mix": MIX}
     rls = {k: v["without_rls"]["client_ms"] for k, v in results.items() if "without_rls" in v}
     baselines = {k: v for k, v in results.items() if v["group"] == "baseline"}
     engine = {k: v for k, v in results.items() if v["group"] != "baseline"}

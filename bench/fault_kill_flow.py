@@ -6,8 +6,6 @@ Prefect's process worker started for it gets SIGKILL: the worker reports the run
 maintenance resubmits the job and the new flow run resumes at `wait`. Property, per trial:
 every job completes, and no step that had finished before the kill runs again (by the job's
 events or by the calls to the endpoint).
-
-    .venv/bin/python bench/fault_kill_flow.py --trials 3
 """
 
 from __future__ import annotations

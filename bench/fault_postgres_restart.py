@@ -6,8 +6,6 @@ PostgreSQL (fast shutdown: every session is cut, the flow runs' pooled connectio
 and starts it again after a pause. The runs carry on with broken pooled connections;
 maintenance resubmits whatever stopped. Property, per trial: no job is stuck (every one ends
 completed or failed); failed jobs and re-run steps are counted too.
-
-    .venv/bin/python bench/fault_postgres_restart.py --trials 3
 """
 
 from __future__ import annotations

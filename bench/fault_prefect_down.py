@@ -6,8 +6,6 @@ the jobs stay `pending`: no flow run can be created), and after a pause the serv
 again on the same port and SQLite database. Maintenance dispatches the pending jobs and
 recovers the running one if its flow run was lost. Property, per trial: every job posted,
 before or during the outage, completes.
-
-    .venv/bin/python bench/fault_prefect_down.py --trials 3
 """
 
 from __future__ import annotations

@@ -92,19 +92,13 @@ def install_counting_workflow(
     """Insert (or replace) a workflow `fetch` -> middle -> `notify`: fetch and notify are
     http_request steps calling the counting server; the middle step is `wait`, a delay of
     `delay` seconds, or without one `reshape`, a no-op. `retry` is the workflow's policy."""
-    from engine.db.connection import shared_store
-
-    store, count = shared_store(), f"{workflow_id}-count"
+    store, count = _store(), f"{workflow_id}-count"
     config = {"url_template": counter_url + "/count/{job}/{step}", "request_timeout_seconds": 10}
     store.upsert_transformer(
         count, "http_request", "bench: counting endpoint", config, "execute-http-request"
     )
     job = {"job.$": "$.job.id"}
-    middle = {
-        "id": "reshape",
-        "transformer": NOOP,
-        "input": {"n.$": "$.steps.fetch.body.n"},
-    }
+    middle = {"id": "reshape", "transformer": NOOP, "input": {"n.$": "$.steps.fetch.body.n"}}
     if delay is not None:
         config = {"seconds": delay}
         store.upsert_transformer(
@@ -174,15 +168,11 @@ class FaultBench:
 
     def job(self, job_id: str) -> dict[str, Any]:
         """The job's row."""
-        from engine.db.connection import shared_store
-
-        return dict(shared_store().get_job(job_id))
+        return dict(_store().get_job(job_id))
 
     def events(self, job_id: str) -> list[Any]:
         """The job's events in order."""
-        from engine.db.connection import shared_store
-
-        return list(shared_store().events(job_id))
+        return list(_store().events(job_id))
 
     def wait_event(self, job_id: str, kind: str, step_id: str, timeout: float = 90) -> None:
         """Wait until the job has an event `kind` for `step_id`; RuntimeError on timeout."""
@@ -196,11 +186,9 @@ class FaultBench:
     def wait_settled(self, job_ids: Sequence[str], timeout: float) -> None:
         """Until every job is completed or failed (or `timeout`), a maintenance pass a second,
         as the schedule would run them."""
-        from engine.db.connection import shared_store
-
         deadline, last_pass = time.monotonic() + timeout, time.monotonic()
         while time.monotonic() < deadline:
-            if all(s in ("completed", "failed") for s in shared_store().statuses(job_ids).values()):
+            if all(s in ("completed", "failed") for s in _store().statuses(job_ids).values()):
                 return
             if time.monotonic() - last_pass >= 1.0:
                 scratch.run_maintenance(self.stack)
@@ -226,6 +214,12 @@ class FaultBench:
             if row["status"] != "completed":
                 result.notes.append(f"job {job_id[:8]} {row['status']}: {row['error_message']}")
         counts["stuck"] = counts["posted"] - counts["completed"] - counts["failed"]
+
+
+def _store() -> Any:
+    from engine.db.connection import shared_store  # the stack's settings first
+
+    return shared_store()
 
 
 @contextmanager

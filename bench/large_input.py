@@ -1,9 +1,6 @@
 """What a large input_data costs: a 5-step job whose steps read one field of it, small and
 large input, the engine against raw Prefect, same server, same run.
 
-    .venv/bin/python bench/large_input.py              # 10 jobs per setup, 60,000 keys
-    .venv/bin/python bench/large_input.py --n 1        # the CI size
-
 Setups, one job at a time after a warm-up: engine-small / engine-large (POST /workflows/start
 of the 5-step no-op workflow, whose steps read only `$.input.x`, with `{"x": 1}` or with
 `--keys` more keys of 4-character values, about 0.9 MB, inside the body limit), and

@@ -1,8 +1,5 @@
 """Latency of a 3-step no-op job: the engine against raw Prefect, same server, same run.
 
-    .venv/bin/python bench/latency.py              # 50 jobs per setup
-    .venv/bin/python bench/latency.py --n 5        # the CI size
-
 One job at a time after a warm-up, per setup: engine (POST /workflows/start until the job row
 is `completed`; the warm worker runs it, woken by NOTIFY), raw-process (raw `run_deployment
 (timeout=0)` of a 3-task no-op flow on Prefect's process worker, query 0.5 s, command set),

@@ -1,9 +1,6 @@
 """SPEC.md's load tests, counted: concurrent creation and processing, maintenance under load,
 API responsiveness.
 
-    .venv/bin/python bench/load_concurrent.py                       # 300 jobs, 30 clients
-    .venv/bin/python bench/load_concurrent.py --jobs 20 --history-rows 2000   # the CI size
-
 Three sections on one stack (Prefect server on PostgreSQL, API, warm worker):
 1. Creation and processing: `--jobs` jobs started by `--clients` concurrent clients over
    `--users` users, each with an Idempotency-Key, `--replay-share` of the keys posted twice at

@@ -34,6 +34,9 @@ BENCH_DATA = PROJECT_ROOT / ".data" / "bench"
 FINAL_RUN = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
 #: A command-line option of `parse`: (flag, default, help[, report settings key]).
 Option = tuple[Any, ...]
+Rows = Sequence[Sequence[Any]]
+#: Targets, each a `check` result.
+Targets = list[dict[str, Any]]
 WARM_LIMIT: Option = ("--limit", 10, "warm worker limit", "warm_worker_limit")
 PROCESS_LIMIT: Option = ("--process-limit", 4, "process worker limit", "process_worker_limit")
 #: Per side: table, state column and completion column of the jobs / of Prefect's flow runs.
@@ -81,16 +84,14 @@ def fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def markdown_table(
-    headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "---"
-) -> str:
+def markdown_table(headers: Sequence[str], rows: Rows, align: str = "---") -> str:
     """A Markdown table; cells through `fmt` unless already strings."""
     body = ["| " + " | ".join(c if isinstance(c, str) else fmt(c) for c in r) + " |" for r in rows]
     head = ["| " + " | ".join(headers) + " |", "|" + "|".join([align] * len(headers)) + "|"]
     return "\n".join(head + body)
 
 
-def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def print_table(title: str, headers: Sequence[str], rows: Rows) -> None:
     """Print a Markdown table under a title."""
     print(f"\n{title}\n\n{markdown_table(headers, rows)}", flush=True)
 
@@ -130,9 +131,7 @@ def write_report(name: str, data: Mapping[str, Any], path: Path | None = None) -
     print(f"\nreport: {path}", flush=True)
 
 
-def finish(
-    name: str, args: Any, measured: Mapping[str, Any], targets: list[dict[str, Any]]
-) -> bool:
+def finish(name: str, args: Any, measured: Mapping[str, Any], targets: Targets) -> bool:
     """Print the targets table and write a benchmark's report (`measured`: machine, settings,
     engine, baselines, ...); True when every target was met."""
     rows = [

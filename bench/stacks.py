@@ -18,7 +18,7 @@ from uuid import UUID
 
 import httpx
 
-from bench.report import BENCH_DATA, Option, admin_url, finish, machine_info, parse
+from bench.report import BENCH_DATA, Option, Targets, admin_url, finish, machine_info, parse
 from cli import scratch
 from cli.services import PYTHON
 from cli.stack import WARM_DEPLOYMENT, LocalStack
@@ -202,7 +202,7 @@ class Benchmark:
     doc: str | None
     options: Sequence[Option]
     setups: Mapping[str, Setup]
-    show: Callable[[Any, dict[str, Any]], tuple[list[dict[str, Any]], dict[str, Any], bool]]
+    show: Callable[[Any, dict[str, Any]], tuple[Targets, dict[str, Any], bool]]
     method: Mapping[str, Any] = field(default_factory=dict)
     stack: str = ""
 

@@ -1,8 +1,5 @@
 """Step overhead: the engine's cost per step against a raw Prefect task in one flow run.
 
-    .venv/bin/python bench/step_overhead.py                 # 1 vs 21 steps, 15 runs each
-    .venv/bin/python bench/step_overhead.py --reps 3 --steps 5   # the CI size
-
 In this process, on one Prefect server (PostgreSQL), interleaved run by run: the engine's
 `run_workflow(job_id)` for jobs of 1 and of 1+K no-op steps (each step a task run that maps its
 input, records `running`, its events and its output in PostgreSQL and logs to Prefect), and a
@@ -128,11 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, r in result.items()
     ]
     headers = ["side", "1-step run s", f"{1 + k}-step run s", "per step ms", "x raw task"]
-    out.print_table(
-        f"Step overhead (medians of {args.reps} runs; per step = (t[{1 + k}] - t[1]) / {k})",
-        headers,
-        rows,
-    )
+    title = f"Step overhead (medians of {args.reps} runs; per step = (t[{1 + k}] - t[1]) / {k})"
+    out.print_table(title, headers, rows)
     ratios = {
         f"ratio_engine_over_{s}": ratio(step["engine"], step[s])
         for s in ("raw_submit", "raw_direct")

@@ -1,8 +1,5 @@
 """Throughput: post a burst of 3-step no-op jobs at once and time until all have drained.
 
-    .venv/bin/python bench/throughput.py                      # 1,000 jobs (engine, raw-warm)
-    .venv/bin/python bench/throughput.py --n 30 --process-n 10   # the CI size
-
 Setups in turn: engine (N x POST /workflows/start, 50 in flight, the warm worker of limit 10
 runs them), raw-warm (N x raw `run_deployment(timeout=0)` of the 3-task no-op flow on a warm
 worker, limit 10, polling 0.5 s), raw-process (`--process-n` x the same on Prefect's process
