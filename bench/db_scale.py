@@ -32,6 +32,8 @@ Connection = psycopg.Connection[dict[str, Any]]
 LIST = "user_jobs_list"
 LIST_DEFAULTS = {"limit": 21, **dict.fromkeys(["status", "workflow_id", "cursor_at", "cursor_id"])}
 SCAN, WINDOW = {"grace_seconds": 10, "limit": 100}, {"window_seconds": 3600}
+#: The dispatcher's claim: of the oldest `window` (4 x limit, as engine/db/store.py) pending.
+PENDING = {**SCAN, "window": 400}
 STALLED = {"running_seconds": 900, "retry_grace_seconds": 300, "limit": 100}
 HEAVY = {"user_id": "$heavy"}
 CURSOR = {**HEAVY, "cursor_at": "$cursor_at", "cursor_id": "$cursor_id"}
@@ -45,7 +47,7 @@ CASES: list[tuple[str, str | None, dict[str, Any], str | None]] = [
     ("list: heavy user, page after 1,000 rows (cursor)", LIST, CURSOR, "heavy"),
     ("get by id", "user_job_get", {"job_id": "$job"}, "typical"),
     ("maintenance: jobs in flight (recovery)", "jobs_in_flight", SCAN, None),
-    ("maintenance: pending, never dispatched", "jobs_pending_undispatched", SCAN, None),
+    ("maintenance: pending, never dispatched", "jobs_pending_undispatched", PENDING, None),
     ("maintenance: alerts, stalled jobs", "alerts_active_jobs", STALLED, None),
     ("maintenance: alerts, failure window (1 h)", "alerts_failure_window", WINDOW, None),
     ("maintenance: alerts, queue length", "alerts_queue", {}, None),
