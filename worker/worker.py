@@ -31,6 +31,7 @@ from prefect.context import SettingsContext, get_settings_context
 from prefect.settings import Settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorkerResult
 
+from engine.db.listen import NotificationListener
 from engine.prefect_private import BaseWorkerAccess, CancellingObserver, new_cancelling_observer
 from engine.settings import PROJECT_ROOT
 from worker import claiming
@@ -41,7 +42,6 @@ from worker.flow_loading import RUN_WORKFLOW_ENTRYPOINT, FlowCache
 from worker.heartbeat import emit_heartbeats
 from worker.ownership import this_host, this_process_id
 from worker.reaping import mark_crashed, reap_orphaned_runs
-from engine.db.listen import NotificationListener
 
 WORKER_TYPE = "supaflow-warm"
 DESCRIPTION = "Runs flow runs in threads of a warm, long-lived worker process."
