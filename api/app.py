@@ -7,8 +7,8 @@ the synchronous psycopg pool the whole engine shares.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 
@@ -40,20 +40,14 @@ def routers(settings: Settings) -> list[APIRouter]:
     return served
 
 
-def create_app(
-    settings: Settings | None = None,
-    *,
-    store: JobStore | None = None,
-    starter: RunStarter | None = None,
-    verifier: TokenVerifier | None = None,
-) -> FastAPI:
-    """Build the app. Parts not given are created from settings when the app starts."""
-    settings = settings or get_settings()
+def _lifespan(
+    settings: Settings, store: JobStore | None, starter: RunStarter | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Open the store, the run starter and the admission dispatcher; close what the app
+    opened (a given store or starter is the caller's)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        """Open the store, the run starter and the admission dispatcher; close what this app
-        opened."""
         from engine.db.connection import shared_store
 
         app.state.store = store or shared_store(settings)
@@ -74,11 +68,24 @@ def create_app(
         if starter is None:
             app.state.starter.close()
 
+    return lifespan
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: JobStore | None = None,
+    starter: RunStarter | None = None,
+    verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    """Build the app. Parts not given are created from settings when the app starts."""
+    settings = settings or get_settings()
+
     app = FastAPI(
         title="Supaflow",
         version="0.1.0",
         summary="Start multi-step workflow jobs and follow them to completion.",
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, store, starter),
         # FastAPI's pages load their assets from a CDN; api/routes/docs.py serves its own.
         docs_url=None,
         redoc_url=None,

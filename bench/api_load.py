@@ -142,7 +142,24 @@ def engine_side(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.5)
         result.update(jobs_created=len(created), jobs_with_flow_run=dispatched)
         result["flow_runs_all_created_after_s"] = round(time.monotonic() - started, 1)
+        if args.with_worker:
+            result["jobs_by_status"] = finished(stack, created, args.finish_timeout)
         return result
+
+
+def finished(stack: LocalStack, created: list[str], timeout: float) -> dict[str, int]:
+    """Wait (at most `timeout` s) until every job the load created is completed or failed;
+    the jobs counted by status (a job still running at the deadline counts as such)."""
+    sql = "select status, count(*) as n from public.jobs where id = any(%s::uuid[])"
+    sql += " group by status"
+    deadline = time.monotonic() + timeout
+    while True:
+        with out.connect(stack.database_url) as conn:
+            counts = {r["status"]: int(r["n"]) for r in conn.execute(sql, [created]).fetchall()}
+        done = counts.get("completed", 0) + counts.get("failed", 0)
+        if done >= len(created) or time.monotonic() > deadline:
+            return counts
+        time.sleep(1)
 
 
 def raw_side(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
@@ -166,6 +183,12 @@ OPTIONS = [
         " POST costs only the API and PostgreSQL; jobs stay pending for the dispatcher",
     ),
     ("--with-worker", False, "also run the engine's warm worker", "engine_worker_running"),
+    (
+        "--finish-timeout",
+        900.0,
+        "with --with-worker: longest wait for every created job to finish",
+        "finish_timeout_s",
+    ),
 ]
 
 
