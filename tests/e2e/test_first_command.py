@@ -24,38 +24,34 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def run_up(data_dir: Path, api_port: int, prefect_port: int, timeout: float) -> tuple[int, str]:
+    """`supaflow up --no-wait` on the data folder, none of the caller's stack settings
+    inherited; (exit code, stdout and stderr)."""
+    foreign = {"DATABASE_URL", "PREFECT_API_URL", "SUPABASE_URL", "PREFECT_HOME"}
+    env = {k: v for k, v in os.environ.items() if k not in foreign}
+    env.update({"DATA_DIR": str(data_dir), "PREFECT_CLIENT_MAX_RETRIES": "3"})
+    supaflow = str(Path(sys.executable).parent / "supaflow")
+    ports = ["--api-port", str(api_port), "--prefect-port", str(prefect_port)]
+    proc = subprocess.run(
+        [supaflow, "up", "--no-wait", *ports],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
 @pytest.mark.slow
 def test_first_command_runs_the_demo_job_to_completion(fresh_data_dir: Path) -> None:
     """From nothing but the installed project, the stack comes up and the demo job completes;
     afterwards none of the processes it started is left running, the embedded PostgreSQL of
     the data folder included."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "PREFECT_API_URL", "SUPABASE_URL", "PREFECT_HOME"}
-    }
-    env.update({"DATA_DIR": str(fresh_data_dir), "PREFECT_CLIENT_MAX_RETRIES": "3"})
     api_port, prefect_port = _free_port(), _free_port()
-    supaflow = str(Path(sys.executable).parent / "supaflow")
-    proc = subprocess.run(
-        [
-            supaflow,
-            "up",
-            "--no-wait",
-            "--api-port",
-            str(api_port),
-            "--prefect-port",
-            str(prefect_port),
-        ],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-5000:]
+    code, output = run_up(fresh_data_dir, api_port, prefect_port, timeout=600)
+    assert code == 0, output[-5000:]
     assert '"status": "completed"' in output
     assert f"http://127.0.0.1:{prefect_port}" in output
     assert f"http://127.0.0.1:{api_port}/docs" in output
@@ -84,24 +80,12 @@ def test_first_command_runs_the_demo_job_to_completion(fresh_data_dir: Path) -> 
 def test_first_command_refuses_a_port_another_server_holds(fresh_data_dir: Path) -> None:
     """With the API's port taken by another server, `up` says which port and how to pick
     another, exits 2 and starts nothing (no demo posted to the stranger, no traceback)."""
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "PREFECT_API_URL"}}
-    env["DATA_DIR"] = str(fresh_data_dir)
-    supaflow = str(Path(sys.executable).parent / "supaflow")
     with socket.socket() as stranger:
         stranger.bind(("127.0.0.1", 0))
         stranger.listen()
         port = stranger.getsockname()[1]
-        proc = subprocess.run(
-            [supaflow, "up", "--no-wait", "--api-port", str(port), "--prefect-port", "0"],
-            env=env,
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 2, output
+        code, output = run_up(fresh_data_dir, port, 0, timeout=120)
+    assert code == 2, output
     assert f"port {port} (REST API) is already in use" in output and "--api-port" in output
     assert "Traceback" not in output
     assert not (fresh_data_dir / "postgres").exists()
