@@ -176,19 +176,13 @@ def _start_attempt(store: JobStore, job: JobInfo, step: StepPlan, attempt: int) 
         job.job_id,
         Transition(status=JobStatus.RUNNING, step_id=step.step_id, attempt=attempt),
         flow_run_id=job.flow_run_id,
+        event=("step_started", {"transformer_id": step.transformer_id}),
     ):
         # The job finished or a resubmitted flow run took it over: this run must stop.
         raise StepError(
             ErrorKind.INTERNAL,
             "the job is no longer owned by this flow run (finished or resubmitted)",
         )
-    store.add_event(
-        job.job_id,
-        "step_started",
-        step_id=step.step_id,
-        attempt=attempt,
-        detail={"transformer_id": step.transformer_id},
-    )
 
 
 def _call_executor(

@@ -82,11 +82,13 @@ class JobWrites(PooledStore):
         *,
         conn: psycopg.Connection[Row] | None = None,
         flow_run_id: str | None = None,
+        event: tuple[str, Mapping[str, Any]] | None = None,
     ) -> bool:
         """Apply a status change if the job's current status allows it; True if applied.
 
         `flow_run_id`: the writer's flow run; refused when another flow run owns the job.
         `conn` runs it on a connection the caller holds (inside its transaction and locks).
+        `event` (kind, detail) is appended after the status event in the same statement.
         """
         with self._use(conn) as c:
             row = c.execute(
@@ -105,6 +107,8 @@ class JobWrites(PooledStore):
                     "entry": Jsonb(history_entry(change)),
                     "history_limit": self.history_limit,
                     "flow_run_id": flow_run_id,
+                    "event_kind": event[0] if event else None,
+                    "event_detail": Jsonb(dict(event[1])) if event else None,
                 },
             ).fetchone()
         return row is not None

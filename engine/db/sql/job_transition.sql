@@ -1,4 +1,5 @@
--- Move a job to a new status and record it, in one statement.
+-- Move a job to a new status and record it, in one statement; with an `event_kind`, a second
+-- event in the same statement (a step's start: one round trip per attempt, not two).
 -- Guarded by the allowed source statuses so a late writer never overwrites a terminal state,
 -- and by the flow run that owns the job.
 -- Columns passed as NULL keep their value.
@@ -33,8 +34,20 @@ with updated as (
      and (%(flow_run_id)s::uuid is null or j.prefect_flow_run_id is null
           or j.prefect_flow_run_id = %(flow_run_id)s::uuid)
   returning j.id, j.user_id, j.status
+),
+status_event as (
+  insert into public.job_events (job_id, user_id, kind, status, step_id, attempt, detail)
+  select id, user_id, 'status', status, %(step_id)s::text, %(attempt)s::integer, (%(entry)s::jsonb || jsonb_build_object('at', now()))
+  from updated
+  returning job_id
+),
+-- Written after the status event (an unreferenced data-modifying CTE runs when the main
+-- query is done), so the history reads "status running, then step_started".
+extra_event as (
+  insert into public.job_events (job_id, user_id, kind, status, step_id, attempt, detail)
+  select id, user_id, %(event_kind)s::text, status, %(step_id)s::text, %(attempt)s::integer, %(event_detail)s::jsonb
+  from updated
+  where %(event_kind)s::text is not null
+  returning job_id
 )
-insert into public.job_events (job_id, user_id, kind, status, step_id, attempt, detail)
-select id, user_id, 'status', status, %(step_id)s::text, %(attempt)s::integer, (%(entry)s::jsonb || jsonb_build_object('at', now()))
-from updated
-returning job_id
+select job_id from status_event
