@@ -154,6 +154,7 @@ def test_dispatcher_command_takes_pending_jobs_and_stops_on_sigterm(
     import socket
     import subprocess
     import sys
+    import threading
 
     from dbfixtures import create_user, insert_job, insert_workflow
     from waiting import wait_until
@@ -170,18 +171,25 @@ def test_dispatcher_command_takes_pending_jobs_and_stops_on_sigterm(
         stderr=subprocess.STDOUT,
         text=True,
     )
+    # Read its output in a thread, so a wait can time out instead of blocking on a line.
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+
+    def said(text: str) -> bool:
+        return any(text in line for line in list(lines))
+
     try:
-        assert proc.stdout is not None
-        wait_until(lambda: "dispatching" in proc.stdout.readline(), 60, "the dispatcher")
+        wait_until(lambda: said("dispatching"), 60, "the dispatcher")
         job = insert_job(db, create_user(db), insert_workflow(db))
-        wait_until(
-            lambda: "could not create a flow run" in proc.stdout.readline(), 60, "an attempt"
-        )
+        wait_until(lambda: said("could not create a flow run"), 60, "an attempt")
         pending = "select 1 from public.jobs where id = %s and status = 'pending'"
         assert db.execute(pending, [job]).fetchone() == (1,)
         proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=60)[0]
+        proc.wait(timeout=60)
+        reader.join(10)
     finally:
         proc.kill()
+    output = "".join(lines)
     assert proc.returncode == 0, output
     assert "dispatched 0, left pending 1" in output
