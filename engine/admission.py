@@ -32,9 +32,8 @@ class PendingDispatcher:
 
     `start_run(job_id)` returns the new flow run's id, or None when Prefect refused or could
     not be reached (engine.dispatch.RunStarter.try_start). `dsn` is where it LISTENs (the
-    store's database by default). `batch` jobs are claimed at once
-    and `parallel` creations run side by side; `poll_seconds` bounds how long a missed
-    notification can delay a job.
+    store's database by default). `batch` jobs are claimed at once and `parallel` creations
+    run side by side; `poll_seconds` bounds how long a missed notification can delay a job.
     """
 
     def __init__(
@@ -94,10 +93,6 @@ class PendingDispatcher:
         self._listener.start()
         self._thread = threading.Thread(target=self._run, name="admission", daemon=True)
         self._thread.start()
-
-    def wake(self) -> None:
-        """Look for pending jobs now (as a notification would)."""
-        self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the loop after the batch in hand (its runs are recorded) and stop listening."""
