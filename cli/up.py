@@ -25,6 +25,7 @@ from rich.console import Console
 
 from cli.services import PortInUseError, require_free_port, stop_on_signals
 from cli.stack import WARM_DEPLOYMENT, LocalStack
+from engine.errors import ConfigurationError
 from engine.settings import Settings, get_settings
 
 # soft_wrap: printed commands and paths stay on one line, so they can be copied as printed.
@@ -175,7 +176,8 @@ def _serve(stack: LocalStack, settings: Settings, *, demo: bool, wait: bool) -> 
 
 def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> int:
     """Start everything, run the demo, wait for Ctrl-C; 0 when the demo job completed
-    (2: a port the stack needs is taken, said before anything starts)."""
+    (2: a port the stack needs is taken, said before anything starts, or a setting or data
+    folder it cannot use)."""
     settings = get_settings()
     external_prefect = os.environ.get("PREFECT_API_URL")
     try:
@@ -185,13 +187,19 @@ def run_stack(*, demo: bool, wait: bool, api_port: int, prefect_port: int) -> in
     except PortInUseError as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
-    with (
-        stop_on_signals(),
-        LocalStack(
-            settings.data_dir,
-            api_port=api_port,
-            prefect_port=prefect_port,
-            prefect_api_url=external_prefect,
-        ) as stack,
-    ):
-        return _serve(stack, settings, demo=demo, wait=wait)
+    try:
+        with (
+            stop_on_signals(),
+            LocalStack(
+                settings.data_dir,
+                api_port=api_port,
+                prefect_port=prefect_port,
+                prefect_api_url=external_prefect,
+            ) as stack,
+        ):
+            return _serve(stack, settings, demo=demo, wait=wait)
+    except ConfigurationError as exc:
+        # A setting or data folder the stack cannot use: the message says which and what to
+        # do; everything started so far has been stopped by the stack.
+        console.print(f"[red]{exc}[/red]")
+        return 2

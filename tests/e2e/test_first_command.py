@@ -89,3 +89,17 @@ def test_first_command_refuses_a_port_another_server_holds(fresh_data_dir: Path)
     assert f"port {port} (REST API) is already in use" in output and "--api-port" in output
     assert "Traceback" not in output
     assert not (fresh_data_dir / "postgres").exists()
+
+
+@pytest.mark.slow
+def test_first_command_refuses_a_data_folder_of_another_postgresql(fresh_data_dir: Path) -> None:
+    """A `.data/postgres` initialised by another PostgreSQL major is named with what to do,
+    exit 2, no traceback, and the folder is left as it was."""
+    pgdata = fresh_data_dir / "postgres"
+    pgdata.mkdir(parents=True)
+    (pgdata / "PG_VERSION").write_text("16\n")
+    code, output = run_up(fresh_data_dir, _free_port(), _free_port(), timeout=120)
+    assert code == 2, output
+    assert f"{pgdata} holds PostgreSQL 16 data" in output and "Move that folder away" in output
+    assert "Traceback" not in output
+    assert [p.name for p in pgdata.iterdir()] == ["PG_VERSION"]
