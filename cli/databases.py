@@ -47,15 +47,9 @@ class EmbeddedPostgres:
 
     def database(self, name: str) -> str:
         """The URL of database `name` on this (started) server, created if missing."""
-        from engine.db.embedded import with_database
+        from engine.db.embedded import ensure_database
 
-        admin_url = str(self._server.get_uri())
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            found = conn.execute("select 1 from pg_database where datname = %s", (name,))
-            if found.fetchone() is None:
-                with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                    conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-        return with_database(admin_url, name)
+        return ensure_database(str(self._server.get_uri()), name)
 
     def stop(self) -> None:
         """Stop the server (`pg_ctl stop`, fast mode: open sessions are cut); `start` again."""

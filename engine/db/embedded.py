@@ -72,6 +72,17 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path="/" + database))
 
 
+def ensure_database(admin_url: str, name: str) -> str:
+    """The URL of database `name` on the server of `admin_url`, created if missing."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        found = conn.execute("select 1 from pg_database where datname = %s", (name,))
+        if found.fetchone() is None:
+            # Another process may create it in between.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return with_database(admin_url, name)
+
+
 def ensure_local_database(settings: Settings, *, migrate: bool = True) -> str:
     """Start the embedded server if needed and return a postgresql:// URL of its database.
 
@@ -79,18 +90,7 @@ def ensure_local_database(settings: Settings, *, migrate: bool = True) -> str:
     bootstrap and all pending migrations are applied, so the URL is ready for the engine.
     """
     server = start_local_server(settings)
-    admin_url = str(server.get_uri())
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute(
-            "select 1 from pg_database where datname = %s", (LOCAL_DATABASE_NAME,)
-        ).fetchone()
-        if exists is None:
-            # Another process may create it in between.
-            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                conn.execute(
-                    sql.SQL("create database {}").format(sql.Identifier(LOCAL_DATABASE_NAME))
-                )
-    url = with_database(admin_url, LOCAL_DATABASE_NAME)
+    url = ensure_database(str(server.get_uri()), LOCAL_DATABASE_NAME)
     if migrate:
         applied = apply_migrations(url, bootstrap=True)
         if applied:
