@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from engine.db.listen import PENDING_JOBS_CHANNEL, NotificationListener, reconnect_delay
 from engine.db.store import JobStore
@@ -27,13 +28,27 @@ from engine.settings import Settings
 logger = logging.getLogger("supaflow.admission")
 
 
+@dataclass(frozen=True)
+class Pace:
+    """How fast the dispatcher empties the outbox.
+
+    `batch` jobs are claimed at once and `parallel` creations run side by side;
+    `poll_seconds` bounds how long a missed notification can delay a job, and failures back
+    off by doubling up to `max_backoff_seconds`.
+    """
+
+    batch: int = 50
+    parallel: int = 8
+    poll_seconds: float = 5.0
+    max_backoff_seconds: float = 30.0
+
+
 class PendingDispatcher:
     """A background loop creating the flow runs of pending jobs, woken by NOTIFY.
 
     `start_run(job_id)` returns the new flow run's id, or None when Prefect refused or could
     not be reached (engine.dispatch.RunStarter.try_start). `dsn` is where it LISTENs (the
-    store's database by default). `batch` jobs are claimed at once and `parallel` creations
-    run side by side; `poll_seconds` bounds how long a missed notification can delay a job.
+    store's database by default).
     """
 
     def __init__(
@@ -42,17 +57,11 @@ class PendingDispatcher:
         start_run: Callable[[str], str | None],
         *,
         dsn: str | None = None,
-        batch: int = 50,
-        parallel: int = 8,
-        poll_seconds: float = 5.0,
-        max_backoff_seconds: float = 30.0,
+        pace: Pace = Pace(),
     ) -> None:
         self.store = store
         self.start_run = start_run
-        self.batch = batch
-        self.parallel = parallel
-        self.poll_seconds = poll_seconds
-        self.max_backoff_seconds = max_backoff_seconds
+        self.pace = pace
         #: Jobs handed to Prefect and jobs left pending (Prefect unreachable), since start.
         self.dispatched = 0
         self.deferred = 0
@@ -77,13 +86,9 @@ class PendingDispatcher:
         cls, store: JobStore, start_run: Callable[[str], str | None], settings: Settings
     ) -> PendingDispatcher:
         """A dispatcher on the store's database with the ADMISSION_* settings."""
-        return cls(
-            store,
-            start_run,
-            batch=settings.admission_batch,
-            parallel=settings.admission_parallel,
-            poll_seconds=settings.admission_poll_seconds,
-        )
+        s = settings
+        pace = Pace(s.admission_batch, s.admission_parallel, s.admission_poll_seconds)
+        return cls(store, start_run, pace=pace)
 
     def start(self) -> None:
         """Listen and run the loop in daemon threads (returns at once)."""
@@ -107,13 +112,14 @@ class PendingDispatcher:
         """Dispatch batches until no pending job is left or Prefect fails one; returns how
         many jobs failed to dispatch in the last batch (0: the outbox is empty)."""
         while not self._stop.is_set():
+            pace = self.pace
             outcomes = self.store.dispatch_pending(
-                self.start_run, grace_seconds=0, limit=self.batch, parallel=self.parallel
+                self.start_run, grace_seconds=0, limit=pace.batch, parallel=pace.parallel
             )
             failed = sum(1 for _, run in outcomes if run is None)
             self.dispatched += len(outcomes) - failed
             self.deferred += failed
-            if failed or len(outcomes) < self.batch:
+            if failed or len(outcomes) < pace.batch:
                 return failed
         return 0
 
@@ -122,9 +128,9 @@ class PendingDispatcher:
         while not self._stop.is_set():
             if failures:
                 # Prefect failing: new jobs' notifications must not cut the back-off short.
-                self._stop.wait(reconnect_delay(failures, cap=self.max_backoff_seconds))
+                self._stop.wait(reconnect_delay(failures, cap=self.pace.max_backoff_seconds))
             else:
-                self._wake.wait(self.poll_seconds)
+                self._wake.wait(self.pace.poll_seconds)
             self._wake.clear()
             try:
                 failures = failures + 1 if self.drain() else 0

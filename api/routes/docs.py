@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
+from typing import TypedDict
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -50,16 +51,22 @@ def _asset_url(request: Request, name: str) -> str:
     return f"{_prefix(request)}{ASSET_PREFIX}/{name}"
 
 
-def _openapi_url(request: Request) -> str:
-    return f"{_prefix(request)}{request.app.openapi_url}"
+class _Page(TypedDict):
+    openapi_url: str
+    title: str
+
+
+def _page(request: Request, name: str) -> _Page:
+    """What both pages take: where the OpenAPI document is, and the page's title."""
+    openapi_url = f"{_prefix(request)}{request.app.openapi_url}"
+    return {"openapi_url": openapi_url, "title": f"{request.app.title} - {name}"}
 
 
 @router.get("/docs", include_in_schema=False)
 def swagger_ui(request: Request) -> HTMLResponse:
     """The interactive API documentation (Swagger UI), loading only this server's assets."""
     return get_swagger_ui_html(
-        openapi_url=_openapi_url(request),
-        title=f"{request.app.title} - Swagger UI",
+        **_page(request, "Swagger UI"),
         swagger_js_url=_asset_url(request, "swagger-ui-bundle.js"),
         swagger_css_url=_asset_url(request, "swagger-ui.css"),
         swagger_favicon_url=_asset_url(request, "favicon.png"),
@@ -72,8 +79,7 @@ def swagger_ui(request: Request) -> HTMLResponse:
 def redoc(request: Request) -> HTMLResponse:
     """The API reference (ReDoc), loading only this server's assets (no web fonts)."""
     return get_redoc_html(
-        openapi_url=_openapi_url(request),
-        title=f"{request.app.title} - ReDoc",
+        **_page(request, "ReDoc"),
         redoc_js_url=_asset_url(request, "redoc.standalone.js"),
         redoc_favicon_url=_asset_url(request, "favicon.png"),
         with_google_fonts=False,

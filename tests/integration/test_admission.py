@@ -20,7 +20,7 @@ import pytest
 from dbfixtures import create_user, insert_job, insert_workflow
 from waiting import wait_until
 
-from engine.admission import PendingDispatcher
+from engine.admission import Pace, PendingDispatcher
 from engine.db.connection import shared_store
 from engine.db.store import JobStore
 
@@ -104,7 +104,7 @@ def test_a_new_job_wakes_the_dispatcher(
 ) -> None:
     """With polling an hour apart, only the insert's NOTIFY can hand the job over in time."""
     recorder = Recorder()
-    dispatcher = running(PendingDispatcher(store, recorder, poll_seconds=3600))
+    dispatcher = running(PendingDispatcher(store, recorder, pace=Pace(poll_seconds=3600)))
     wait_until(dispatcher.listening.is_set, 10, "the LISTEN connection")
     job = insert_job(db, create_user(db), workflow)
     wait_until(lambda: flow_runs(db, [job])[job], 20, "the job's flow run")
@@ -122,7 +122,9 @@ def test_two_dispatchers_start_each_job_once(
     jobs = [insert_job(db, users[i % 3], workflow) for i in range(60)]
     recorder = Recorder()
     for _ in range(2):
-        running(PendingDispatcher(store, recorder, batch=7, parallel=3, poll_seconds=0.2))
+        running(
+            PendingDispatcher(store, recorder, pace=Pace(batch=7, parallel=3, poll_seconds=0.2))
+        )
     wait_until(lambda: all(flow_runs(db, jobs).values()), 30, "every job's flow run")
     assert Counter(recorder.calls) == Counter(jobs)
 
@@ -138,7 +140,7 @@ def test_jobs_left_pending_while_prefect_fails_are_dispatched_once_it_answers(
     recorder = Recorder()
     recorder.failing = True
     dispatcher = running(
-        PendingDispatcher(store, recorder, poll_seconds=0.2, max_backoff_seconds=0.5)
+        PendingDispatcher(store, recorder, pace=Pace(poll_seconds=0.2, max_backoff_seconds=0.5))
     )
     job = insert_job(db, create_user(db), workflow)
     wait_until(lambda: dispatcher.deferred >= 1, 20, "a failed dispatch")
