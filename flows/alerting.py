@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine.db.alert_store import AlertStore, Reconciled
+from engine.db.alert_store import AlertStore, Delivery, Reconciled
 from engine.db.store import JobStore
 from engine.jobs.alerts import AlertThresholds, evaluate, evaluated_kinds
 from engine.security import signing
@@ -71,16 +71,10 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def alert_payload(row: dict[str, Any]) -> dict[str, Any]:
+def alert_payload(delivery: Delivery) -> dict[str, Any]:
     """The JSON body of a delivery: `{"event": "alert.opened"|"alert.resolved", "alert": …}`."""
-    keys = (
-        "id", "kind", "subject", "severity", "message", "detail",
-        "opened_at", "last_seen_at", "resolved_at",
-    )  # fmt: skip
-    return {
-        "event": f"alert.{row['event']}",
-        "alert": {k: _iso(row.get(k)) for k in keys},
-    }
+    alert = {k: _iso(v) for k, v in delivery.alert.items()}
+    return {"event": f"alert.{delivery.event}", "alert": alert}
 
 
 def encode_payload(payload: Any) -> bytes:
@@ -112,9 +106,9 @@ def deliver_alerts(
             settings, timeout=timeout, follow_redirects=False, allow_hosts=(host,)
         ) as client,
     ):
-        for row in batch.rows:
-            alert_id, event = int(row["id"]), str(row["event"])
-            body = encode_payload(alert_payload(row))
+        for delivery in batch.deliveries:
+            alert_id, event = delivery.alert_id, delivery.event
+            body = encode_payload(alert_payload(delivery))
             headers = {
                 "Content-Type": "application/json",
                 DELIVERY_HEADER: f"alert-{alert_id}-{event}",
@@ -123,8 +117,8 @@ def deliver_alerts(
             if secret is not None:
                 headers.update(signing.sign(secret, int(time.time()), body))
             log_ctx = {
-                "alert_kind": row["kind"],
-                "alert_subject": row["subject"],
+                "alert_kind": delivery.kind,
+                "alert_subject": delivery.subject,
                 "decision": f"deliver_{event}",
             }
             try:

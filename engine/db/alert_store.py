@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -152,7 +152,7 @@ class AlertStore:
     def deliveries_due(self, *, limit: int = 20, max_attempts: int = 10) -> Iterator[DeliveryBatch]:
         """Alerts owing a webhook delivery, row-locked until the block ends (then committed).
 
-        Each row has `event`: 'opened' or 'resolved'; mark each through the batch.
+        Each delivery's `event` is 'opened' or 'resolved'; mark each through the batch.
         """
         with self.pool.connection() as conn, conn.transaction():
             rows = conn.execute(
@@ -161,12 +161,39 @@ class AlertStore:
             yield DeliveryBatch(conn, rows)
 
 
+#: The alert columns a delivery carries (alerts_deliveries_due.sql), in the body's order.
+DELIVERY_FIELDS = (
+    "id", "kind", "subject", "severity", "message", "detail",
+    "opened_at", "last_seen_at", "resolved_at",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One owed webhook delivery: the alert's id, the event owed, and the alert's columns."""
+
+    alert_id: int
+    event: Literal["opened", "resolved"]
+    kind: str
+    subject: str
+    alert: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: Row) -> Delivery:
+        """From one row of alerts_deliveries_due.sql."""
+        alert = {k: row[k] for k in DELIVERY_FIELDS}
+        event: Literal["opened", "resolved"] = (
+            "resolved" if row["event"] == "resolved" else "opened"
+        )
+        return cls(int(row["id"]), event, str(row["kind"]), str(row["subject"]), alert)
+
+
 class DeliveryBatch:
     """Deliveries locked by one `deliveries_due` block, and how to record their outcome."""
 
     def __init__(self, conn: psycopg.Connection[Row], rows: list[Row]) -> None:
         self._conn = conn
-        self.rows = rows
+        self.deliveries = [Delivery.from_row(row) for row in rows]
 
     def mark_delivered(self, alert_id: int, event: str) -> None:
         """Record a successful delivery of `event` ('opened' or 'resolved')."""
