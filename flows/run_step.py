@@ -20,11 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, TypeVar, cast
 
-from prefect import get_run_logger, task
+from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
+from prefect.context import TaskRunContext
 from prefect.futures import PrefectFuture
 from prefect.runtime import task_run as task_run_runtime
 from prefect.utilities.annotations import quote
@@ -124,50 +126,51 @@ def _log_fields(job: JobInfo, step: StepPlan, attempt: int) -> dict[str, Any]:
     }
 
 
-def _make_retry_condition(
-    store: JobStore, job: JobInfo, step: StepPlan
-) -> Callable[[Any, TaskRun, State[Any]], bool]:
-    """The hook Prefect calls after a failed attempt that still has retries left."""
+def _retry_condition(_task: Any, task_run: TaskRun, state: State[Any]) -> bool:
+    """The hook Prefect calls after a failed attempt that still has retries left.
 
-    def retry_condition(_task: Any, task_run: TaskRun, state: State[Any]) -> bool:
-        exc = state.result(raise_on_failure=False)
-        kind = classify_exception(exc) if isinstance(exc, BaseException) else ErrorKind.INTERNAL
-        retries_done = max(task_run.run_count, 1) - 1
-        if not should_retry(step.policy, kind, retries_done):
-            return False
-        # Prefect schedules the retry at now + delays[retries_done]; we handed it that list.
-        delay = step.delays[min(retries_done, len(step.delays) - 1)] if step.delays else 0.0
-        next_at = datetime.now(UTC) + timedelta(seconds=delay)
-        store.transition(
-            job.job_id,
-            Transition(
-                status=JobStatus.AWAITING_RETRY,
-                step_id=step.step_id,
-                attempt=retries_done + 1,
-                retry_count=retries_done + 1,
-                max_retries=step.policy.max_retries,
-                next_retry_at=next_at,
-                error_message=(
-                    f"step '{step.step_id}' attempt {retries_done + 1} failed: "
-                    f"{kind.value}: {error_text(exc) if isinstance(exc, BaseException) else ''}"
-                ),
-                detail={"kind": kind.value, "delay_seconds": delay},
+    One function for every step (so a step's task options are built once, see `_step_task`):
+    the job and the step are the attempt's own parameters, read from its run context.
+    """
+    parameters = TaskRunContext.get().parameters  # type: ignore[union-attr]
+    job, step = cast(JobInfo, parameters["job"]), cast(StepPlan, parameters["step"])
+    store = shared_store()
+    exc = state.result(raise_on_failure=False)
+    kind = classify_exception(exc) if isinstance(exc, BaseException) else ErrorKind.INTERNAL
+    retries_done = max(task_run.run_count, 1) - 1
+    if not should_retry(step.policy, kind, retries_done):
+        return False
+    # Prefect schedules the retry at now + delays[retries_done]; we handed it that list.
+    delay = step.delays[min(retries_done, len(step.delays) - 1)] if step.delays else 0.0
+    next_at = datetime.now(UTC) + timedelta(seconds=delay)
+    store.transition(
+        job.job_id,
+        Transition(
+            status=JobStatus.AWAITING_RETRY,
+            step_id=step.step_id,
+            attempt=retries_done + 1,
+            retry_count=retries_done + 1,
+            max_retries=step.policy.max_retries,
+            next_retry_at=next_at,
+            error_message=(
+                f"step '{step.step_id}' attempt {retries_done + 1} failed: "
+                f"{kind.value}: {error_text(exc) if isinstance(exc, BaseException) else ''}"
             ),
-            flow_run_id=job.flow_run_id,
-        )
-        get_run_logger().warning(
-            "job awaiting_retry: step '%s' retry in %.1f s",
-            step.step_id,
-            delay,
-            extra={
-                **_log_fields(job, step, retries_done + 1),
-                "error_kind": kind.value,
-                "status": "awaiting_retry",
-            },
-        )
-        return True
-
-    return retry_condition
+            detail={"kind": kind.value, "delay_seconds": delay},
+        ),
+        flow_run_id=job.flow_run_id,
+    )
+    get_run_logger().warning(
+        "job awaiting_retry: step '%s' retry in %.1f s",
+        step.step_id,
+        delay,
+        extra={
+            **_log_fields(job, step, retries_done + 1),
+            "error_kind": kind.value,
+            "status": "awaiting_retry",
+        },
+    )
+    return True
 
 
 def _start_attempt(store: JobStore, job: JobInfo, step: StepPlan, attempt: int) -> None:
@@ -298,21 +301,28 @@ def _untraversed(value: T) -> T:
     return cast(T, quote(value))
 
 
+@lru_cache(maxsize=1024)
+def _step_task(name: str, retries: int, delays: tuple[float, ...]) -> Task[..., Any]:
+    """The step task with one step's name and retry policy, built once per distinct step and
+    reused by every job: `with_options` copies the task and reads its source each time."""
+    return run_step.with_options(
+        name=name,
+        task_run_name=name,
+        retries=retries,
+        # Jitter is already applied in these delays, so Prefect's own jitter stays off and
+        # next_retry_at is exact.
+        retry_delay_seconds=list(delays) or 0,
+        retry_jitter_factor=0.0,
+        retry_condition_fn=_retry_condition,
+    )
+
+
 def submit_step(
     job: JobInfo, step: StepPlan, steps_done: dict[str, Any], log_io: bool
 ) -> PrefectFuture[Any]:
     """Submit the step's task run with its retry policy and retry hook (the timeout is kept by
     the task itself; see the module docstring)."""
-    configured = run_step.with_options(
-        name=step.step_id,
-        task_run_name=step.step_id,
-        retries=step.policy.max_retries,
-        # Jitter is already applied in these delays, so Prefect's own jitter stays off and
-        # next_retry_at is exact.
-        retry_delay_seconds=list(step.delays) or 0,
-        retry_jitter_factor=0.0,
-        retry_condition_fn=_make_retry_condition(shared_store(), job, step),
-    )
+    configured = _step_task(step.step_id, step.policy.max_retries, tuple(step.delays))
     # quote(): Prefect would otherwise walk every value of the parameters on each submit (to
     # find futures and task inputs), so a large input_data cost CPU on every step.
     return configured.submit(
