@@ -199,8 +199,9 @@ def deploy() -> None:
 
     from prefect.settings import PREFECT_API_URL
 
-    from cli.services import PYTHON, bin_path
+    from cli.services import bin_path
     from cli.stack import PROCESS_POOL, WARM_WORKER_TYPE, create_work_pools
+    from cli.stack_env import deploy_environment
     from engine.settings import PROJECT_ROOT
 
     api_url = PREFECT_API_URL.value()
@@ -209,12 +210,7 @@ def deploy() -> None:
         raise typer.Exit(2)
     warm_pool = get_settings().warm_pool
     create_work_pools(api_url, {PROCESS_POOL: "process", warm_pool: WARM_WORKER_TYPE})
-    env = {
-        **os.environ,
-        "SUPAFLOW_PROJECT_DIR": os.environ.get("SUPAFLOW_PROJECT_DIR", str(PROJECT_ROOT)),
-        "SUPAFLOW_PYTHON": os.environ.get("SUPAFLOW_PYTHON", PYTHON),
-        "WARM_POOL": warm_pool,
-    }
+    env = {**os.environ, **deploy_environment(dict(os.environ), warm_pool)}
     command = [bin_path("prefect"), "--no-prompt", "deploy", "--all"]
     raise typer.Exit(subprocess.run(command, cwd=PROJECT_ROOT, env=env, check=False).returncode)
 

@@ -20,6 +20,16 @@ FOREIGN_ENV = (
 )
 
 
+def deploy_environment(base: dict[str, str], warm_pool: str) -> dict[str, str]:
+    """What prefect.yaml reads when it is deployed: this checkout and interpreter (unless the
+    caller's SUPAFLOW_PROJECT_DIR / SUPAFLOW_PYTHON say otherwise) and the warm pool."""
+    return {
+        "SUPAFLOW_PROJECT_DIR": base.get("SUPAFLOW_PROJECT_DIR", str(PROJECT_ROOT)),
+        "SUPAFLOW_PYTHON": base.get("SUPAFLOW_PYTHON", PYTHON),
+        "WARM_POOL": warm_pool,
+    }
+
+
 def stack_environment(
     root: Path, prefect_api_url: str, api_url: str, *, isolated: bool
 ) -> dict[str, str]:
@@ -38,15 +48,12 @@ def stack_environment(
         "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false" if isolated else "true",
-        "SUPAFLOW_PROJECT_DIR": str(PROJECT_ROOT),
-        "SUPAFLOW_PYTHON": PYTHON,
         "PREFECT_WORKER_QUERY_SECONDS": base.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
         "PREFECT_WORKER_PREFETCH_SECONDS": base.get("PREFECT_WORKER_PREFETCH_SECONDS", "1"),
-        # prefect.yaml puts run-workflow-warm on this pool.
-        "WARM_POOL": str(Settings.model_fields["warm_pool"].default)
-        if isolated
-        else settings.warm_pool,
     }
+    # prefect.yaml puts run-workflow-warm on this pool; the stack runs this checkout.
+    warm_pool = str(Settings.model_fields["warm_pool"].default) if isolated else settings.warm_pool
+    env.update(deploy_environment({}, warm_pool))
     if isolated:
         env["TMPDIR"] = str(root / "tmp")
     if settings.log_json:
