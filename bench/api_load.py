@@ -32,10 +32,7 @@ from bench.stacks import Benchmark, engine_running, raw_deployment, workflow_id
 from cli.stack import LocalStack
 
 KINDS = ("post", "get")
-METHOD = {
-    "api_server": "uvicorn, one process (supaflow api)",
-    "prefect_server_database": "PostgreSQL (scratch database)",
-}
+METHOD = {"api_server": "uvicorn, one process (supaflow api)"}
 
 
 @dataclass(frozen=True)
@@ -116,14 +113,14 @@ def measured(stack: LocalStack, side: Side, args: Any) -> tuple[dict[str, Any], 
     seed = [httpx.post(url, headers=side.headers, json=body, timeout=30) for _ in range(10)]
     ids = [str(answer.json()[side.id_key]) for answer in seed]
     time.sleep(2)
-    before = out.cpu_snapshot(stack)
-    result = asyncio.run(drive(side, args, ids))
-    return {**result, "cpu_seconds": out.cpu_delta(before, out.cpu_snapshot(stack))}, ids[10:]
+    result, cpu = out.with_cpu(stack, lambda: asyncio.run(drive(side, args, ids)))
+    return {**result, "cpu_seconds": cpu}, ids[10:]
 
 
 def engine_side(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
     """The engine's API under the load (with --api-only it cannot reach Prefect), then how
-    long until every job it created had its flow run."""
+    long until every job it created had its flow run; with --with-worker, until every one
+    finished (at most --finish-timeout s), the jobs counted by status."""
     api_env = {"PREFECT_API_URL": "http://127.0.0.1:9/api"} if args.api_only else None
     with engine_running(stack, limit=10 if args.with_worker else None, api_env=api_env) as token:
         start = ("/workflows/start", {"workflow_id": workflow_id(3), "input_data": {"x": 1}})
@@ -131,35 +128,15 @@ def engine_side(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
         result, created = measured(
             stack, Side(stack.api_url, headers, start, "/jobs/{id}", "job_id"), args
         )
-        started, dispatched = time.monotonic(), 0
-        sql = "select count(*) as n from public.jobs where id = any(%s::uuid[])"
-        sql += " and prefect_flow_run_id is not null"
-        while not args.api_only and time.monotonic() - started < 120:
-            with out.connect(stack.database_url) as conn:
-                dispatched = int((conn.execute(sql, [created]).fetchone() or {"n": 0})["n"])
-            if dispatched >= len(created):
-                break
-            time.sleep(0.5)
+        started = time.monotonic()
+        count = lambda: out.query(stack.database_url, "jobs_with_flow_run", [created])[0]["n"]  # noqa: E731
+        dispatched = 0 if args.api_only else out.poll(count, lambda n: n >= len(created), 120, 0.5)
         result.update(jobs_created=len(created), jobs_with_flow_run=dispatched)
         result["flow_runs_all_created_after_s"] = round(time.monotonic() - started, 1)
         if args.with_worker:
-            result["jobs_by_status"] = finished(stack, created, args.finish_timeout)
+            out.wait_final(stack, created, timeout=args.finish_timeout, every=1)
+            result["jobs_by_status"] = out.outcomes(stack, created)["counts"]
         return result
-
-
-def finished(stack: LocalStack, created: list[str], timeout: float) -> dict[str, int]:
-    """Wait (at most `timeout` s) until every job the load created is completed or failed;
-    the jobs counted by status (a job still running at the deadline counts as such)."""
-    sql = "select status, count(*) as n from public.jobs where id = any(%s::uuid[])"
-    sql += " group by status"
-    deadline = time.monotonic() + timeout
-    while True:
-        with out.connect(stack.database_url) as conn:
-            counts = {r["status"]: int(r["n"]) for r in conn.execute(sql, [created]).fetchall()}
-        done = counts.get("completed", 0) + counts.get("failed", 0)
-        if done >= len(created) or time.monotonic() > deadline:
-            return counts
-        time.sleep(1)
 
 
 def raw_side(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
@@ -176,19 +153,9 @@ OPTIONS = [
     ("--duration", 60.0, "seconds per side", "duration_s"),
     ("--max-inflight", 500, "most requests waiting at once (more are skipped)", "max_inflight"),
     ("--post-share", 0.5, "share of requests that start a job"),
-    (
-        "--api-only",
-        False,
-        "diagnostic: the API cannot reach Prefect (a closed port), so a"
-        " POST costs only the API and PostgreSQL; jobs stay pending for the dispatcher",
-    ),
+    ("--api-only", False, "diagnostic: the API cannot reach Prefect (a closed port)"),
     ("--with-worker", False, "also run the engine's warm worker", "engine_worker_running"),
-    (
-        "--finish-timeout",
-        900.0,
-        "with --with-worker: longest wait for every created job to finish",
-        "finish_timeout_s",
-    ),
+    ("--finish-timeout", 900.0, "with --with-worker: most seconds to wait", "finish_timeout_s"),
 ]
 
 
@@ -219,12 +186,12 @@ def show(args: Any, results: dict[str, Any]) -> Any:
         out.check("engine errors", engine.get("errors_total"), "<=", 0, "requests"),
     ]
     mix = f"{args.post_share:.0%} POST (start), the rest GET (one of the 50 newest), spread evenly"
-    settings = {**args.settings, "mix": mix, "api_reaches_prefect": not args.api_only, **METHOD}
+    settings = {"mix": mix, "api_reaches_prefect": not args.api_only}
     return targets, {"settings": settings}, bool(results)
 
 
 main = Benchmark(
-    "api_load", __doc__, OPTIONS, {"engine": engine_side, "raw": raw_side}, show, stack="api-load"
+    "api_load", __doc__, OPTIONS, {"engine": engine_side, "raw": raw_side}, show, METHOD
 )
 
 if __name__ == "__main__":

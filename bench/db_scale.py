@@ -26,7 +26,9 @@ if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench import report as out
+from bench.stacks import Benchmark
 from cli.databases import ScratchDatabase
+from cli.stack import LocalStack
 
 Connection = psycopg.Connection[dict[str, Any]]
 LIST = "user_jobs_list"
@@ -63,8 +65,7 @@ def timed(
     with conn.transaction(force_rollback=True):
         if user is not None:
             claims = json.dumps({"sub": user, "role": "authenticated"})
-            set_role = "select set_config('role', 'authenticated', true),"
-            conn.execute(set_role + " set_config('request.jwt.claims', %s, true)", [claims])
+            conn.execute(out.sql("as_authenticated"), [claims])
         started = time.perf_counter()
         rows = conn.execute(sql, params).fetchall()
         return rows, time.perf_counter() - started
@@ -88,15 +89,13 @@ def generate(conn: Connection, args: argparse.Namespace) -> dict[str, float]:
     """Users, workflows and jobs (bench/sql/generate_*.sql), then VACUUM ANALYZE; seconds."""
     t0 = time.perf_counter()
     for name in ("users", "workflows", "jobs"):
-        sql = (Path(__file__).resolve().parent / "sql" / f"generate_{name}.sql").read_text()
-        conn.execute(sql, {"users": args.users, "rows": args.rows})
+        conn.execute(out.sql(f"generate_{name}"), {"users": args.users, "rows": args.rows})
     generation = {"insert_seconds": round(time.perf_counter() - t0, 1)}
     t0 = time.perf_counter()
     conn.execute("vacuum analyze public.jobs")
     conn.execute("vacuum analyze auth.users")
     generation["vacuum_analyze_seconds"] = round(time.perf_counter() - t0, 1)
-    sql = "select pg_size_pretty(pg_total_relation_size('public.jobs')) as total, count(*) as n"
-    size = conn.execute(sql + " from public.jobs").fetchone() or {}
+    size = conn.execute(out.sql("jobs_size")).fetchone() or {}
     took = f"{generation['insert_seconds']} s (+ {generation['vacuum_analyze_seconds']} s vacuum)"
     print(f"generated {size.get('n')} jobs for {args.users} users in {took}", flush=True)
     print(f"jobs table with indexes: {size.get('total')}", flush=True)
@@ -106,17 +105,11 @@ def generate(conn: Connection, args: argparse.Namespace) -> dict[str, float]:
 def subjects(conn: Connection, users: int) -> dict[str, Any]:
     """From the generated data: the heavy and a typical user (ids, job counts), the cursor of
     the heavy user's page after 1,000 rows, and a job of the typical user."""
-    found = conn.execute(
-        "select u.id::text as id, count(j.id) as n from auth.users u left join public.jobs j"
-        " on j.user_id = u.id where u.email in ('bench-000001@example.com', %s)"
-        " group by u.id order by count(j.id) desc",
-        [f"bench-{min(500, users):06d}@example.com"],
-    ).fetchall()
+    typical_email = f"bench-{min(500, users):06d}@example.com"
+    found = conn.execute(out.sql("heavy_and_typical_user"), [typical_email]).fetchall()
     heavy, typical = found[0], found[-1]
-    jobs = "select created_at, id::text as id from public.jobs where user_id = %s"
-    page = jobs + " order by created_at desc, id desc offset 1000 limit 1"
-    cursor = conn.execute(page, [heavy["id"]]).fetchone() or {}
-    job = conn.execute(jobs + " limit 1", [typical["id"]]).fetchone() or {}
+    cursor = conn.execute(out.sql("job_after_1000"), [heavy["id"]]).fetchone() or {}
+    job = conn.execute(out.sql("first_job_of_user"), [typical["id"]]).fetchone() or {}
     return {
         "heavy": heavy["id"],
         "heavy_n": heavy["n"],
@@ -128,34 +121,35 @@ def subjects(conn: Connection, users: int) -> dict[str, Any]:
     }
 
 
-def measure_all(url: str, args: argparse.Namespace) -> tuple[dict[str, float], dict[str, Any]]:
-    """Migrate, generate, measure every case (and each API read without RLS); print plans."""
+def measure_all(_stack: LocalStack | None, args: argparse.Namespace) -> dict[str, Any]:
+    """On a scratch database: migrate, generate, measure every case (and each API read
+    without RLS), print the plans; the generation's seconds and each case's result."""
     from engine.db.migrate import apply_migrations
     from engine.db.queries import load_sql
 
-    apply_migrations(url, bootstrap=True)
-    results: dict[str, Any] = {}
-    with out.connect(url) as conn:
-        generation, data = generate(conn, args), subjects(conn, args.users)
-        for title, sql_file, spec, as_user in CASES:
-            name = title.format(**data)
-            params = {k: data[v[1:]] if str(v).startswith("$") else v for k, v in spec.items()}
-            params = {**LIST_DEFAULTS, **params} if sql_file == LIST else params
-            sql = load_sql(sql_file) if sql_file else "select count(*) from public.jobs"
-            user = data[as_user] if as_user else None
-            print(f"measuring: {name}", flush=True)
-            result = measure(conn, sql, params, user, args.reps)
-            if user is not None:  # baseline: the same statement without RLS, as the table owner
-                result["without_rls"] = measure(conn, sql, params, None, args.reps)
-            group = "baseline" if sql_file is None else "api" if as_user else "maintenance"
-            results[name] = {
-                **result,
-                "group": group,
-                "target_ms": 10.0 if sql_file == LIST else None,
-            }
-            if not args.no_plans:
-                print(f"\n-- {name}\n{result['plan']}\n", flush=True)
-    return generation, results
+    database, results = ScratchDatabase(out.admin_url(), "bench_dbscale"), {}
+    try:
+        apply_migrations(database.url, bootstrap=True)
+        with out.connect(database.url) as conn:
+            generation, data = generate(conn, args), subjects(conn, args.users)
+            for title, sql_file, spec, as_user in CASES:
+                name = title.format(**data)
+                params = {k: data[v[1:]] if str(v).startswith("$") else v for k, v in spec.items()}
+                params = {**LIST_DEFAULTS, **params} if sql_file == LIST else params
+                sql = load_sql(sql_file) if sql_file else "select count(*) from public.jobs"
+                user = data[as_user] if as_user else None
+                print(f"measuring: {name}", flush=True)
+                result = measure(conn, sql, params, user, args.reps)
+                if user is not None:  # baseline: the same statement without RLS, as the owner
+                    result["without_rls"] = measure(conn, sql, params, None, args.reps)
+                group = "baseline" if sql_file is None else "api" if as_user else "maintenance"
+                target = 10.0 if sql_file == LIST else None
+                results[name] = {**result, "group": group, "target_ms": target}
+                if not args.no_plans:
+                    print(f"\n-- {name}\n{result['plan']}\n", flush=True)
+    finally:
+        database.close()
+    return {"generation": generation, "cases": results}
 
 
 OPTIONS = [
@@ -168,14 +162,9 @@ MIX = "97% completed, 2% failed, 0.5% running, 0.2% awaiting_retry, 0.2% pending
 MIX += " 0.1% pending without"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Generate the data, measure every case, print plans and the table, write the JSON."""
-    args = out.parse(__doc__, argv, *OPTIONS)
-    machine, database = out.machine_info(), ScratchDatabase(out.admin_url(), "bench_dbscale")
-    try:
-        generation, results = measure_all(database.url, args)
-    finally:
-        database.close()
+def show(args: Any, measured: dict[str, Any]) -> Any:
+    """The table; the list query's targets, the cases split into engine and baselines."""
+    results = measured["cases"]
     rows = [
         (
             case,
@@ -194,14 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         for case, r in results.items()
         if r["target_ms"] is not None
     ]
-    settings = {**args.settings, "heavy_user_share": 0.05, "status_mix": MIX}
     rls = {k: v["without_rls"]["client_ms"] for k, v in results.items() if "without_rls" in v}
     baselines = {k: v for k, v in results.items() if v["group"] == "baseline"}
     engine = {k: v for k, v in results.items() if v["group"] != "baseline"}
-    data = {"machine": machine, "settings": settings, "generation": generation, "engine": engine}
-    out.finish("db_scale", args, {**data, "baselines": {"without_rls": rls, **baselines}}, targets)
-    return 0
+    settings = {"heavy_user_share": 0.05, "status_mix": MIX}
+    extra = {"settings": settings, "generation": measured["generation"], "engine": engine}
+    return targets, {**extra, "baselines": {"without_rls": rls, **baselines}}, True
 
+
+main = Benchmark("db_scale", __doc__, OPTIONS, measure_all, show, stack=False)
 
 if __name__ == "__main__":
     sys.exit(main())

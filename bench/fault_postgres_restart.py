@@ -18,8 +18,7 @@ from pathlib import Path
 if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.faults import FaultBench, FaultScript, TrialResult
-from bench.stacks import FAST_RECOVERY_ENV
+from bench.faults import FAST_RECOVERY_ENV, FaultBench, FaultScript, TrialResult
 
 
 def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResult:

@@ -1,13 +1,11 @@
-"""What the fault scripts share: a stack to break, a counting endpoint, trials, their table
-and report.
+"""What the fault scripts share: a stack to break with a counting workflow on it, trials,
+their table and report (`FaultScript`, each script's main).
 
-`CountingServer` counts calls per job and step: a step that runs twice shows there as a count
-of 2, the side effect counted rather than what the engine says it did (`count_reruns` puts
-both records together; load_concurrent counts with it too).
-`fault_bench` is `bench.stacks.fault_stack` with a counting endpoint and a counting workflow
-(`fetch` calls the endpoint, `wait` sleeps, `notify` calls it again). A script's trial posts
-jobs through the API, breaks one part of the stack, waits while maintenance passes run every
-second (as the schedule would) and counts what happened; `FaultScript` is each script's main.
+The stack (`fault_bench`) is embedded PostgreSQL, Prefect on SQLite and jobs on a process
+worker (cli/scratch.py), with a `CountingServer` and the counting workflow: `fetch` calls the
+counting endpoint, `wait` sleeps, `notify` calls it again. A trial posts jobs through the API,
+breaks one part of the stack, waits while maintenance passes run every second (as the
+schedule would) and counts what happened.
 """
 
 from __future__ import annotations
@@ -21,19 +19,36 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from importlib.metadata import version
+from typing import Any
 
-from bench.report import Option, markdown_table, parse, write_report
-from bench.stacks import FAST_RECOVERY_ENV, NOOP, fault_stack
+from bench.report import BENCH_DATA, Option, markdown_table, parse, write_report
+from bench.stacks import LIMITS, NOOP, bench_root
 from cli import scratch
 from cli.stack import LocalStack
 from cli.up import start_job
 
 COUNTS = ("posted", "completed", "failed", "stuck", "rerun_steps", "resubmissions")
+#: Crash detection and recovery in seconds, not minutes. The heartbeat window stays above the
+#: time a flow-run process takes to start on a loaded 2-core machine: a run a worker took
+#: does not beat until its process is up, and a shorter window resubmits healthy runs.
+FAST_RECOVERY_ENV = {
+    "JOB_HEARTBEAT_SECONDS": "0.5",
+    "HEARTBEAT_WINDOW_SECONDS": "10",
+    "RESUBMIT_BACKOFF_SECONDS": "0",
+    "DISPATCH_GRACE_SECONDS": "1",
+    "HTTP_ALLOWLIST": "127.0.0.1",
+    "PREFECT_WORKER_QUERY_SECONDS": "1",
+    "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+    "RATE_LIMITS": LIMITS.format(6000, 60000),
+}
+#: A migrated Prefect SQLite database: fault stacks start from a copy (migrating takes ~10 s).
+PREFECT_SQLITE = BENCH_DATA / "cache" / f"prefect-{version('prefect')}.db"
 
 
 class CountingServer(ThreadingHTTPServer):
-    """A local HTTP server counting calls to `/count/<job>/<step>`; answers `{"n": count}`."""
+    """A local HTTP server counting calls to `/count/<job>/<step>`; answers `{"n": count}`.
+    A step that runs twice shows here as a count of 2: the side effect, not the engine's word."""
 
     daemon_threads = True
 
@@ -41,20 +56,13 @@ class CountingServer(ThreadingHTTPServer):
         self.calls: Counter[tuple[str, str]] = Counter()
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Counted)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
         threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. http://127.0.0.1:PORT."""
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
     def hits(self, job_id: str) -> dict[str, int]:
         """Calls per step for one job."""
         with self.lock:
             return {step: n for (job, step), n in self.calls.items() if job == job_id}
-
-    def __enter__(self) -> Self:
-        return self
 
     def __exit__(self, *_exc: object) -> None:
         self.shutdown()
@@ -226,10 +234,14 @@ def _store() -> Any:
 def fault_bench(
     name: str, env: Mapping[str, str], args: argparse.Namespace
 ) -> Iterator[FaultBench]:
-    """A fault stack with the counting workflow `bench_<name>` (its `wait` step --delay
-    seconds long; steps retry twice, 0.5 s apart) and a local user's token."""
-    workflow = f"bench_{name}"
-    with CountingServer() as counter, fault_stack(name, env, keep=args.keep) as stack:
+    """A fault stack (run-workflow on the process pool, a process worker and the API, all
+    answering; maintenance is not deployed: the trials run it) with the counting workflow
+    `bench_<name>` (its `wait` step --delay seconds long; steps retry twice, 0.5 s apart)."""
+    workflow, root = f"bench_{name}", bench_root(name)
+    with (
+        CountingServer() as counter,
+        scratch.embedded_stack(root, env, PREFECT_SQLITE, keep=args.keep) as stack,
+    ):
         retry = {"max_retries": 2, "strategy": "fixed", "initial_delay_seconds": 0.5}
         install_counting_workflow(workflow, counter.url, delay=args.delay, retry=retry)
         yield FaultBench(stack, counter, workflow, stack.mint_token("bench@example.com"))

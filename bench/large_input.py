@@ -37,9 +37,7 @@ def large_input(keys: int) -> dict[str, Any]:
 
 def with_cpu(stack: LocalStack, args: Any, worker: str, run: Any) -> Any:
     """`run()`'s result plus the CPU seconds per measured job of `worker` and Prefect."""
-    before = out.cpu_snapshot(stack)
-    result = run()
-    spent = out.cpu_delta(before, out.cpu_snapshot(stack))
+    result, spent = out.with_cpu(stack, run)
     jobs = args.n + args.warmup
     result["cpu_seconds_per_job"] = {
         name: round(spent.get(key, 0.0) / jobs, 3)
@@ -48,15 +46,10 @@ def with_cpu(stack: LocalStack, args: Any, worker: str, run: Any) -> Any:
     return result
 
 
-def keys(args: Any, label: str) -> int:
-    """The extra keys of the input of setup `label`: --keys for a `-large` one, else none."""
-    return int(args.keys) if label.endswith("-large") else 0
-
-
 def engine(stack: LocalStack, args: Any, label: str) -> Any:
     """Jobs of the 5-step workflow through the API, run by the engine's warm worker."""
     install_noop_workflow(STEPS)
-    data = large_input(keys(args, label))
+    data = large_input(args.keys if label.endswith("-large") else 0)
     with engine_poster(stack, noop_workflow(STEPS), data, limit=4, timeout=60) as post:
         return with_cpu(
             stack, args, "warm-worker", lambda: measure(stack, args, label, post, False)
@@ -66,7 +59,7 @@ def engine(stack: LocalStack, args: Any, label: str) -> Any:
 def raw(stack: LocalStack, args: Any, label: str) -> Any:
     """The raw 5-task flow on a warm worker, the input as its parameter."""
     with raw_deployment(stack, "supaflow-warm", 4) as deployment:
-        params = {"x": large_input(keys(args, label)), "steps": STEPS}
+        params = {"x": large_input(args.keys if label.endswith("-large") else 0), "steps": STEPS}
         start = lambda: out.run_raw(deployment, params)  # noqa: E731
         try:
             return with_cpu(

@@ -27,7 +27,6 @@ METHOD = {
     "workflow": "3 sequential json_transform steps returning their input",
     "process_worker_query_seconds": 0.5,
     "raw_warm_worker_query_seconds": 0.5,
-    "prefect_server_database": "PostgreSQL (scratch database)",
     "completion_seen_by": "polling the job / flow_run row every 20 ms",
 }
 
@@ -49,9 +48,8 @@ def measure(stack: LocalStack, args: Any, label: str, start: Callable[[], str], 
             totals.append(done[run_id] - t0)
             submits.append(t1 - t0)
     stats = out.summarize(totals)
-    print(
-        f"{label:12s} " + " ".join(f"{k}={stats.get(k)}" for k in ("n", "p50", "p95", "p99")) + " s"
-    )
+    line = " ".join(f"{k}={stats.get(k)}" for k in ("n", "p50", "p95", "p99"))
+    print(f"{label:12s} {line} s")
     return {
         "latency_seconds": stats,
         "start_call_seconds": out.summarize(submits),
@@ -91,10 +89,9 @@ def show(args: Any, results: dict[str, Any]) -> Any:
         )
         for name, r in results.items()
     ]
+    headers = ["setup", "n", "p50", "p95", "p99", "max", "start call p50", "not finished"]
     title = f"Latency, 3-step no-op job, start -> completed (seconds; n={args.n} per setup)"
-    out.print_table(
-        title, ["setup", "n", "p50", "p95", "p99", "max", "start call p50", "not finished"], rows
-    )
+    out.print_table(title, headers, rows)
     p50 = {name: r["latency_seconds"].get("p50") for name, r in results.items()}
     mine = results.get("engine", {}).get("latency_seconds", {})
     targets = [out.check("engine latency p50", mine.get("p50"), "<=", 0.5, "s")]

@@ -27,7 +27,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +37,8 @@ if not __package__:  # run as a file: import `bench` from the project root
 
 from bench import report as out
 from bench.faults import CountingServer, count_reruns, install_counting_workflow
-from bench.stacks import deployment_id, perf_stack, raw_deployment, start_engine
-from cli.stack import WARM_DEPLOYMENT, LocalStack
+from bench.stacks import Benchmark, engine_running, post_jobs, raw_deployment
+from cli.stack import LocalStack
 
 WORKFLOW = "bench_counting"
 Start = tuple[int, str]  # (index, idempotency key) of one POST
@@ -125,25 +124,6 @@ def maintenance_pass() -> dict[str, Any]:
     }
 
 
-def post_all(stack: LocalStack, tokens: list[str], starts: list[Start], clients: int) -> list[Any]:
-    """POST every start with its Idempotency-Key, `clients` in flight; the answers."""
-    limits = httpx.Limits(max_connections=clients)
-    client = partial(httpx.AsyncClient, base_url=stack.api_url, timeout=60, limits=limits)
-
-    async def one(client: httpx.AsyncClient, n: int) -> dict[str, Any]:
-        index, key = starts[n]
-        token = tokens[index % len(tokens)]
-        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key}
-        body = {"workflow_id": WORKFLOW, "input_data": {"i": index}}
-        try:
-            answer = await client.post("/workflows/start", headers=headers, json=body)
-        except httpx.HTTPError as exc:
-            return {"key": key, "status": type(exc).__name__}
-        return {"key": key, "status": answer.status_code, "job_id": answer.json().get("job_id")}
-
-    return [a for a in out.burst(client, len(starts), clients, one) if a is not None]
-
-
 def raw_baseline(stack: LocalStack, starts: list[Start], args: argparse.Namespace) -> Any:
     """The same keys through raw Prefect on a warm worker: flow runs created and finished."""
     prefix, started = f"raw-{secrets.token_hex(3)}-", time.monotonic()
@@ -156,11 +136,9 @@ def raw_baseline(stack: LocalStack, starts: list[Start], args: argparse.Namespac
             lambda n: prefix + starts[n][1],
         )
         distinct = sorted({i for i in ids if i is not None})
-        out.wait_final(stack, distinct, timeout=args.timeout, runs=True, poll=0.5)
+        out.wait_final(stack, distinct, timeout=args.timeout, runs=True, every=0.5)
     completed = out.outcomes(stack, distinct, runs=True)["counts"].get("COMPLETED", 0)
-    with out.connect(stack.prefect_database_url) as conn:
-        sql = "select count(*) as n, count(distinct idempotency_key) as keys from flow_run"
-        row = conn.execute(sql + " where deployment_id = %s", [deployment]).fetchone() or {}
+    (row,) = out.query(stack.prefect_database_url, "flow_runs_of_deployment", [deployment])
     return {
         "requests": len(ids),
         "request_errors": ids.count(None),
@@ -184,11 +162,9 @@ def burst(stack: LocalStack, args: argparse.Namespace, users: list[tuple[str, st
     starts = [(i, k) for i, k in enumerate(keys) for _ in range(2 if k in replays else 1)]
     seeded = time.perf_counter()
     with out.connect(stack.database_url) as conn:
-        history = (Path(__file__).resolve().parent / "sql" / "seed_history.sql").read_text()
-        conn.execute(history, {"users": list(user_ids), "rows": args.history_rows})
+        conn.execute(out.sql("seed_history"), {"users": list(user_ids), "rows": args.history_rows})
         conn.execute("analyze public.jobs")
-        query = "select id::text as id from public.jobs where user_id = %s limit 50"
-        sample = [r["id"] for r in conn.execute(query, [user_ids[0]]).fetchall()]
+        sample = [r["id"] for r in conn.execute(out.sql("jobs_of_user"), [user_ids[0]]).fetchall()]
     print(f"seeded {args.history_rows} finished jobs in {time.perf_counter() - seeded:.1f} s")
     reads = Reads(stack, tokens[0], sample, args.sample_rate)
     time.sleep(args.idle_seconds)
@@ -196,14 +172,15 @@ def burst(stack: LocalStack, args: argparse.Namespace, users: list[tuple[str, st
 
     passes = Repeating(maintenance_pass, args.maintenance_every)
     reads, started = Reads(stack, tokens[0], sample, args.sample_rate), time.monotonic()
-    answers = post_all(stack, list(tokens), starts, args.clients)
+    requests = [(tokens[i % len(tokens)], k, WORKFLOW, {"i": i}) for i, k in starts]
+    answers = post_jobs(stack, requests, args.clients)
     post_seconds = time.monotonic() - started
     undispatched = [
         store.create_job(user_id=u, workflow_id=WORKFLOW, input_data={"i": -i}).id
         for i, u in ((i, user_ids[i % len(user_ids)]) for i in range(args.undispatched))
     ]
     job_ids = sorted({a["job_id"] for a in answers if a.get("job_id")})
-    out.wait_final(stack, job_ids + undispatched, timeout=args.timeout - post_seconds, poll=0.5)
+    out.wait_final(stack, job_ids + undispatched, timeout=args.timeout - post_seconds, every=0.5)
     drained = time.monotonic() - started
     return {
         "starts": starts,
@@ -225,13 +202,8 @@ def count_creation(stack: LocalStack, b: Any, counter: CountingServer, users: li
     from engine.db.connection import shared_store
 
     ids, answers = b["job_ids"] + b["undispatched"], b["answers"]
-    with out.connect(stack.database_url) as conn:
-        sql = "select count(*) as n from public.jobs where user_id = any(%s::uuid[])"
-        rows = conn.execute(sql + " and workflow_id = %s", [users, WORKFLOW]).fetchone() or {}
-    with out.connect(stack.prefect_database_url) as conn:
-        sql = "select parameters->>'job_id' as job, count(*) as n from flow_run"
-        sql += " where deployment_id = %s and parameters->>'job_id' = any(%s) group by 1"
-        runs = conn.execute(sql, [deployment_id(stack, WARM_DEPLOYMENT), ids]).fetchall()
+    (rows,) = out.query(stack.database_url, "jobs_of_users", [users, WORKFLOW])
+    runs = out.query(stack.prefect_database_url, "flow_runs_per_job", [ids])
     runs_per_job = {r["job"]: r["n"] for r in runs}
     by_key: dict[str, set[str]] = {}
     for a in answers:
@@ -298,13 +270,14 @@ def targets(engine: dict[str, Any], args: argparse.Namespace) -> list[dict[str, 
     ]
 
 
-def run(stack: LocalStack, args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
-    """The three sections on the stack, then the raw baseline; (engine report, baseline)."""
+def run(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
+    """The three sections on the stack, then the raw baseline; the engine's report and the
+    baselines (the raw run, the idle reads and maintenance passes)."""
     from cli.local_auth import ensure_local_user
 
-    with CountingServer() as counter:
+    args.timeout = args.timeout or 180 + args.jobs * 1.5
+    with CountingServer() as counter, engine_running(stack, limit=args.limit):
         install_counting_workflow(WORKFLOW, counter.url)
-        start_engine(stack, limit=args.limit)
         emails = [f"load-{u}@example.com" for u in range(args.users)]
         users = [(stack.mint_token(e), ensure_local_user(e)) for e in emails]
         with out.stderr_to(stack.log_dir / "in-process-flows.log"):
@@ -314,8 +287,14 @@ def run(stack: LocalStack, args: argparse.Namespace) -> tuple[dict[str, Any], An
             "maintenance_under_load": count_maintenance(b),
             "api_responsiveness": {"idle": b["idle"]["reads"], "under_load": b["reads"]},
         }
-    stack.stop("warm-worker")
-    return engine, None if args.no_baseline else raw_baseline(stack, b["starts"], args)
+    return {
+        "engine": engine,
+        "raw_prefect_same_keys": None
+        if args.no_baseline
+        else raw_baseline(stack, b["starts"], args),
+        "api_reads_idle": engine["api_responsiveness"]["idle"],
+        "maintenance_idle": engine["maintenance_under_load"]["pass_seconds_idle"],
+    }
 
 
 def print_sections(engine: dict[str, Any], baseline: dict[str, Any] | None) -> None:
@@ -359,23 +338,15 @@ OPTIONS = [
 ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the three sections, print their tables, write the JSON."""
-    args = out.parse(__doc__, argv, *OPTIONS)
-    args.timeout = args.timeout or 180 + args.jobs * 1.5
-    with perf_stack("load-concurrent", keep=args.keep) as stack:
-        machine, (engine, baseline) = out.machine_info(), run(stack, args)
-    print_sections(engine, baseline)
+def show(args: argparse.Namespace, results: dict[str, Any]) -> Any:
+    """The sections' tables; the targets, whether every one was met."""
+    print_sections(results["engine"], results["raw_prefect_same_keys"])
+    met = targets(results["engine"], args)
     flow = "fetch (counted HTTP call) -> reshape (no-op) -> notify (counted)"
-    settings = {**args.settings, "workflow": flow}
-    baselines = {
-        "raw_prefect_same_keys": baseline,
-        "api_reads_idle": engine["api_responsiveness"]["idle"],
-        "maintenance_idle": engine["maintenance_under_load"]["pass_seconds_idle"],
-    }
-    data = {"machine": machine, "settings": settings, "engine": engine, "baselines": baselines}
-    return 0 if out.finish("load_concurrent", args, data, targets(engine, args)) else 1
+    return met, {"settings": {"workflow": flow}}, all(t["met"] for t in met)
 
+
+main = Benchmark("load_concurrent", __doc__, OPTIONS, run, show)
 
 if __name__ == "__main__":
     sys.exit(main())

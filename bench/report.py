@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
@@ -39,11 +40,6 @@ Rows = Sequence[Sequence[Any]]
 Targets = list[dict[str, Any]]
 WARM_LIMIT: Option = ("--limit", 10, "warm worker limit", "warm_worker_limit")
 PROCESS_LIMIT: Option = ("--process-limit", 4, "process worker limit", "process_worker_limit")
-#: Per side: table, state column and completion column of the jobs / of Prefect's flow runs.
-_SIDES = {
-    False: ("public.jobs", "status", "completed_at"),
-    True: ("flow_run", "state_type::text", "end_time"),
-}
 
 
 def admin_url() -> str:
@@ -131,9 +127,9 @@ def write_report(name: str, data: Mapping[str, Any], path: Path | None = None) -
     print(f"\nreport: {path}", flush=True)
 
 
-def finish(name: str, args: Any, measured: Mapping[str, Any], targets: Targets) -> bool:
+def finish(name: str, args: Any, measured: Mapping[str, Any], targets: Targets) -> None:
     """Print the targets table and write a benchmark's report (`measured`: machine, settings,
-    engine, baselines, ...); True when every target was met."""
+    engine, baselines, ...)."""
     rows = [
         (
             t["target"],
@@ -146,13 +142,11 @@ def finish(name: str, args: Any, measured: Mapping[str, Any], targets: Targets) 
     print_table("Targets", ["target", "value", "limit", "met"], rows)
     met = all(t["met"] for t in targets)
     write_report(name, {**measured, "targets": targets, "all_met": met}, args.report)
-    return met
 
 
 def parse(doc: str | None, argv: list[str] | None, *options: Option) -> Any:
-    """The command line: `options` as (flag, default, help[, settings key]), typed by their
-    default (a bool is a switch), and --report and --keep. `args.settings` holds the options
-    that have a settings key, for the report."""
+    """The command line: `options` typed by their default (a bool is a switch), and --report
+    and --keep. `args.settings` holds the options that have a settings key, for the report."""
     parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
     for flag, default, text, *_key in options:
         if isinstance(default, bool):
@@ -194,33 +188,66 @@ def connect(url: str) -> psycopg.Connection[dict[str, Any]]:
     return psycopg.connect(url, autocommit=True, row_factory=dict_row)
 
 
+@cache
+def sql(name: str) -> str:
+    """The text of `bench/sql/<name>.sql`."""
+    return (Path(__file__).resolve().parent / "sql" / f"{name}.sql").read_text()
+
+
+def query(url: str, name: str, params: Any) -> list[dict[str, Any]]:
+    """The rows of `bench/sql/<name>.sql` with `params`, on a connection of its own."""
+    with connect(url) as conn:
+        return conn.execute(sql(name), params).fetchall()
+
+
+def poll(value: Callable[[], T], done: Callable[[T], bool], timeout: float, every: float) -> T:
+    """`value()` every `every` seconds until `done` says so or `timeout` has passed; the last."""
+    deadline = time.monotonic() + timeout
+    while not done(current := value()) and time.monotonic() < deadline:
+        time.sleep(every)
+    return current
+
+
+def _side(stack: LocalStack, runs: bool) -> tuple[str, str]:
+    """(database URL, SQL file prefix) of the jobs, or with `runs` of Prefect's flow runs."""
+    return (stack.prefect_database_url, "flow_runs") if runs else (stack.database_url, "jobs")
+
+
 def wait_final(
-    stack: LocalStack, ids: Sequence[str], *, timeout: float, runs: bool = False, poll: float = 0.02
+    stack: LocalStack,
+    ids: Sequence[str],
+    *,
+    timeout: float,
+    runs: bool = False,
+    every: float = 0.02,
+    label: str = "",
 ) -> dict[str, float]:
-    """Poll the job rows (with `runs`: Prefect's flow_run rows) until each is final; the
-    monotonic time each was seen so. One indexed query per poll, cheap for both sides."""
-    table, state, _end = _SIDES[runs]
-    sql = f"select id::text as id from {table} where id = any(%s::uuid[]) and {state} = any(%s)"
-    final, deadline = FINAL_RUN if runs else ["completed", "failed"], time.monotonic() + timeout
+    """Poll the job rows (with `runs`: Prefect's flow_run rows), one indexed query every
+    `every` seconds, until each is final; the monotonic time each was seen so. With a
+    `label`, a line of progress every 15 s."""
+    (url, side), final = _side(stack, runs), FINAL_RUN if runs else ["completed", "failed"]
     done: dict[str, float] = {}
-    with connect(stack.prefect_database_url if runs else stack.database_url) as conn:
-        while len(done) < len(ids) and time.monotonic() < deadline:
-            rows = conn.execute(sql, [[i for i in ids if i not in done], final]).fetchall()
-            done.update((row["id"], time.monotonic()) for row in rows)
-            if len(done) < len(ids):
-                time.sleep(poll)
+    said = started = time.monotonic()
+    with connect(url) as conn:
+
+        def seen() -> int:
+            nonlocal said
+            rows = conn.execute(sql(f"{side}_final"), [[i for i in ids if i not in done], final])
+            done.update((row["id"], time.monotonic()) for row in rows.fetchall())
+            if label and time.monotonic() - said > 15:
+                said = time.monotonic()
+                print(f"  {label}: {len(done)}/{len(ids)} final after {said - started:.0f} s")
+            return len(done)
+
+        poll(seen, lambda n: n >= len(ids), timeout, every)
     return done
 
 
 def outcomes(stack: LocalStack, ids: Sequence[str], *, runs: bool = False) -> dict[str, Any]:
     """Counts by status (state type with `runs`) of these jobs (flow runs) and the last
     completion (epoch seconds)."""
-    table, state, end = _SIDES[runs]
-    sql = f"select {state} as state, count(*) as n, extract(epoch from max({end})) as last"
-    with connect(stack.prefect_database_url if runs else stack.database_url) as conn:
-        rows = conn.execute(
-            sql + f" from {table} where id = any(%s::uuid[]) group by 1", [list(ids)]
-        ).fetchall()
+    url, side = _side(stack, runs)
+    rows = query(url, f"{side}_by_status", [list(ids)])
     last = max((float(r["last"]) for r in rows if r["last"] is not None), default=None)
     return {"counts": {str(r["state"]): int(r["n"]) for r in rows}, "last_done": last}
 
@@ -303,10 +330,12 @@ def cpu_snapshot(stack: LocalStack) -> dict[str, float]:
     return snap
 
 
-def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
-    """CPU seconds spent between two snapshots, per component, and by whatever else ran on
-    the machine meanwhile (other users' work competes for the CPUs)."""
+def with_cpu(stack: LocalStack, run: Callable[[], T]) -> tuple[T, dict[str, float]]:
+    """`run()`'s result and the CPU seconds spent meanwhile, per component (`cpu_snapshot`),
+    and by whatever else ran on the machine (other users' work competes for the CPUs)."""
+    before = cpu_snapshot(stack)
+    result, after = run(), cpu_snapshot(stack)
     spent = {k: round(after[k] - before.get(k, 0.0), 2) for k in after}
     ours = sum(v for k, v in spent.items() if k != "machine (all processes)")
     spent["other processes"] = round(max(spent.get("machine (all processes)", 0.0) - ours, 0.0), 2)
-    return spent
+    return result, spent

@@ -1,24 +1,22 @@
-"""The stacks bench scripts measure (cli.scratch stacks in `.data/bench/`): `perf_stack`, the
-Prefect server and the engine on scratch databases of TEST_ADMIN_DATABASE_URL's server, where
-scripts start the engine (`start_engine`) and raw Prefect baselines (`raw_deployment`) side
-by side; `fault_stack`, embedded PostgreSQL and Prefect on SQLite, jobs on a process worker.
-"""
+"""The stack the benchmarks measure on (`perf_stack`: the Prefect server and the engine on
+scratch databases of TEST_ADMIN_DATABASE_URL's server), the engine (`engine_running`) and raw
+Prefect baselines (`raw_deployment`) started side by side on it, and `Benchmark`, every
+benchmark's main."""
 
 from __future__ import annotations
 
 import secrets
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import httpx
 
-from bench.report import BENCH_DATA, Option, Targets, admin_url, finish, machine_info, parse
+from bench.report import BENCH_DATA, Option, Targets, admin_url, burst, finish, machine_info, parse
 from cli import scratch
 from cli.services import PYTHON
 from cli.stack import WARM_DEPLOYMENT, LocalStack
@@ -27,6 +25,8 @@ from engine.settings import PROJECT_ROOT
 NOOP = "bench-noop"
 #: A setup of a benchmark: run on the stack with the options, its result.
 Setup = Callable[[LocalStack, Any], Any]
+#: A POST /workflows/start of `post_jobs`: token, Idempotency-Key (or None), workflow, input.
+Request = tuple[str, str | None, str, Any]
 LIMITS = "start={0}/minute;read={1}/minute;anon={0}/minute"
 #: The benchmarks measure the engine, not the rate limiter refusing them; load_concurrent's
 #: steps call a local endpoint.
@@ -35,21 +35,11 @@ PERF_ENV = {
     "PREFECT_DEPLOYMENT": WARM_DEPLOYMENT,
     "HTTP_ALLOWLIST": "127.0.0.1",
 }
-#: Crash detection and recovery in seconds, not minutes. The heartbeat window stays above the
-#: time a flow-run process takes to start on a loaded 2-core machine: a run a worker took
-#: does not beat until its process is up, and a shorter window resubmits healthy runs.
-FAST_RECOVERY_ENV = {
-    "JOB_HEARTBEAT_SECONDS": "0.5",
-    "HEARTBEAT_WINDOW_SECONDS": "10",
-    "RESUBMIT_BACKOFF_SECONDS": "0",
-    "DISPATCH_GRACE_SECONDS": "1",
-    "HTTP_ALLOWLIST": "127.0.0.1",
-    "PREFECT_WORKER_QUERY_SECONDS": "1",
-    "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-    "RATE_LIMITS": LIMITS.format(6000, 60000),
-}
-#: A migrated Prefect SQLite database: fault stacks start from a copy (migrating takes ~10 s).
-PREFECT_SQLITE = BENCH_DATA / "cache" / f"prefect-{version('prefect')}.db"
+
+
+def bench_root(name: str) -> Path:
+    """A new scratch folder `.data/bench/<name>-<random>`."""
+    return BENCH_DATA / f"{name}-{secrets.token_hex(4)}"
 
 
 @contextmanager
@@ -59,19 +49,9 @@ def perf_stack(name: str, *, keep: bool = False) -> Iterator[LocalStack]:
         # Prefect reads its settings once, at import: imported before the stack's environment
         # exists, its clients would talk to a temporary server of their own.
         raise RuntimeError("perf_stack() must start before prefect is imported")
-    with scratch.server_stack(_root(name), PERF_ENV, admin_url(), keep=keep) as stack:
+    with scratch.server_stack(bench_root(name), PERF_ENV, admin_url(), keep=keep) as stack:
         install_noop_workflow(3)
         yield stack
-
-
-def fault_stack(name: str, env: Mapping[str, str], *, keep: bool) -> Any:
-    """Embedded PostgreSQL, Prefect on SQLite, run-workflow on the process pool, a process
-    worker and the API, all answering. Maintenance is not deployed: scripts run it."""
-    return scratch.embedded_stack(_root(name), env, PREFECT_SQLITE, keep=keep)
-
-
-def _root(name: str) -> Path:
-    return BENCH_DATA / f"{name}-{secrets.token_hex(4)}"
 
 
 def workflow_id(steps: int) -> str:
@@ -135,26 +115,14 @@ def raw_deployment(stack: LocalStack, kind: str, limit: int | None) -> Iterator[
         stack.stop(worker)
 
 
-def deployment_id(stack: LocalStack, full_name: str) -> UUID:
-    """Id of the deployment `flow/deployment`."""
-    from prefect.client.orchestration import SyncPrefectClient
-
-    with SyncPrefectClient(stack.prefect_api_url) as client:
-        return client.read_deployment_by_name(full_name).id
-
-
-def start_engine(stack: LocalStack, *, limit: int | None = 10, **options: Any) -> str:
-    """The engine, answering: run-workflow-warm from prefect.yaml (once per stack), a warm
-    worker of `limit` runs (None: none), the API (`api_env`: its own settings); a token."""
-    stack.start_engine(["run-workflow-warm"], process_worker=False, warm_limit=limit, **options)
-    return stack.mint_token("bench@example.com")
-
-
 @contextmanager
-def engine_running(stack: LocalStack, **options: Any) -> Iterator[str]:
-    """`start_engine(stack, **options)`, its token; the warm worker and the API stopped after."""
+def engine_running(stack: LocalStack, *, limit: int | None = 10, **options: Any) -> Iterator[str]:
+    """The engine, answering: run-workflow-warm from prefect.yaml (once per stack), a warm
+    worker of `limit` runs (None: none), the API (`api_env`: its own settings); a token. The
+    warm worker and the API are stopped after."""
+    stack.start_engine(["run-workflow-warm"], process_worker=False, warm_limit=limit, **options)
     try:
-        yield start_engine(stack, **options)
+        yield stack.mint_token("bench@example.com")
     finally:
         stack.stop("warm-worker")
         stack.stop("api")
@@ -174,49 +142,69 @@ def engine_poster(
             yield lambda: str(client.post("/workflows/start", json=body).json()["job_id"])
 
 
-def setups_option(setups: Mapping[str, Setup]) -> Option:
-    """--setups: which of `setups` run, all by default."""
-    return ("--setups", ",".join(setups), "comma-separated subset")
+def post_jobs(stack: LocalStack, requests: Sequence[Request], concurrency: int) -> list[Any]:
+    """POST /workflows/start for each (token, Idempotency-Key or None, workflow, input),
+    `concurrency` in flight; per request its `key`, `status` (a transport error by its name)
+    and `job_id`. Requests that made no job are counted and the first printed."""
+    limits = httpx.Limits(max_connections=concurrency)
+
+    async def one(client: httpx.AsyncClient, n: int) -> dict[str, Any]:
+        token, key, workflow, data = requests[n]
+        headers = {"Authorization": f"Bearer {token}", **({"Idempotency-Key": key} if key else {})}
+        body = {"workflow_id": workflow, "input_data": data}
+        try:
+            answer = await client.post("/workflows/start", headers=headers, json=body)
+        except httpx.HTTPError as exc:
+            return {"key": key, "status": type(exc).__name__}
+        return {"key": key, "status": answer.status_code, "job_id": answer.json().get("job_id")}
+
+    client = lambda: httpx.AsyncClient(base_url=stack.api_url, timeout=60, limits=limits)  # noqa: E731
+    answers = [a for a in burst(client, len(requests), concurrency, one) if a is not None]
+    failed = [a for a in answers if not a.get("job_id")]
+    if failed:
+        print(f"  {len(failed)} submissions failed, first: {failed[0]['status']}", flush=True)
+    return answers
 
 
-def run_setups(name: str, args: Any, setups: Mapping[str, Setup]) -> tuple[Any, dict[str, Any]]:
-    """The setups --setups names, in the order of `setups`, one after the other on one perf
-    stack; (machine info, results by setup, `_` for `-`). A setup that returns None did not
-    run (nothing to measure with these options)."""
+def run_setups(stack: Any, args: Any, run: Mapping[str, Setup] | Setup) -> dict[str, Any]:
+    """`run`'s results: one function's, or those of the setups --setups names, in the order of
+    `run`, one after the other, by setup (`_` for `-`; a setup returning None did not run)."""
+    if not isinstance(run, Mapping):
+        return dict(run(stack, args))
     wanted = {s.strip() for s in args.setups.split(",")}
-    with perf_stack(name, keep=args.keep) as stack:
-        machine = machine_info()
-        ran = {s.replace("-", "_"): go(stack, args) for s, go in setups.items() if s in wanted}
-        return machine, {s: result for s, result in ran.items() if result is not None}
+    ran = {s.replace("-", "_"): go(stack, args) for s, go in run.items() if s in wanted}
+    return {s: result for s, result in ran.items() if result is not None}
 
 
 @dataclass(frozen=True)
 class Benchmark:
-    """A benchmark script's main, `main(argv)`: its `options` (and --setups, last unless they
-    place it) parsed, the setups run on one perf stack (the folder `stack`, by default
-    `name`), `show(args, results)` printing the tables and returning (targets, what the report
-    holds beyond machine, settings, engine and baselines, whether every setup ran), the report
-    `.data/bench/<name>.json` written. Settings are the options' and `method`."""
+    """A benchmark script's main, `main(argv)`: its `options` (and --setups where `run` is a
+    mapping) parsed, `run` on one perf stack (`stack=False`: on none), `show(args, results)`
+    printing the tables and returning (targets, the report's extra keys and settings, whether
+    everything ran), the report `.data/bench/<name>.json` written: machine, settings (the
+    options' and `method`), the engine's results and the others as baselines. Exit status 0
+    when everything ran."""
 
     name: str
     doc: str | None
     options: Sequence[Option]
-    setups: Mapping[str, Setup]
+    run: Mapping[str, Setup] | Setup
     show: Callable[[Any, dict[str, Any]], tuple[Targets, dict[str, Any], bool]]
     method: Mapping[str, Any] = field(default_factory=dict)
-    stack: str = ""
+    stack: bool = True
 
     def __call__(self, argv: list[str] | None = None) -> int:
-        """Run the benchmark with these arguments (None: the command line's); 0 when every
-        setup ran."""
-        flags = {o[0] for o in self.options}
-        setups = [] if "--setups" in flags else [setups_option(self.setups)]
-        args = parse(self.doc, argv, *self.options, *setups)
-        machine, results = run_setups(self.stack or self.name, args, self.setups)
+        """Run the benchmark with these arguments (None: the command line's)."""
+        setups = ",".join(self.run) if isinstance(self.run, Mapping) else None
+        pick = [("--setups", setups, "comma-separated subset")] if setups else []
+        args = parse(self.doc, argv, *self.options, *pick)
+        folder = self.name.replace("_", "-")
+        with perf_stack(folder, keep=args.keep) if self.stack else nullcontext() as stack:
+            machine, results = machine_info(), run_setups(stack, args, self.run)
         targets, extra, ran = self.show(args, results)
-        settings, engine = {**args.settings, **self.method}, results.get("engine")
+        where = {"prefect_server_database": "PostgreSQL (scratch database)"} if self.stack else {}
+        settings = {**args.settings, **self.method, **where, **extra.pop("settings", {})}
         baselines = {k: v for k, v in results.items() if k != "engine"}
-        measured = {"machine": machine, "settings": settings, "engine": engine}
-        measured |= {"baselines": baselines, **extra}
-        finish(self.name, args, measured, targets)
+        measured = {"machine": machine, "settings": settings, "engine": results.get("engine")}
+        finish(self.name, args, {**measured, "baselines": baselines, **extra}, targets)
         return 0 if ran else 1

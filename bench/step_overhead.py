@@ -23,12 +23,12 @@ if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench import report as out
-from bench.stacks import install_noop_workflow, perf_stack, workflow_id
+from bench.stacks import Benchmark, install_noop_workflow, workflow_id
+from cli.stack import LocalStack
 
 METHOD = {
     "where": "in-process flow calls in one process, heartbeat thread off",
     "step": "json_transform returning its input / a no-op Prefect task",
-    "prefect_server_database": "PostgreSQL (scratch database)",
 }
 
 
@@ -55,14 +55,17 @@ def sides(failures: list[str]) -> dict[str, Callable[[int], Any]]:
     }
 
 
-def measure(args: argparse.Namespace, shapes: tuple[int, int], log: Path) -> Any:
-    """Every side `--warmup` + `--reps` times per shape, interleaved; (per side and shape the
-    measured seconds, the engine jobs that did not complete)."""
+def measure(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
+    """Every side `--warmup` + `--reps` times per shape (1 and 1+K steps), interleaved; per
+    side its `per_step` result, and under `failures` the engine jobs that did not complete."""
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+    shapes, log = (1, 1 + args.steps), stack.log_dir / "in-process-flows.log"
     failures: list[str] = []
+    for steps in shapes:
+        install_noop_workflow(steps)
     runs = sides(failures)
     times: dict[str, dict[int, list[float]]] = {name: {s: [] for s in shapes} for name in runs}
     print(f"running {args.warmup + args.reps} x {len(shapes)} shapes x 3 sides; logs: {log}")
@@ -77,7 +80,9 @@ def measure(args: argparse.Namespace, shapes: tuple[int, int], log: Path) -> Any
         # Send the queued logs and events while the server is still up.
         APILogWorker.drain_all(timeout=15)
         EventsWorker.drain_all(timeout=15)
-    return times, failures
+    return {name: per_step(by_shape, args.steps) for name, by_shape in times.items()} | {
+        "failures": failures
+    }
 
 
 def per_step(by_shape: dict[int, list[float]], k: int) -> dict[str, Any]:
@@ -102,27 +107,20 @@ OPTIONS = [
 ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Measure both sides, print the table and the ratio, write the JSON."""
-    args = out.parse(__doc__, argv, *OPTIONS)
-    k, shapes = args.steps, (1, 1 + args.steps)
-    with perf_stack("step-overhead", keep=args.keep) as stack:
-        machine = out.machine_info()
-        for steps in shapes:
-            install_noop_workflow(steps)
-        times, failures = measure(args, shapes, stack.log_dir / "in-process-flows.log")
+def show(args: Any, results: dict[str, Any]) -> Any:
+    """The table and the ratios; the target, whether every engine job completed."""
+    k, failures = args.steps, results.pop("failures")
     if failures:
         print(f"{len(failures)} engine jobs did not complete: {failures[:3]}")
-    result = {name: per_step(by_shape, k) for name, by_shape in times.items()}
-    step = {name: r["per_step_seconds"] for name, r in result.items()}
+    step = {name: r["per_step_seconds"] for name, r in results.items()}
     rows = [
         (
             name,
-            *(r["run_seconds_median"][str(s)] for s in shapes),
+            *r["run_seconds_median"].values(),
             round(step[name] * 1000, 2),
             ratio(step[name], step["raw_submit"]),
         )
-        for name, r in result.items()
+        for name, r in results.items()
     ]
     headers = ["side", "1-step run s", f"{1 + k}-step run s", "per step ms", "x raw task"]
     title = f"Step overhead (medians of {args.reps} runs; per step = (t[{1 + k}] - t[1]) / {k})"
@@ -133,14 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     engine_ratio = ratios["ratio_engine_over_raw_submit"]
     targets = [out.check("engine step / raw Prefect task", engine_ratio, "<=", 1.3, "x")]
-    settings = {**args.settings, **METHOD}
-    baselines = {"raw_submit": result["raw_submit"], "raw_direct": result["raw_direct"]}
-    data: dict[str, Any] = {"machine": machine, "settings": settings, "engine": result["engine"]}
-    data["baselines"] = baselines
-    data.update(ratios, engine_jobs_not_completed=len(failures))
-    out.finish("step_overhead", args, data, targets)
-    return 0 if not failures else 1
+    return targets, {**ratios, "engine_jobs_not_completed": len(failures)}, not failures
 
+
+main = Benchmark("step_overhead", __doc__, OPTIONS, measure, show, METHOD)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,35 +17,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench import report as out
-from bench.stacks import Benchmark, engine_running, raw_deployment, setups_option, workflow_id
+from bench.stacks import Benchmark, engine_running, post_jobs, raw_deployment, workflow_id
 from cli.stack import LocalStack
 
-METHOD = {
-    "workflow": "3 sequential json_transform steps returning their input",
-    "prefect_server_database": "PostgreSQL (scratch database)",
-}
+METHOD = {"workflow": "3 sequential json_transform steps returning their input"}
 
 
-def engine_burst(api_url: str, token: str, n: int, concurrency: int) -> list[str]:
+def engine_burst(stack: LocalStack, token: str, n: int, concurrency: int) -> list[str]:
     """POST n jobs through the API, `concurrency` in flight; the job ids."""
-    headers = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=concurrency)
-    client = partial(
-        httpx.AsyncClient, base_url=api_url, headers=headers, limits=limits, timeout=60
-    )
-
-    async def one(client: httpx.AsyncClient, i: int) -> str:
-        body = {"workflow_id": workflow_id(3), "input_data": {"x": i}}
-        answer = (await client.post("/workflows/start", json=body)).raise_for_status()
-        return str(answer.json()["job_id"])
-
-    return [i for i in out.burst(client, n, concurrency, one) if i is not None]
+    requests = [(token, None, workflow_id(3), {"x": i}) for i in range(n)]
+    return [a["job_id"] for a in post_jobs(stack, requests, concurrency) if a.get("job_id")]
 
 
 def drain(
@@ -53,25 +38,20 @@ def drain(
 ) -> Any:
     """Submit the burst, poll every 0.5 s until every run is final (or `timeout`); the counts,
     the rates and the CPU each component used meanwhile."""
-    runs = label != "engine"
+    runs, wall0, t0 = label != "engine", time.time(), time.monotonic()
     done, failures = ("COMPLETED", out.FINAL_RUN[1:]) if runs else ("completed", ["failed"])
-    cpu_before, wall0, t0 = out.cpu_snapshot(stack), time.time(), time.monotonic()
-    ids = submit()
-    submit_seconds, last_report = time.monotonic() - t0, 0.0
-    print(f"{label}: {len(ids)}/{n} submitted in {submit_seconds:.1f} s", flush=True)
-    state: dict[str, Any] = {"counts": {}, "last_done": None}
-    while time.monotonic() < t0 + timeout:
-        state = out.outcomes(stack, ids, runs=runs)
-        final = sum(state["counts"].get(k, 0) for k in [done, *failures])
-        if final >= len(ids):
-            break
-        if time.monotonic() - last_report > 15:
-            print(f"  {label}: {final}/{len(ids)} final after {time.monotonic() - t0:.0f} s")
-            last_report = time.monotonic()
-        time.sleep(0.5)
-    waited, cpu = time.monotonic() - t0, out.cpu_delta(cpu_before, out.cpu_snapshot(stack))
-    finished = state["counts"].get(done, 0)
-    failed = sum(state["counts"].get(k, 0) for k in failures)
+
+    def burst() -> tuple[list[str], float]:
+        ids, seconds = submit(), time.monotonic() - t0
+        print(f"{label}: {len(ids)}/{n} submitted in {seconds:.1f} s", flush=True)
+        left = t0 + timeout - time.monotonic()
+        out.wait_final(stack, ids, timeout=left, runs=runs, every=0.5, label=label)
+        return ids, seconds
+
+    (ids, submit_seconds), cpu = out.with_cpu(stack, burst)
+    state = out.outcomes(stack, ids, runs=runs)
+    finished, counts = state["counts"].get(done, 0), state["counts"]
+    failed = sum(counts.get(k, 0) for k in failures)
     span = (state["last_done"] - wall0) if state["last_done"] else None
     rate = round(finished / span, 3) if span else None
     print(f"{label}: {finished} finished, {failed} failed, {rate} jobs/s", flush=True)
@@ -85,21 +65,21 @@ def drain(
         "submit_rate_per_s": round(len(ids) / submit_seconds, 2) if submit_seconds else None,
         "drain_seconds": round(span, 2) if span else None,
         "jobs_per_second": rate,
-        "waited_seconds": round(waited, 1),
+        "waited_seconds": round(time.monotonic() - t0, 1),
         "cpu_seconds": cpu,
         "cpu_seconds_per_job": {
             k: round(v / finished, 3) for k, v in cpu.items() if finished and v > 0
         },
-        "counts": state["counts"],
+        "counts": counts,
     }
 
 
 def engine(stack: LocalStack, args: Any) -> Any:
     """Jobs posted through the API, run by the engine's warm worker."""
     with engine_running(stack, limit=args.limit) as token:
-        engine_burst(stack.api_url, token, 2, 2)  # warm-up, not counted
+        engine_burst(stack, token, 2, 2)  # warm-up, not counted
         time.sleep(3)
-        posts = lambda: engine_burst(stack.api_url, token, args.n, args.concurrency)  # noqa: E731
+        posts = lambda: engine_burst(stack, token, args.n, args.concurrency)  # noqa: E731
         return drain(stack, "engine", args.n, posts, args.timeout or 120 + args.n * 2.0)
 
 
@@ -130,7 +110,6 @@ OPTIONS = [
     ("--concurrency", 50, "submissions in flight", "concurrency"),
     out.WARM_LIMIT,
     out.PROCESS_LIMIT,
-    setups_option(SETUPS),
     ("--timeout", None, "seconds per burst at most"),
 ]
 
