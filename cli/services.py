@@ -88,7 +88,13 @@ class Service:
     """A child process with its log file; stopped with SIGINT, then SIGTERM, then SIGKILL."""
 
     def __init__(
-        self, name: str, args: Sequence[str], env: Mapping[str, str], log_dir: Path
+        self,
+        name: str,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        log_dir: Path,
+        *,
+        niceness: int = 0,
     ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
@@ -102,6 +108,11 @@ class Service:
             cwd=PROJECT_ROOT,
             start_new_session=True,
         )
+        if niceness:
+            # Set before the process starts children of its own (they inherit it); a process
+            # that is already gone needs none.
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(self.proc.pid).nice(niceness)
 
     @property
     def pid(self) -> int:

@@ -196,7 +196,7 @@ class LocalStack:
             self._adopt()
         args = ["server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)]
         return self.start_service(
-            "prefect-server", [bin_path("prefect"), *args], prefect_server_env()
+            "prefect-server", [bin_path("prefect"), *args], prefect_server_env(), background=True
         )
 
     def prefect_database(self) -> str | None:
@@ -269,12 +269,19 @@ class LocalStack:
         self.wait_api()
 
     def start_service(
-        self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None
+        self,
+        name: str,
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        background: bool = False,
     ) -> Service:
-        """Start a child process of the stack with its environment (plus `env`)."""
+        """Start a child process of the stack with its environment (plus `env`); a
+        `background` one (Prefect, workers) at LOCAL_BACKGROUND_NICE, below the API's."""
         if name in self.services:
             raise RuntimeError(f"{name} is already running")
-        service = Service(name, args, {**self.env, **(env or {})}, self.log_dir)
+        nice = get_settings().local_background_nice if background else 0
+        service = Service(name, args, {**self.env, **(env or {})}, self.log_dir, niceness=nice)
         self.services[name] = service
         if not any(n == name for n, _ in self._parts):
             self._part(name, lambda: self.stop(name))
@@ -304,7 +311,7 @@ class LocalStack:
                 "PREFECT_WORKER_QUERY_SECONDS": str(query_seconds),
                 "PREFECT_WORKER_PREFETCH_SECONDS": "1",
             }
-        return self.start_service(name, args, env)
+        return self.start_service(name, args, env, background=True)
 
     def start_warm_worker(
         self,
@@ -318,7 +325,7 @@ class LocalStack:
         """A warm worker on `pool` (default: the stack's warm pool)."""
         args = [PYTHON, "-m", "worker", "--pool", pool or self.env["WARM_POOL"]]
         args += ["--limit", str(limit), "--query-seconds", f"{query_seconds:g}"]
-        return self.start_service(name, args + ([] if listen else ["--no-listen"]))
+        return self.start_service(name, args + ([] if listen else ["--no-listen"]), background=True)
 
     def start_api(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> Service:
         """The REST API (`supaflow api`); `env` overrides settings of that process only."""

@@ -108,6 +108,20 @@ class Settings(BaseSettings):
         "slower under load). With DATABASE_URL set, Prefect uses SQLite unless "
         "PREFECT_SERVER_DATABASE_CONNECTION_URL is given.",
     )
+    retry_reschedule_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="A step's retry delay above this ends the flow run, which is scheduled "
+        "again for the retry (the job stays awaiting_retry and holds no worker slot); shorter "
+        "delays wait inside the flow run.",
+    )
+    local_background_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="The local stack's niceness for its Prefect server and workers, so the "
+        "API answers first on a saturated machine (0: all equal).",
+    )
     job_heartbeat_seconds: float = Field(
         default=10.0, gt=0, description="How often a running flow marks its job alive."
     )

@@ -5,6 +5,11 @@ State sync for a step, written at the moment Prefect makes the change:
 - Prefect decides to retry -> job `awaiting_retry` with `next_retry_at` (the task's
   `retry_condition_fn`, the hook Prefect calls right before it sets AwaitingRetry; the delay
   is the exact value from the list handed to Prefect, so the time matches);
+- a retry delay above RETRY_RESCHEDULE_SECONDS is not slept in the flow run: the hook records
+  the same `awaiting_retry`, declines Prefect's in-process retry and notes the step as
+  rescheduled (`pop_rescheduled`); the flow then ends AwaitingRetry, scheduled for
+  `next_retry_at`, and the next run of the same flow run resumes the step at its next attempt
+  (`first_attempt`), holding no worker slot meanwhile;
 - the attempt succeeds -> its output merged into `step_data`.
 
 The step's `timeout_seconds` is kept by the engine, not by Prefect: the executor runs under a
@@ -37,7 +42,7 @@ from engine.db.rows import JobRow
 from engine.db.store import JobStore
 from engine.definitions.mapping import render
 from engine.definitions.plan import StepPlan
-from engine.definitions.retry import classify_exception, should_retry
+from engine.definitions.retry import classify_exception, remaining_retries, should_retry
 from engine.errors import ErrorKind, MappingError, StepError
 from engine.jobs.transitions import JobStatus
 from engine.security.redaction import redact
@@ -96,6 +101,15 @@ def pop_last_attempt(job_id: str, step_id: str) -> int:
     return _LAST_ATTEMPT.pop((job_id, step_id), 1)
 
 
+#: Steps whose retry was rescheduled past this flow run: (job, step) -> the retry's time.
+_RESCHEDULED: dict[tuple[str, str], datetime] = {}
+
+
+def pop_rescheduled(job_id: str, step_id: str) -> datetime | None:
+    """When a failed step's retry was rescheduled to (None: it was not), forgotten after."""
+    return _RESCHEDULED.pop((job_id, step_id), None)
+
+
 class StepFailedError(Exception):
     """A step's final failure, with what the job's error_message must name."""
 
@@ -106,6 +120,15 @@ class StepFailedError(Exception):
         )
         self.step = step
         self.kind = kind
+
+
+class RetryRescheduled(Exception):  # noqa: N818 - control flow, not an error
+    """A step's retry was rescheduled: the flow run ends and runs again at `at`."""
+
+    def __init__(self, step_id: str, at: datetime) -> None:
+        super().__init__(f"step '{step_id}' retries at {at.isoformat()}")
+        self.step_id = step_id
+        self.at = at
 
 
 def error_text(exc: BaseException) -> str:
@@ -134,15 +157,17 @@ def _retry_condition(_task: Any, task_run: TaskRun, state: State[Any]) -> bool:
     """
     parameters = TaskRunContext.get().parameters  # type: ignore[union-attr]
     job, step = cast(JobInfo, parameters["job"]), cast(StepPlan, parameters["step"])
+    first_attempt = int(parameters.get("first_attempt", 1))
     store = shared_store()
     exc = state.result(raise_on_failure=False)
     kind = classify_exception(exc) if isinstance(exc, BaseException) else ErrorKind.INTERNAL
-    retries_done = max(task_run.run_count, 1) - 1
+    retries_done = first_attempt - 1 + max(task_run.run_count, 1) - 1
     if not should_retry(step.policy, kind, retries_done):
         return False
     # Prefect schedules the retry at now + delays[retries_done]; we handed it that list.
     delay = step.delays[min(retries_done, len(step.delays) - 1)] if step.delays else 0.0
     next_at = datetime.now(UTC) + timedelta(seconds=delay)
+    reschedule = delay > get_settings().retry_reschedule_seconds
     store.transition(
         job.job_id,
         Transition(
@@ -156,21 +181,25 @@ def _retry_condition(_task: Any, task_run: TaskRun, state: State[Any]) -> bool:
                 f"step '{step.step_id}' attempt {retries_done + 1} failed: "
                 f"{kind.value}: {error_text(exc) if isinstance(exc, BaseException) else ''}"
             ),
-            detail={"kind": kind.value, "delay_seconds": delay},
+            detail={"kind": kind.value, "delay_seconds": delay, "rescheduled": reschedule},
         ),
         flow_run_id=job.flow_run_id,
+        event=("retry_rescheduled", {"next_attempt": retries_done + 2}) if reschedule else None,
     )
+    if reschedule:
+        _RESCHEDULED[(job.job_id, step.step_id)] = next_at
     get_run_logger().warning(
-        "job awaiting_retry: step '%s' retry in %.1f s",
+        "job awaiting_retry: step '%s' retry in %.1f s%s",
         step.step_id,
         delay,
+        " (flow run rescheduled)" if reschedule else "",
         extra={
             **_log_fields(job, step, retries_done + 1),
             "error_kind": kind.value,
             "status": "awaiting_retry",
         },
     )
-    return True
+    return not reschedule
 
 
 def _start_attempt(store: JobStore, job: JobInfo, step: StepPlan, attempt: int) -> None:
@@ -259,11 +288,19 @@ def _record_failure(
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-def run_step(job: JobInfo, step: StepPlan, steps_done: dict[str, Any], log_io: bool = False) -> Any:
-    """One attempt of one step: map its input, run its executor, store its output."""
+def run_step(
+    job: JobInfo,
+    step: StepPlan,
+    steps_done: dict[str, Any],
+    log_io: bool = False,
+    first_attempt: int = 1,
+) -> Any:
+    """One attempt of one step: map its input, run its executor, store its output.
+    `first_attempt` is the number of this task run's first attempt (above 1 when earlier
+    attempts failed in a flow run that ended for a rescheduled retry)."""
     store = shared_store()
     logger = get_run_logger()
-    attempt = int(task_run_runtime.run_count or 1)
+    attempt = first_attempt - 1 + int(task_run_runtime.run_count or 1)
     log_ctx = _log_fields(job, step, attempt)
     _LAST_ATTEMPT[(job.job_id, step.step_id)] = attempt
     _start_attempt(store, job, step, attempt)
@@ -318,13 +355,15 @@ def _step_task(name: str, retries: int, delays: tuple[float, ...]) -> Task[..., 
 
 
 def submit_step(
-    job: JobInfo, step: StepPlan, steps_done: dict[str, Any], log_io: bool
+    job: JobInfo, step: StepPlan, steps_done: dict[str, Any], log_io: bool, first_attempt: int = 1
 ) -> PrefectFuture[Any]:
-    """Submit the step's task run with its retry policy and retry hook (the timeout is kept by
-    the task itself; see the module docstring)."""
-    configured = _step_task(step.step_id, step.policy.max_retries, tuple(step.delays))
+    """Submit the step's task run with the retries its policy still allows from
+    `first_attempt` on, and the retry hook (the timeout is kept by the task itself; see the
+    module docstring)."""
+    retries, delays = remaining_retries(step.policy.max_retries, step.delays, first_attempt)
+    configured = _step_task(step.step_id, retries, delays)
     # quote(): Prefect would otherwise walk every value of the parameters on each submit (to
     # find futures and task inputs), so a large input_data cost CPU on every step.
     return configured.submit(
-        _untraversed(job), _untraversed(step), _untraversed(dict(steps_done)), log_io
+        _untraversed(job), _untraversed(step), _untraversed(dict(steps_done)), log_io, first_attempt
     )

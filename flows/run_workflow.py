@@ -19,6 +19,7 @@ from prefect import Flow, flow, get_run_logger
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run as flow_run_runtime
+from prefect.states import AwaitingRetry
 
 from engine.db.connection import shared_store
 from engine.db.job_writes import Transition
@@ -29,7 +30,15 @@ from engine.definitions.retry import classify_exception
 from engine.errors import DefinitionError, ErrorKind, MappingError, NotFoundError
 from engine.jobs.transitions import TERMINAL, JobStatus
 from engine.settings import get_settings
-from flows.run_step import JobInfo, StepFailedError, error_text, pop_last_attempt, submit_step
+from flows.run_step import (
+    JobInfo,
+    RetryRescheduled,
+    StepFailedError,
+    error_text,
+    pop_last_attempt,
+    pop_rescheduled,
+    submit_step,
+)
 from tasks import registry
 
 #: Logger of the flow run (Prefect's run logger or an adapter of it).
@@ -43,20 +52,29 @@ def _notify(finished: queue.Queue[str], step_id: str) -> Callable[[PrefectFuture
     return done
 
 
-def _execute(job: JobInfo, plan: WorkflowPlan, steps_done: dict[str, Any]) -> None:
+def _execute(
+    job: JobInfo, plan: WorkflowPlan, steps_done: dict[str, Any], first_attempts: dict[str, int]
+) -> None:
     """Run every unfinished step, each as soon as its dependencies are done.
 
-    After the first final failure no new step starts; running ones finish first.
+    After the first final failure or rescheduled retry no new step starts; running ones
+    finish first. Then StepFailedError, or RetryRescheduled for the latest retry time (no
+    step retries before its own time).
     """
     finished: queue.Queue[str] = queue.Queue()
     running: dict[str, PrefectFuture[Any]] = {}
     started: set[str] = set()
     failure: StepFailedError | None = None
+    later: RetryRescheduled | None = None
     while True:
-        if failure is None:
+        if failure is None and later is None:
             for step_id in ready_steps(plan, steps_done.keys(), started):
                 future = submit_step(
-                    job, plan.steps[step_id], steps_done, plan.definition.log_step_io
+                    job,
+                    plan.steps[step_id],
+                    steps_done,
+                    plan.definition.log_step_io,
+                    first_attempts.get(step_id, 1),
                 )
                 future.add_done_callback(_notify(finished, step_id))
                 running[step_id] = future
@@ -71,6 +89,10 @@ def _execute(job: JobInfo, plan: WorkflowPlan, steps_done: dict[str, Any]) -> No
         if state.is_completed():
             steps_done[step_id] = future.result()
             continue
+        if (at := pop_rescheduled(job.job_id, step_id)) is not None:
+            if later is None or at > later.at:
+                later = RetryRescheduled(step_id, at)
+            continue
         exc = state.result(raise_on_failure=False)
         step = plan.steps[step_id]
         if failure is None:
@@ -84,6 +106,8 @@ def _execute(job: JobInfo, plan: WorkflowPlan, steps_done: dict[str, Any]) -> No
                 )
     if failure is not None:
         raise failure
+    if later is not None:
+        raise later
 
 
 class _Heartbeat:
@@ -154,15 +178,15 @@ def _resume(store: JobStore, job: JobInfo, plan: WorkflowPlan, steps_done: dict[
     )
 
 
-def _run_to_result(
-    store: JobStore, job: JobInfo, plan: WorkflowPlan, steps_done: dict[str, Any]
-) -> Any:
+def _run_to_result(store: JobStore, job: JobInfo, plan: WorkflowPlan, bundle: RunBundle) -> Any:
     """Run the unfinished steps (the job beating meanwhile) and map the final result.
 
-    StepFailedError when a step fails for good or the output mapping does not resolve.
+    StepFailedError when a step fails for good or the output mapping does not resolve;
+    RetryRescheduled when a step's retry waits past this flow run.
     """
+    steps_done = dict(bundle.job.step_data)
     with _Heartbeat(store, job.job_id, get_settings().job_heartbeat_seconds):
-        _execute(job, plan, steps_done)
+        _execute(job, plan, steps_done, bundle.first_attempts)
     try:
         return final_result(plan, job.mapping_context(steps_done))
     except MappingError as exc:
@@ -243,14 +267,19 @@ def run_workflow(job_id: str) -> Any:
     except DefinitionError as exc:
         _fail_on_config_error(store, job, exc, logger)
         raise
-    steps_done = dict(bundle.job.step_data)
-    _resume(store, job, plan, steps_done)
+    _resume(store, job, plan, bundle.job.step_data)
     logger.info("job running", extra={**log_ctx, "status": "running"})
     try:
-        result = _run_to_result(store, job, plan, steps_done)
+        result = _run_to_result(store, job, plan, bundle)
     except StepFailedError as failed:
         _fail_on_step(store, job, failed, logger)
         raise
+    except RetryRescheduled as later:
+        # The job row already says awaiting_retry with this next_retry_at (the retry hook).
+        logger.info(
+            "flow run rescheduled: %s", later, extra={**log_ctx, "status": "awaiting_retry"}
+        )
+        return AwaitingRetry(scheduled_time=later.at, message=str(later))
     store.transition(
         job.job_id,
         Transition(status=JobStatus.COMPLETED, final_result=result),

@@ -7,7 +7,7 @@ mypy sees every use. Rows the API serialises itself (its job reads) stay plain d
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -80,6 +80,8 @@ class RunBundle:
     job: JobRow
     definition: Any
     transformers: dict[str, dict[str, Any]]
+    #: Steps whose retry was rescheduled past an earlier run: the attempt they resume at.
+    first_attempts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RunBundle:
@@ -88,6 +90,7 @@ class RunBundle:
             job=JobRow.from_row(row),
             definition=row["definition"],
             transformers=dict(row["transformers"] or {}),
+            first_attempts={k: int(v) for k, v in (row.get("first_attempts") or {}).items()},
         )
 
 

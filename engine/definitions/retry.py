@@ -155,3 +155,12 @@ def classify_exception(exc: BaseException) -> ErrorKind:
     if isinstance(exc, ConfigurationError):
         return ErrorKind.CONFIG
     return ErrorKind.INTERNAL
+
+
+def remaining_retries(
+    max_retries: int, delays: tuple[float, ...], first_attempt: int
+) -> tuple[int, tuple[float, ...]]:
+    """The retries and delays still owed to a step that starts again at `first_attempt`
+    (1: a fresh step; n: attempts 1..n-1 already failed, in an earlier flow run)."""
+    done = max(first_attempt - 1, 0)
+    return max(max_retries - done, 0), delays[done:]

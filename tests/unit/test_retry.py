@@ -15,6 +15,7 @@ from engine.definitions.retry import (
     base_delay,
     classify_exception,
     kind_for_status,
+    remaining_retries,
     resolve_policy,
     retry_delays,
     should_retry,
@@ -269,3 +270,24 @@ def test_default_retry_on_retries_429_and_503_not_400() -> None:
     assert should_retry(p, classify_exception(_status_error(429)), 0)
     assert should_retry(p, classify_exception(_status_error(503)), 0)
     assert not should_retry(p, classify_exception(_status_error(400)), 0)
+
+
+@pytest.mark.parametrize(
+    ("max_retries", "delays", "first_attempt", "expected"),
+    [
+        (3, (1.0, 2.0, 4.0), 1, (3, (1.0, 2.0, 4.0))),  # a fresh step: everything owed
+        (3, (1.0, 2.0, 4.0), 2, (2, (2.0, 4.0))),  # attempt 1 failed in an earlier run
+        (3, (1.0, 2.0, 4.0), 4, (0, ())),  # the last attempt: no retry left
+        (3, (1.0, 2.0, 4.0), 9, (0, ())),  # past the policy: never negative
+        (0, (), 1, (0, ())),
+        (2, (60.0, 60.0), 0, (2, (60.0, 60.0))),  # 0 reads as a fresh step
+    ],
+)
+def test_remaining_retries_continue_where_an_earlier_flow_run_stopped(
+    max_retries: int,
+    delays: tuple[float, ...],
+    first_attempt: int,
+    expected: tuple[int, tuple[float, ...]],
+) -> None:
+    """A step resumed at attempt n keeps the retries and delays its policy still owes."""
+    assert remaining_retries(max_retries, delays, first_attempt) == expected
