@@ -2,11 +2,10 @@
 
     .venv/bin/python -m bench latency --n 2 -- throughput --n 10 -- api_load --duration 5
 
-Each script runs as `bench/<script>.py <options>` would (its table, its report), but the
-stack the first one started serves every next one that asks for the same kind of stack with
-the same settings (a fault script and a benchmark cannot run together). After each script,
-what it started is stopped and a line `bench <script>: exit <status>` printed; the exit
-status is the highest of them.
+Each script runs as `bench/<script>.py <options>` would, but on the stack the first one started
+when it asks for the same kind with the same settings (a fault script and a benchmark cannot
+run together). After each, what it started is stopped and `bench <script>: exit <status>`
+printed; the exit status is the highest.
 """
 
 from __future__ import annotations

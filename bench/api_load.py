@@ -1,13 +1,11 @@
 """API under load: an open-loop async httpx driver at a fixed request rate, engine vs Prefect.
 
-Half the requests start a job, half read one of the jobs started just before: on the engine,
-POST /workflows/start and GET /jobs/{id} on the real API (uvicorn, local-auth token, rate
-limits out of the way; each start also makes the API create the job's flow run, as always; no
-worker unless --with-worker); on raw Prefect (baseline), POST /api/deployments/{id}/
-create_flow_run and GET /api/flow_runs/{id} on the same Prefect server, at the same rate.
-Requests go on schedule whether or not earlier ones answered (open loop). Latency is from send
-to full response; errors are non-2xx answers, transport errors and requests skipped (more than
---max-inflight waiting). Targets: engine POST p99 <= 50 ms, GET p99 <= 20 ms at 100 req/s.
+Half the requests start a job, half read one started just before: POST /workflows/start and
+GET /jobs/{id} on the engine's API (no worker unless --with-worker), POST
+/api/deployments/{id}/create_flow_run and GET /api/flow_runs/{id} on the same Prefect server.
+Requests go on schedule whether or not earlier ones answered; errors are non-2xx answers,
+transport errors and requests skipped (more than --max-inflight waiting). Targets at 100 req/s:
+engine POST p99 <= 50 ms, GET p99 <= 20 ms.
 """
 
 from __future__ import annotations
@@ -31,14 +29,12 @@ from bench import report as out
 from bench.stacks import Benchmark, engine_running, raw_deployment, workflow_id
 from cli.stack import LocalStack
 
-KINDS = ("post", "get")
 METHOD = {"api_server": "uvicorn, one process (supaflow api)"}
 
 
 @dataclass(frozen=True)
 class Side:
-    """One side's requests: base URL and headers, path and body of a start, path of a read
-    (with `{id}`), and the id's key in a start's answer."""
+    """One side: base URL, headers, a start's path and body, a read's path, the id's key."""
 
     base_url: str
     headers: dict[str, str]
@@ -48,9 +44,11 @@ class Side:
 
 
 async def drive(side: Side, args: argparse.Namespace, ids: list[str]) -> dict[str, Any]:
-    """Send `--rate` requests per second for `--duration` seconds, `--post-share` of them
-    starts (spread evenly), the others reads of one of the 50 newest ids (`ids` grows)."""
-    tally: dict[str, Any] = {k: {"ms": [], "statuses": Counter(), "errors": 0} for k in KINDS}
+    """`--rate` requests/s for `--duration` s, `--post-share` of them starts (spread evenly),
+    the others reads of one of the 50 newest ids (`ids` grows)."""
+    tally: dict[str, Any] = {
+        k: {"ms": [], "statuses": Counter(), "errors": 0} for k in ("post", "get")
+    }
     rng, inflight, skipped, lag = random.Random(7), [0], 0, 0.0
     limits = httpx.Limits(max_connections=args.max_inflight, max_keepalive_connections=100)
     async with httpx.AsyncClient(
@@ -92,23 +90,16 @@ async def drive(side: Side, args: argparse.Namespace, ids: list[str]) -> dict[st
         await asyncio.gather(*tasks)
     errors = tally["post"]["errors"] + tally["get"]["errors"] + skipped
     result: dict[str, Any] = {
-        k: {
-            "latency_ms": out.summarize(t["ms"]),
-            "errors": t["errors"],
-            "statuses": dict(t["statuses"]),
-        }
+        k: {"latency_ms": out.summarize(t["ms"]), "errors": t["errors"], "statuses": t["statuses"]}
         for k, t in tally.items()
     }
     rate = round((total - skipped) / sent_in, 1) if sent_in else None
-    result.update(
-        requests=total, skipped_by_driver=skipped, errors_total=errors, achieved_rate_per_s=rate
-    )
-    return {**result, "driver_max_lag_ms": round(lag * 1000, 1)}
+    result.update(requests=total, skipped_by_driver=skipped, errors_total=errors)
+    return result | {"achieved_rate_per_s": rate, "driver_max_lag_ms": round(lag * 1000, 1)}
 
 
 def measured(stack: LocalStack, side: Side, args: Any) -> tuple[dict[str, Any], list[str]]:
-    """Ten starts to read from, a pause, then the driven load with the CPU it cost; (the
-    result, the ids the load created)."""
+    """Ten starts to read, a pause, the load and its CPU; (result, the ids the load made)."""
     url, body = side.base_url + side.post[0], side.post[1]
     seed = [httpx.post(url, headers=side.headers, json=body, timeout=30) for _ in range(10)]
     ids = [str(answer.json()[side.id_key]) for answer in seed]
@@ -118,20 +109,20 @@ def measured(stack: LocalStack, side: Side, args: Any) -> tuple[dict[str, Any], 
 
 
 def engine_side(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
-    """The engine's API under the load (with --api-only it cannot reach Prefect), then how
-    long until every job it created had its flow run; with --with-worker, until every one
-    finished (at most --finish-timeout s), the jobs counted by status."""
+    """The engine's API under the load, then how long until every job it created had its
+    flow run; with --with-worker, until every one finished, the jobs counted by status."""
     api_env = {"PREFECT_API_URL": "http://127.0.0.1:9/api"} if args.api_only else None
     with engine_running(stack, limit=10 if args.with_worker else None, api_env=api_env) as token:
         start = ("/workflows/start", {"workflow_id": workflow_id(3), "input_data": {"x": 1}})
         headers = {"Authorization": f"Bearer {token}"}
-        result, created = measured(
-            stack, Side(stack.api_url, headers, start, "/jobs/{id}", "job_id"), args
-        )
-        started = time.monotonic()
-        count = lambda: out.query(stack.database_url, "jobs_with_flow_run", [created])[0]["n"]  # noqa: E731
-        dispatched = 0 if args.api_only else out.poll(count, lambda n: n >= len(created), 120, 0.5)
-        result.update(jobs_created=len(created), jobs_with_flow_run=dispatched)
+        side = Side(stack.api_url, headers, start, "/jobs/{id}", "job_id")
+        (result, created), started = measured(stack, side, args), time.monotonic()
+
+        def dispatched() -> int:
+            return int(out.query(stack.database_url, "jobs_with_flow_run", [created])[0]["n"])
+
+        n = 0 if args.api_only else out.poll(dispatched, lambda n: n >= len(created), 120, 0.5)
+        result.update(jobs_created=len(created), jobs_with_flow_run=n)
         result["flow_runs_all_created_after_s"] = round(time.monotonic() - started, 1)
         if args.with_worker:
             out.wait_final(stack, created, timeout=args.finish_timeout, every=1)
@@ -160,8 +151,7 @@ OPTIONS = [
 
 
 def show(args: Any, results: dict[str, Any]) -> Any:
-    """The latency table and each side's rates; the targets, the settings with the mix,
-    whether any side ran. The raw side reports as `raw_prefect`."""
+    """The latency table and each side's rates (the raw side as `raw_prefect`)."""
     if "raw" in results:
         results["raw_prefect"] = results.pop("raw")
     rows = [
@@ -169,10 +159,9 @@ def show(args: Any, results: dict[str, Any]) -> Any:
         for name, r in results.items()
         for kind in ("post", "get")
     ]
-    title = (
-        f"API under load: {args.rate:g} req/s for {args.duration:g} s, {args.post_share:.0%} POST"
-    )
-    title += " (API cannot reach Prefect) (ms)" if args.api_only else " (ms)"
+    cut = " (API cannot reach Prefect)" if args.api_only else ""
+    title = f"API under load: {args.rate:g} req/s for {args.duration:g} s, "
+    title += f"{args.post_share:.0%} POST{cut} (ms)"
     out.print_table(title, ["side", "request", "n", "p50", "p95", "p99", "max", "errors"], rows)
     for name, r in results.items():
         done = f"{name}: achieved {r['achieved_rate_per_s']} req/s"
@@ -190,9 +179,8 @@ def show(args: Any, results: dict[str, Any]) -> Any:
     return targets, {"settings": settings}, bool(results)
 
 
-main = Benchmark(
-    "api_load", __doc__, OPTIONS, {"engine": engine_side, "raw": raw_side}, show, METHOD
-)
+SETUPS = {"engine": engine_side, "raw": raw_side}
+main = Benchmark("api_load", __doc__, OPTIONS, SETUPS, show, METHOD)
 
 if __name__ == "__main__":
     sys.exit(main())

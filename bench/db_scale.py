@@ -1,14 +1,12 @@
 """Database at scale: 1M jobs over 10k users, generated in SQL; plans and times of the API's
 queries and of the maintenance scans.
 
-A scratch database (on the server of TEST_ADMIN_DATABASE_URL, by default 127.0.0.1:5432) gets
-the migrations, then `--rows` jobs from one INSERT ... SELECT (bench/sql/): a heavy user owns
-5%, the rest are spread evenly; 97% completed, 2% failed, the rest running, awaiting_retry,
-pending with and without a flow run. Each query runs as the engine runs it (its .sql file,
-bound parameters; the API's reads as role `authenticated` with the caller's claims, so RLS
-applies): EXPLAIN (ANALYZE, BUFFERS) printed, then timed `--reps` times from the client.
-Baselines: each API read without RLS, and a full scan of the table. Target: the API's list
-query p50 <= 10 ms at 1M rows.
+A scratch database (on the server of TEST_ADMIN_DATABASE_URL) gets the migrations, then
+`--rows` jobs from one INSERT ... SELECT (bench/sql/): a heavy user owns 5%, the rest are
+spread evenly; statuses as in MIX. Each query runs as the engine runs it (its .sql file, bound
+parameters; the API's reads as role `authenticated` with the caller's claims, so RLS applies):
+EXPLAIN (ANALYZE, BUFFERS) printed, then timed `--reps` times from the client. Baselines: each
+API read without RLS, and a full scan of the table. Target: the list query p50 <= 10 ms.
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +56,8 @@ CASES: list[tuple[str, str | None, dict[str, Any], str | None]] = [
 ]
 
 
-def timed(
-    conn: Connection, sql: str, params: dict[str, Any], user: str | None
-) -> tuple[list[Any], float]:
-    """Run one query in its own transaction (rolled back), as `user` under RLS unless None;
-    (rows, seconds of the query)."""
+def timed(conn: Connection, sql: str, params: dict[str, Any], user: str | None) -> Any:
+    """(rows, seconds) of a query in a transaction rolled back, as `user` (None: no RLS)."""
     with conn.transaction(force_rollback=True):
         if user is not None:
             claims = json.dumps({"sub": user, "role": "authenticated"})
@@ -85,8 +81,9 @@ def measure(conn: Connection, sql: str, params: dict[str, Any], user: str | None
     }
 
 
-def generate(conn: Connection, args: argparse.Namespace) -> dict[str, float]:
-    """Users, workflows and jobs (bench/sql/generate_*.sql), then VACUUM ANALYZE; seconds."""
+def generate(conn: Connection, args: argparse.Namespace) -> tuple[dict[str, float], Any]:
+    """Users, workflows and jobs (bench/sql/generate_*.sql), then VACUUM ANALYZE; (seconds,
+    what the cases run with: bench/sql/subjects.sql)."""
     t0 = time.perf_counter()
     for name in ("users", "workflows", "jobs"):
         conn.execute(out.sql(f"generate_{name}"), {"users": args.users, "rows": args.rows})
@@ -99,39 +96,21 @@ def generate(conn: Connection, args: argparse.Namespace) -> dict[str, float]:
     took = f"{generation['insert_seconds']} s (+ {generation['vacuum_analyze_seconds']} s vacuum)"
     print(f"generated {size.get('n')} jobs for {args.users} users in {took}", flush=True)
     print(f"jobs table with indexes: {size.get('total')}", flush=True)
-    return generation
-
-
-def subjects(conn: Connection, users: int) -> dict[str, Any]:
-    """From the generated data: the heavy and a typical user (ids, job counts), the cursor of
-    the heavy user's page after 1,000 rows, and a job of the typical user."""
-    typical_email = f"bench-{min(500, users):06d}@example.com"
-    found = conn.execute(out.sql("heavy_and_typical_user"), [typical_email]).fetchall()
-    heavy, typical = found[0], found[-1]
-    cursor = conn.execute(out.sql("job_after_1000"), [heavy["id"]]).fetchone() or {}
-    job = conn.execute(out.sql("first_job_of_user"), [typical["id"]]).fetchone() or {}
-    return {
-        "heavy": heavy["id"],
-        "heavy_n": heavy["n"],
-        "typical": typical["id"],
-        "typical_n": typical["n"],
-        "cursor_at": cursor.get("created_at"),
-        "cursor_id": cursor.get("id"),
-        "job": job.get("id"),
-    }
+    typical = f"bench-{min(500, args.users):06d}@example.com"
+    return generation, conn.execute(out.sql("subjects"), [typical]).fetchone() or {}
 
 
 def measure_all(_stack: LocalStack | None, args: argparse.Namespace) -> dict[str, Any]:
     """On a scratch database: migrate, generate, measure every case (and each API read
-    without RLS), print the plans; the generation's seconds and each case's result."""
+    without RLS), print the plans."""
     from engine.db.migrate import apply_migrations
     from engine.db.queries import load_sql
 
-    database, results = ScratchDatabase(out.admin_url(), "bench_dbscale"), {}
-    try:
+    results: dict[str, Any] = {}
+    with closing(ScratchDatabase(out.admin_url(), "bench_dbscale")) as database:
         apply_migrations(database.url, bootstrap=True)
         with out.connect(database.url) as conn:
-            generation, data = generate(conn, args), subjects(conn, args.users)
+            generation, data = generate(conn, args)
             for title, sql_file, spec, as_user in CASES:
                 name = title.format(**data)
                 params = {k: data[v[1:]] if str(v).startswith("$") else v for k, v in spec.items()}
@@ -147,8 +126,6 @@ def measure_all(_stack: LocalStack | None, args: argparse.Namespace) -> dict[str
                 results[name] = {**result, "group": group, "target_ms": target}
                 if not args.no_plans:
                     print(f"\n-- {name}\n{result['plan']}\n", flush=True)
-    finally:
-        database.close()
     return {"generation": generation, "cases": results}
 
 
@@ -163,7 +140,7 @@ MIX += " 0.1% pending without"
 
 
 def show(args: Any, measured: dict[str, Any]) -> Any:
-    """The table; the list query's targets, the cases split into engine and baselines."""
+    """The table; the list query's targets."""
     results = measured["cases"]
     rows = [
         (

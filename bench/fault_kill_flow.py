@@ -1,11 +1,9 @@
 """Fault: kill -9 of the process running a flow, in the middle of a step.
 
-Each trial posts jobs of the counting workflow (`fetch` calls a counting endpoint, `wait`
-sleeps, `notify` calls it again). Once a job's `wait` step has started, the flow-run process
-Prefect's process worker started for it gets SIGKILL: the worker reports the run Crashed,
+Each trial posts jobs of the counting workflow (bench/faults.py). Once a job's `wait` step has
+started, its flow-run process gets SIGKILL: the process worker reports the run Crashed,
 maintenance resubmits the job and the new flow run resumes at `wait`. Property, per trial:
-every job completes, and no step that had finished before the kill runs again (by the job's
-events or by the calls to the endpoint).
+every job completes, and no step that had finished before the kill runs again.
 """
 
 from __future__ import annotations
@@ -29,8 +27,7 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
         bench.wait_event(job_id, "step_started", "wait")
         pid = kill_flow_run(bench.stack, str(bench.job(job_id)["prefect_flow_run_id"]))
         result.notes.append(f"job {job_id[:8]}: killed pid {pid} in step 'wait'")
-    bench.wait_settled(job_ids, args.timeout)
-    bench.tally(result, job_ids)
+    bench.settle(result, job_ids, args.timeout)
     counts = result.counts
     result.ok = counts["completed"] == counts["posted"] and counts["rerun_steps"] == 0
     return result
@@ -42,7 +39,6 @@ OPTIONS = [
 ]
 TITLE = "kill -9 of the flow-run process mid-step"
 main = FaultScript("fault_kill_flow", TITLE, __doc__, trial, OPTIONS)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,11 +1,9 @@
 """Fault: PostgreSQL restarted mid-run.
 
-Each trial posts jobs of the counting workflow (`fetch` calls a counting endpoint, `wait`
-sleeps, `notify` calls it again) and, once every one is in its `wait` step, stops the embedded
-PostgreSQL (fast shutdown: every session is cut, the flow runs' pooled connections included)
-and starts it again after a pause. The runs carry on with broken pooled connections;
-maintenance resubmits whatever stopped. Property, per trial: no job is stuck (every one ends
-completed or failed); failed jobs and re-run steps are counted too.
+Each trial posts jobs of the counting workflow (bench/faults.py) and, once every one is in its
+`wait` step, stops the embedded PostgreSQL (fast shutdown: every session is cut, pooled ones
+included) and starts it again after a pause; maintenance resubmits whatever stopped. Property,
+per trial: no job is stuck (every one ends completed or failed).
 """
 
 from __future__ import annotations
@@ -33,8 +31,7 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
     time.sleep(args.downtime)
     embedded.start()
     result.extra = {"postgres_down_seconds": round(time.monotonic() - started, 1)}
-    bench.wait_settled(job_ids, args.timeout)
-    bench.tally(result, job_ids)
+    bench.settle(result, job_ids, args.timeout)
     result.ok = result.counts["stuck"] == 0
     return result
 
@@ -49,16 +46,12 @@ OPTIONS = [
     ("--jobs", 3, "jobs running during the restart", "jobs_per_trial"),
     ("--downtime", 2.0, "seconds PostgreSQL is down", "downtime_seconds"),
     ("--delay", 4.0, "seconds of the `wait` step", "delay_seconds"),
-    (
-        "--heartbeat",
-        3.0,
-        "JOB_HEARTBEAT_SECONDS; the window is 6 beats. A slow beat leaves"
-        " stale pooled connections for the steps to find (a fast one uses them up first)",
-    ),
+    # A slow beat leaves stale pooled connections for the steps to find (a fast one uses
+    # them up first).
+    ("--heartbeat", 3.0, "JOB_HEARTBEAT_SECONDS; the window is 6 beats"),
 ]
 TITLE = "PostgreSQL restarted mid-run"
 main = FaultScript("fault_postgres_restart", TITLE, __doc__, trial, OPTIONS, settings)
-
 
 if __name__ == "__main__":
     sys.exit(main())

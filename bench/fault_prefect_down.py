@@ -1,11 +1,10 @@
 """Fault: the Prefect server stopped while jobs are posted.
 
 Each trial posts one job and waits until it is in its long step; then the Prefect server is
-stopped (SIGINT, like Ctrl-C), more jobs are posted through the REST API (it answers 201 and
-the jobs stay `pending`: no flow run can be created), and after a pause the server starts
-again on the same port and SQLite database. Maintenance dispatches the pending jobs and
-recovers the running one if its flow run was lost. Property, per trial: every job posted,
-before or during the outage, completes.
+stopped (SIGINT), more jobs are posted through the API (it answers 201, the jobs stay
+`pending`), and after a pause the server starts again on the same port and database.
+Maintenance dispatches the pending jobs and recovers the running one if its flow run was lost.
+Property, per trial: every job posted, before or during the outage, completes.
 """
 
 from __future__ import annotations
@@ -54,8 +53,7 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
         # No flow run yet when the API answered: only maintenance can dispatch these.
         "left_pending_by_api": sum(1 for j in during if not bench.job(j)["prefect_flow_run_id"]),
     }
-    bench.wait_settled([before, *during], args.timeout)
-    bench.tally(result, [before, *during])
+    bench.settle(result, [before, *during], args.timeout)
     result.ok = result.counts["completed"] == result.counts["posted"]
     return result
 
@@ -65,10 +63,8 @@ OPTIONS = [
     ("--downtime", 3.0, "seconds Prefect stays down", "downtime_seconds"),
     ("--delay", 2.0, "seconds of the `wait` step", "delay_seconds"),
 ]
-main = FaultScript(
-    "fault_prefect_down", "Prefect server stopped while jobs are posted", __doc__, trial, OPTIONS
-)
-
+TITLE = "Prefect server stopped while jobs are posted"
+main = FaultScript("fault_prefect_down", TITLE, __doc__, trial, OPTIONS)
 
 if __name__ == "__main__":
     sys.exit(main())

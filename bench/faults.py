@@ -1,12 +1,7 @@
-"""What the fault scripts share: a stack to break with a counting workflow on it, trials,
-their table and report (`FaultScript`, each script's main).
-
-The stack (`fault_bench`) is embedded PostgreSQL, Prefect on SQLite and jobs on a process
-worker (cli/scratch.py), with a `CountingServer` and the counting workflow: `fetch` calls the
-counting endpoint, `wait` sleeps, `notify` calls it again. A trial posts jobs through the API,
-breaks one part of the stack, waits while maintenance passes run every second (as the
-schedule would) and counts what happened.
-"""
+"""What the fault scripts share: `FaultScript`, each script's main, runs trials on a stack to
+break with the counting workflow (`fetch` calls a counting endpoint, `wait` sleeps, `notify`
+calls it again). A trial posts jobs through the API, breaks one part of the stack, waits while
+maintenance passes run every second (as the schedule would) and counts what happened."""
 
 from __future__ import annotations
 
@@ -15,18 +10,18 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
 from typing import Any
 
-from bench.report import BENCH_DATA, Option, markdown_table, parse, write_report
+from bench.report import BENCH_DATA, Option, parse, print_table, write_report
 from bench.stacks import LIMITS, NOOP, bench_root
 from cli import scratch
 from cli.stack import LocalStack
 from cli.up import start_job
+from engine.db.connection import shared_store
 
 COUNTS = ("posted", "completed", "failed", "stuck", "rerun_steps", "resubmissions")
 #: Crash detection and recovery in seconds, not minutes. The heartbeat window stays above the
@@ -100,7 +95,7 @@ def install_counting_workflow(
     """Insert (or replace) a workflow `fetch` -> middle -> `notify`: fetch and notify are
     http_request steps calling the counting server; the middle step is `wait`, a delay of
     `delay` seconds, or without one `reshape`, a no-op. `retry` is the workflow's policy."""
-    store, count = _store(), f"{workflow_id}-count"
+    store, count = shared_store(), f"{workflow_id}-count"
     config = {"url_template": counter_url + "/count/{job}/{step}", "request_timeout_seconds": 10}
     store.upsert_transformer(
         count, "http_request", "bench: counting endpoint", config, "execute-http-request"
@@ -176,43 +171,39 @@ class FaultBench:
 
     def job(self, job_id: str) -> dict[str, Any]:
         """The job's row."""
-        return dict(_store().get_job(job_id))
-
-    def events(self, job_id: str) -> list[Any]:
-        """The job's events in order."""
-        return list(_store().events(job_id))
+        return dict(shared_store().get_job(job_id))
 
     def wait_event(self, job_id: str, kind: str, step_id: str, timeout: float = 90) -> None:
         """Wait until the job has an event `kind` for `step_id`; RuntimeError on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(e["kind"] == kind and e["step_id"] == step_id for e in self.events(job_id)):
+            if any(
+                e["kind"] == kind and e["step_id"] == step_id for e in shared_store().events(job_id)
+            ):
                 return
             time.sleep(0.1)
         raise RuntimeError(f"job {job_id}: no {kind} event for step {step_id} in {timeout:.0f} s")
 
-    def wait_settled(self, job_ids: Sequence[str], timeout: float) -> None:
+    def settle(self, result: TrialResult, job_ids: Sequence[str], timeout: float) -> None:
         """Until every job is completed or failed (or `timeout`), a maintenance pass a second,
-        as the schedule would run them."""
-        deadline, last_pass = time.monotonic() + timeout, time.monotonic()
+        as the schedule would run them; then count their statuses, re-run steps and
+        resubmissions, and note why each was resubmitted and why any did not complete."""
+        deadline, last_pass, counts = time.monotonic() + timeout, time.monotonic(), result.counts
         while time.monotonic() < deadline:
-            if all(s in ("completed", "failed") for s in _store().statuses(job_ids).values()):
-                return
+            if all(s in ("completed", "failed") for s in shared_store().statuses(job_ids).values()):
+                break
             if time.monotonic() - last_pass >= 1.0:
                 scratch.run_maintenance(self.stack)
                 last_pass = time.monotonic()
             time.sleep(0.25)
-
-    def tally(self, result: TrialResult, job_ids: Sequence[str]) -> None:
-        """Count the jobs' final statuses, re-run steps and resubmissions; note why each job
-        was resubmitted and why any did not complete."""
-        counts = result.counts
         for job_id in job_ids:
             row = self.job(job_id)
             counts["posted"] += 1
             counts["completed"] += row["status"] == "completed"
             counts["failed"] += row["status"] == "failed"
-            counts["rerun_steps"] += count_reruns(self.events(job_id), self.counter.hits(job_id))
+            counts["rerun_steps"] += count_reruns(
+                shared_store().events(job_id), self.counter.hits(job_id)
+            )
             counts["resubmissions"] += int(row["resubmissions"])
             result.notes += [
                 f"job {job_id[:8]}: resubmitted because {entry.get('reason')}"
@@ -224,68 +215,34 @@ class FaultBench:
         counts["stuck"] = counts["posted"] - counts["completed"] - counts["failed"]
 
 
-def _store() -> Any:
-    from engine.db.connection import shared_store  # the stack's settings first
-
-    return shared_store()
-
-
-@contextmanager
-def fault_bench(
-    name: str, env: Mapping[str, str], args: argparse.Namespace
-) -> Iterator[FaultBench]:
-    """A fault stack (run-workflow on the process pool, a process worker and the API, all
-    answering; maintenance is not deployed: the trials run it) with the counting workflow
-    `bench_<name>` (its `wait` step --delay seconds long; steps retry twice, 0.5 s apart)."""
-    workflow, root = f"bench_{name}", bench_root(name)
-    with (
-        CountingServer() as counter,
-        scratch.embedded_stack(root, env, PREFECT_SQLITE, keep=args.keep) as stack,
-    ):
-        retry = {"max_retries": 2, "strategy": "fixed", "initial_delay_seconds": 0.5}
-        install_counting_workflow(workflow, counter.url, delay=args.delay, retry=retry)
-        yield FaultBench(stack, counter, workflow, stack.mint_token("bench@example.com"))
-
-
-def run_trials(trials: int, trial: Callable[[int], TrialResult], title: str) -> list[TrialResult]:
-    """Run `trial(1..trials)` and print the table; a trial that raises counts as violated,
-    its error in its notes, and the next one runs."""
-    results: list[TrialResult] = []
-    for number in range(1, trials + 1):
-        started = time.monotonic()
-        try:
-            r = trial(number)
-        except Exception as exc:
-            r = TrialResult(trial=number, notes=[f"error: {type(exc).__name__}: {exc}"])
-        r.seconds = round(time.monotonic() - started, 1)
-        results.append(r)
-        counts = " ".join(f"{k}={r.counts[k]}" for k in COUNTS[:4])
-        rerun, verdict = r.counts["rerun_steps"], "ok" if r.ok else "VIOLATED"
-        print(f"trial {number}: {counts} re-run={rerun} {r.seconds:.1f} s {verdict}", flush=True)
-    headers = ["trial", "posted", "completed", "failed", "stuck", "re-run steps", "resubmitted"]
-    rows = [[r.trial, *r.counts.values(), f"{r.seconds:.1f}", r.ok] for r in results]
-    seconds = f"{sum(r.seconds for r in results):.1f}"
-    rows.append(
-        ["all", *totals(results).values(), seconds, f"{sum(r.ok for r in results)}/{len(results)}"]
-    )
-    print(f"\n{title}\n\n{markdown_table([*headers, 'seconds', 'ok'], rows, align='---:')}")
-    for r in results:
-        lines = ([", ".join(f"{k}={v}" for k, v in r.extra.items())] if r.extra else []) + r.notes
-        print("".join(f"  trial {r.trial}: {line}\n" for line in lines), end="")
-    return results
-
-
 def totals(results: Sequence[TrialResult]) -> dict[str, int]:
     """Every count summed over the trials."""
     return {k: sum(r.counts[k] for r in results) for k in COUNTS}
+
+
+def print_trials(title: str, results: Sequence[TrialResult]) -> None:
+    """The trials' table, their totals, each trial's extra counts and notes."""
+    headers = ["trial", "posted", "completed", "failed", "stuck", "re-run steps", "resubmitted"]
+    rows = [[r.trial, *r.counts.values(), f"{r.seconds:.1f}", r.ok] for r in results]
+    seconds, ok = f"{sum(r.seconds for r in results):.1f}", sum(r.ok for r in results)
+    rows.append(["all", *totals(results).values(), seconds, f"{ok}/{len(results)}"])
+    print_table(title, [*headers, "seconds", "ok"], rows, align="---:")
+    for r in results:
+        lines = ([", ".join(f"{k}={v}" for k, v in r.extra.items())] if r.extra else []) + r.notes
+        print("".join(f"  trial {r.trial}: {line}\n" for line in lines), end="")
 
 
 @dataclass(frozen=True)
 class FaultScript:
     """A fault script's main, `main(argv)`: --trials, --timeout and its `options` parsed,
     `trial(bench, number, args)` run --trials times on one fault stack with the settings
-    `env(args)`, the table under `title`, the JSON report `.data/bench/<name>.json` (trials,
-    totals, the options with a report key, settings); 0 if the property always held."""
+    `env(args)` (a trial that raises counts as violated, its error in its notes), the table
+    under `title`, the report `.data/bench/<name>.json`; 0 if the property always held.
+
+    The stack: embedded PostgreSQL, Prefect on SQLite, run-workflow on the process pool, a
+    process worker and the API (cli/scratch.py; maintenance is not deployed: trials run it),
+    with the counting workflow `bench_<name>` (`wait` --delay seconds long; steps retry twice,
+    0.5 s apart)."""
 
     name: str
     title: str
@@ -299,9 +256,31 @@ class FaultScript:
         trials = ("--trials", 3, "how many trials (default 3)")
         timeout = ("--timeout", 120.0, "seconds a trial waits")
         args = parse(self.doc, argv, trials, timeout, *self.options)
-        with fault_bench(self.name, self.env(args), args) as bench:
-            results = run_trials(args.trials, lambda n: self.trial(bench, n, args), self.title)
+        workflow, root, env = f"bench_{self.name}", bench_root(self.name), self.env(args)
+        retry = {"max_retries": 2, "strategy": "fixed", "initial_delay_seconds": 0.5}
+        results: list[TrialResult] = []
+        with (
+            CountingServer() as counter,
+            scratch.embedded_stack(root, env, PREFECT_SQLITE, keep=args.keep) as stack,
+        ):
+            install_counting_workflow(workflow, counter.url, delay=args.delay, retry=retry)
+            bench = FaultBench(stack, counter, workflow, stack.mint_token("bench@example.com"))
+            for number in range(1, args.trials + 1):
+                started = time.monotonic()
+                try:
+                    r = self.trial(bench, number, args)
+                except Exception as exc:
+                    r = TrialResult(trial=number, notes=[f"error: {type(exc).__name__}: {exc}"])
+                r.seconds = round(time.monotonic() - started, 1)
+                results.append(r)
+                counts = " ".join(f"{k}={r.counts[k]}" for k in COUNTS[:4])
+                rerun, verdict = r.counts["rerun_steps"], "ok" if r.ok else "VIOLATED"
+                print(
+                    f"trial {number}: {counts} re-run={rerun} {r.seconds:.1f} s {verdict}",
+                    flush=True,
+                )
+        print_trials(self.title, results)
         ok = bool(results) and all(r.ok for r in results)
         data = {"trials": [r.report() for r in results], "totals": totals(results), "all_ok": ok}
-        write_report(self.name, {**data, **args.settings, "settings": self.env(args)}, args.report)
+        write_report(self.name, {**data, **args.settings, "settings": env}, args.report)
         return 0 if ok else 1

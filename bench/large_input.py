@@ -23,21 +23,28 @@ if not __package__:  # run as a file: import `bench` from the project root
 
 from bench import report as out
 from bench.latency import measure
-from bench.stacks import Benchmark, engine_poster, install_noop_workflow, raw_deployment
-from bench.stacks import workflow_id as noop_workflow
+from bench.stacks import Benchmark, install_noop_workflow, starter
 from cli.stack import LocalStack
 
 STEPS = 5
 
 
-def large_input(keys: int) -> dict[str, Any]:
-    """`{"x": 1}` plus `keys` keys of 4-character values (`keys` 0: the small input)."""
-    return {"x": 1, **{f"k{i:05d}": "abcd" for i in range(keys)}}
-
-
-def with_cpu(stack: LocalStack, args: Any, worker: str, run: Any) -> Any:
-    """`run()`'s result plus the CPU seconds per measured job of `worker` and Prefect."""
-    result, spent = out.with_cpu(stack, run)
+def setup(stack: LocalStack, args: Any, label: str) -> Any:
+    """Jobs of the 5-step no-op on the engine's warm worker (engine-*) or the raw flow on a
+    warm worker (raw-*), limit 4, with the CPU seconds per job of the worker and Prefect."""
+    engine, keys = label.startswith("engine"), args.keys if label.endswith("-large") else 0
+    data = {"x": 1, **{f"k{i:05d}": "abcd" for i in range(keys)}}
+    worker = "warm-worker" if engine else "raw-warm-worker"
+    install_noop_workflow(STEPS)
+    with starter(stack, "engine" if engine else "supaflow-warm", STEPS, data, 4) as start:
+        try:
+            result, spent = out.with_cpu(stack, lambda: measure(stack, args, label, start))
+        except Exception as exc:  # Prefect refuses flow-run parameters over 512 KB
+            if engine:
+                raise
+            reason = f"{type(exc).__name__}: {str(exc)[:160]}"
+            print(f"{label:12s} refused: {reason}", flush=True)
+            return {"latency_seconds": {}, "cpu_seconds_per_job": {}, "refused": reason}
     jobs = args.n + args.warmup
     result["cpu_seconds_per_job"] = {
         name: round(spent.get(key, 0.0) / jobs, 3)
@@ -46,41 +53,16 @@ def with_cpu(stack: LocalStack, args: Any, worker: str, run: Any) -> Any:
     return result
 
 
-def engine(stack: LocalStack, args: Any, label: str) -> Any:
-    """Jobs of the 5-step workflow through the API, run by the engine's warm worker."""
-    install_noop_workflow(STEPS)
-    data = large_input(args.keys if label.endswith("-large") else 0)
-    with engine_poster(stack, noop_workflow(STEPS), data, limit=4, timeout=60) as post:
-        return with_cpu(
-            stack, args, "warm-worker", lambda: measure(stack, args, label, post, False)
-        )
-
-
-def raw(stack: LocalStack, args: Any, label: str) -> Any:
-    """The raw 5-task flow on a warm worker, the input as its parameter."""
-    with raw_deployment(stack, "supaflow-warm", 4) as deployment:
-        params = {"x": large_input(args.keys if label.endswith("-large") else 0), "steps": STEPS}
-        start = lambda: out.run_raw(deployment, params)  # noqa: E731
-        try:
-            return with_cpu(
-                stack, args, "raw-warm-worker", lambda: measure(stack, args, label, start, True)
-            )
-        except Exception as exc:  # Prefect refuses flow-run parameters over 512 KB
-            reason = f"{type(exc).__name__}: {str(exc)[:160]}"
-            print(f"{label:12s} refused: {reason}", flush=True)
-            return {"latency_seconds": {}, "cpu_seconds_per_job": {}, "refused": reason}
-
-
-SETUPS = {label: partial(engine, label=label) for label in ("engine-small", "engine-large")}
-SETUPS |= {label: partial(raw, label=label) for label in ("raw-small", "raw-large")}
+SETUPS = {
+    s: partial(setup, label=s) for s in ("engine-small", "engine-large", "raw-small", "raw-large")
+}
 KEYS = ("--keys", 60_000, "keys of the large input", "keys")
 TIMEOUT = ("--timeout", 120.0, "seconds per job at most")
 OPTIONS = [*out.one_at_a_time(10, 1), KEYS, TIMEOUT]
 
 
 def show(args: Any, results: dict[str, Any]) -> Any:
-    """The table; the target (large over small input), the engine's and the baselines'
-    results, whether the engine's setups measured a job."""
+    """The table; the target: large over small input."""
     rows = [
         (
             name,
@@ -92,9 +74,8 @@ def show(args: Any, results: dict[str, Any]) -> Any:
         for name, r in results.items()
     ]
     title = f"{STEPS}-step job reading one field, input of {args.keys} extra keys (seconds)"
-    out.print_table(
-        title, ["setup", "n", "p50", "p95", "worker CPU/job", "Prefect CPU/job", "note"], rows
-    )
+    headers = ["setup", "n", "p50", "p95", "worker CPU/job", "Prefect CPU/job", "note"]
+    out.print_table(title, headers, rows)
     small, large = (
         results.get(k, {}).get("latency_seconds", {}) for k in ("engine_small", "engine_large")
     )

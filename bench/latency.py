@@ -20,7 +20,7 @@ if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench import report as out
-from bench.stacks import Benchmark, engine_poster, raw_deployment, workflow_id
+from bench.stacks import Benchmark, starter
 from cli.stack import LocalStack
 
 METHOD = {
@@ -31,10 +31,10 @@ METHOD = {
 }
 
 
-def measure(stack: LocalStack, args: Any, label: str, start: Callable[[], str], runs: bool) -> Any:
+def measure(stack: LocalStack, args: Any, label: str, start: Callable[[], str]) -> Any:
     """`--warmup` then `--n` runs one after the other: seconds from the start call until the
     run is seen final, and the seconds the start call took."""
-    totals, submits, lost = [], [], 0
+    totals, submits, lost, runs = [], [], 0, not label.startswith("engine")
     for i in range(args.warmup + args.n):
         t0 = time.monotonic()
         run_id = start()
@@ -50,36 +50,27 @@ def measure(stack: LocalStack, args: Any, label: str, start: Callable[[], str], 
     stats = out.summarize(totals)
     line = " ".join(f"{k}={stats.get(k)}" for k in ("n", "p50", "p95", "p99"))
     print(f"{label:12s} {line} s")
-    return {
-        "latency_seconds": stats,
-        "start_call_seconds": out.summarize(submits),
-        "not_finished": lost,
-    }
+    submit_stats = out.summarize(submits)
+    return {"latency_seconds": stats, "start_call_seconds": submit_stats, "not_finished": lost}
 
 
-def engine(stack: LocalStack, args: Any) -> Any:
-    """Jobs through the API, run by the engine's warm worker."""
-    with engine_poster(stack, workflow_id(3), {"x": 1}, limit=args.limit, timeout=30) as post:
-        return measure(stack, args, "engine", post, runs=False)
+def setup(stack: LocalStack, args: Any, label: str, kind: str, limit: str) -> Any:
+    """One job at a time on `kind` ("engine" or a worker type), its limit the option `limit`."""
+    with starter(stack, kind, 3, {"x": 1}, getattr(args, limit)) as start:
+        return measure(stack, args, label, start)
 
 
-def raw(stack: LocalStack, args: Any, label: str, kind: str, limit: str) -> Any:
-    """The raw no-op flow on a worker of `kind`, its limit the option `limit`."""
-    with raw_deployment(stack, kind, getattr(args, limit)) as deployment:
-        start = lambda: out.run_raw(deployment, {"x": {"x": 1}, "steps": 3})  # noqa: E731
-        return measure(stack, args, label, start, runs=True)
-
-
-SETUPS: dict[str, Callable[..., Any]] = {"engine": engine}
-SETUPS["raw-process"] = partial(raw, label="raw-process", kind="process", limit="process_limit")
-SETUPS["raw-warm"] = partial(raw, label="raw-warm", kind="supaflow-warm", limit="limit")
+SETUPS = {
+    "engine": partial(setup, label="engine", kind="engine", limit="limit"),
+    "raw-process": partial(setup, label="raw-process", kind="process", limit="process_limit"),
+    "raw-warm": partial(setup, label="raw-warm", kind="supaflow-warm", limit="limit"),
+}
 TIMEOUT = ("--timeout", 60.0, "seconds per job at most")
 OPTIONS = [*out.one_at_a_time(50, 2), out.WARM_LIMIT, out.PROCESS_LIMIT, TIMEOUT]
 
 
 def show(args: Any, results: dict[str, Any]) -> Any:
-    """The latency table; the targets, the engine's p50 over each baseline's, whether every
-    setup measured a job."""
+    """The latency table; the targets and the engine's p50 over each baseline's."""
     rows = [
         (
             name,

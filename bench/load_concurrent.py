@@ -1,18 +1,16 @@
 """SPEC.md's load tests, counted: concurrent creation and processing, maintenance under load,
-API responsiveness.
+API responsiveness; three sections on one stack (Prefect server on PostgreSQL, API, warm worker).
 
-Three sections on one stack (Prefect server on PostgreSQL, API, warm worker):
-1. Creation and processing: `--jobs` jobs started by `--clients` concurrent clients over
-   `--users` users, each with an Idempotency-Key, `--replay-share` of the keys posted twice at
-   once. The workflow's first and last steps call a counting endpoint (a step run twice shows
-   as a second call). Counted: jobs, replays, statuses, flow runs per job, calls per step.
-   Baseline: the same keys through raw Prefect (`run_deployment(idempotency_key=...)`).
-2. Maintenance under load: `--history-rows` finished jobs before the burst, `--undispatched`
-   jobs inserted without a flow run during it, the real maintenance flow every
-   `--maintenance-every` seconds. Counted: pass durations (baseline: idle passes), jobs
-   dispatched (each once, each completed) and resubmitted (must be none: all are healthy).
-3. API responsiveness: GET /jobs/{id} and GET /jobs?limit=20 at `--sample-rate` per second,
-   idle (baseline) and during the burst; p50/p99 and errors.
+1. `--jobs` jobs started by `--clients` concurrent clients over `--users` users, each with an
+   Idempotency-Key, `--replay-share` of the keys posted twice at once; the workflow's first and
+   last steps call a counting endpoint. Counted: jobs, replays, statuses, flow runs per job,
+   calls per step. Baseline: the same keys through raw Prefect (`run_deployment`).
+2. `--history-rows` finished jobs before the burst, `--undispatched` jobs inserted without a
+   flow run during it, the real maintenance flow every `--maintenance-every` seconds. Counted:
+   pass durations (baseline: idle passes), jobs dispatched (each once, each completed) and
+   resubmitted (must be none: all are healthy).
+3. GET /jobs/{id} and GET /jobs?limit=20 at `--sample-rate` per second, idle (baseline) and
+   during the burst; p50/p99 and errors.
 
 Exit status 0 when nothing was lost, nothing was duplicated and no request failed.
 """
@@ -96,12 +94,11 @@ class Reads(Repeating):
         self.client.close()
         ms = {k: [v for kind, v in results if kind == k and isinstance(v, float)] for k in KINDS}
         errors = Counter(f"{kind} {v}" for kind, v in results if isinstance(v, str))
-        return {
+        summary = {
             "get_job_ms": out.summarize(ms["get"]),
             "list_jobs_ms": out.summarize(ms["list"]),
-            "errors": sum(errors.values()),
-            "error_kinds": dict(errors),
         }
+        return summary | {"errors": sum(errors.values()), "error_kinds": dict(errors)}
 
 
 def maintenance_pass() -> dict[str, Any]:
@@ -251,25 +248,6 @@ def count_maintenance(b: Any) -> dict[str, Any]:
     }
 
 
-def targets(engine: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Nothing lost, nothing duplicated, no healthy job resubmitted, no request failed."""
-    made, upkeep = engine["creation_and_processing"], engine["maintenance_under_load"]
-    duplicates = made["keys_answered_with_two_jobs"] + made["jobs_with_more_than_one_flow_run"]
-    duplicates += made["rerun_steps"] + upkeep["dispatched_twice"]
-    failed = sum(n for s, n in made["answers_by_status"].items() if s not in ("200", "201"))
-    failed += engine["api_responsiveness"]["under_load"]["errors"]
-    expected, inserted = args.jobs + args.undispatched, args.undispatched
-    return [
-        out.check("jobs completed (nothing lost)", made["completed"], ">=", expected, "jobs"),
-        out.check("duplicates (jobs, flow runs, re-run steps)", duplicates, "<=", 0, ""),
-        out.check("healthy jobs resubmitted", upkeep["resubmitted"], "<=", 0, "jobs"),
-        out.check(
-            "undispatched jobs completed", upkeep["undispatched_completed"], ">=", inserted, "jobs"
-        ),
-        out.check("request errors", failed, "<=", 0, ""),
-    ]
-
-
 def run(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
     """The three sections on the stack, then the raw baseline; the engine's report and the
     baselines (the raw run, the idle reads and maintenance passes)."""
@@ -287,39 +265,13 @@ def run(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
             "maintenance_under_load": count_maintenance(b),
             "api_responsiveness": {"idle": b["idle"]["reads"], "under_load": b["reads"]},
         }
+    raw = None if args.no_baseline else raw_baseline(stack, b["starts"], args)
     return {
         "engine": engine,
-        "raw_prefect_same_keys": None
-        if args.no_baseline
-        else raw_baseline(stack, b["starts"], args),
+        "raw_prefect_same_keys": raw,
         "api_reads_idle": engine["api_responsiveness"]["idle"],
         "maintenance_idle": engine["maintenance_under_load"]["pass_seconds_idle"],
     }
-
-
-def print_sections(engine: dict[str, Any], baseline: dict[str, Any] | None) -> None:
-    """The three sections' tables (and the raw baseline's)."""
-    made = list(engine["creation_and_processing"].items())
-    out.print_table("1. Concurrent creation and processing", ["count", "engine"], made)
-    if baseline is not None:
-        title = "   baseline: the same keys through raw Prefect (run_deployment + idempotency_key)"
-        out.print_table(title, ["count", "raw Prefect"], list(baseline.items()))
-    rows = [
-        (k, f"p50 {v.get('p50')} s, max {v.get('max')} s" if isinstance(v, dict) else v)
-        for k, v in engine["maintenance_under_load"].items()
-    ]
-    out.print_table("2. Maintenance under load", ["count", "value"], rows)
-    headers = ["phase", "GET /jobs/{id} p50", "p99", "GET /jobs p50", "p99", "errors"]
-    rows = [
-        (
-            phase,
-            *out.cells(r["get_job_ms"], "p50", "p99"),
-            *out.cells(r["list_jobs_ms"], "p50", "p99"),
-            r["errors"],
-        )
-        for phase, r in engine["api_responsiveness"].items()
-    ]
-    out.print_table("3. API responsiveness (ms)", headers, rows)
 
 
 OPTIONS = [
@@ -339,11 +291,47 @@ OPTIONS = [
 
 
 def show(args: argparse.Namespace, results: dict[str, Any]) -> Any:
-    """The sections' tables; the targets, whether every one was met."""
-    print_sections(results["engine"], results["raw_prefect_same_keys"])
-    met = targets(results["engine"], args)
+    """The three sections' tables (and the raw baseline's); the targets: nothing lost, nothing
+    duplicated, no healthy job resubmitted, no request failed."""
+    engine, baseline = results["engine"], results["raw_prefect_same_keys"]
+    made, upkeep = engine["creation_and_processing"], engine["maintenance_under_load"]
+    reads = engine["api_responsiveness"]
+    out.print_table("1. Concurrent creation and processing", ["count", "engine"], made.items())
+    if baseline is not None:
+        title = "   baseline: the same keys through raw Prefect (run_deployment + idempotency_key)"
+        out.print_table(title, ["count", "raw Prefect"], baseline.items())
+    rows = [
+        (k, f"p50 {v.get('p50')} s, max {v.get('max')} s" if isinstance(v, dict) else v)
+        for k, v in upkeep.items()
+    ]
+    out.print_table("2. Maintenance under load", ["count", "value"], rows)
+    headers = ["phase", "GET /jobs/{id} p50", "p99", "GET /jobs p50", "p99", "errors"]
+    rows = [
+        (
+            phase,
+            *out.cells(r["get_job_ms"], "p50", "p99"),
+            *out.cells(r["list_jobs_ms"], "p50", "p99"),
+            r["errors"],
+        )
+        for phase, r in reads.items()
+    ]
+    out.print_table("3. API responsiveness (ms)", headers, rows)
+    duplicates = made["keys_answered_with_two_jobs"] + made["jobs_with_more_than_one_flow_run"]
+    duplicates += made["rerun_steps"] + upkeep["dispatched_twice"]
+    failed = sum(n for s, n in made["answers_by_status"].items() if s not in ("200", "201"))
+    failed += reads["under_load"]["errors"]
+    completed, orphans = made["completed"], upkeep["undispatched_completed"]
+    targets = [
+        out.check(
+            "jobs completed (nothing lost)", completed, ">=", args.jobs + args.undispatched, "jobs"
+        ),
+        out.check("duplicates (jobs, flow runs, re-run steps)", duplicates, "<=", 0, ""),
+        out.check("healthy jobs resubmitted", upkeep["resubmitted"], "<=", 0, "jobs"),
+        out.check("undispatched jobs completed", orphans, ">=", args.undispatched, "jobs"),
+        out.check("request errors", failed, "<=", 0, ""),
+    ]
     flow = "fetch (counted HTTP call) -> reshape (no-op) -> notify (counted)"
-    return met, {"settings": {"workflow": flow}}, all(t["met"] for t in met)
+    return targets, {"settings": {"workflow": flow}}, all(t["met"] for t in targets)
 
 
 main = Benchmark("load_concurrent", __doc__, OPTIONS, run, show)

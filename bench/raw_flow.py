@@ -1,11 +1,6 @@
-"""The raw Prefect baseline of the benchmarks: a flow of no-op tasks, nothing of the engine.
-
-`raw_noop_flow(x, steps=3)` runs `steps` tasks one after the other, each returning its input,
-submitted to the flow's task runner and awaited like the engine's steps are. Deployed on
-Prefect's process worker (`bench/raw_flow.py:raw_noop_flow`) or on the warm worker, it is what
-an engine job is measured against. Only Prefect is imported, so a flow-run process pays for
-Prefect's imports and nothing else.
-"""
+"""The raw Prefect baseline of the benchmarks: a flow of no-op tasks, nothing of the engine,
+deployed on Prefect's process worker or on the warm worker. Only Prefect is imported, so a
+flow-run process pays for Prefect's imports and nothing else."""
 
 from __future__ import annotations
 

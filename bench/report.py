@@ -35,7 +35,6 @@ BENCH_DATA = PROJECT_ROOT / ".data" / "bench"
 FINAL_RUN = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
 #: A command-line option of `parse`: (flag, default, help[, report settings key]).
 Option = tuple[Any, ...]
-Rows = Sequence[Sequence[Any]]
 #: Targets, each a `check` result.
 Targets = list[dict[str, Any]]
 WARM_LIMIT: Option = ("--limit", 10, "warm worker limit", "warm_worker_limit")
@@ -44,22 +43,18 @@ PROCESS_LIMIT: Option = ("--process-limit", 4, "process worker limit", "process_
 
 def admin_url() -> str:
     """The PostgreSQL server scratch databases go on: TEST_ADMIN_DATABASE_URL when set."""
-    return os.environ.get(
-        "TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
+    default = "postgresql://postgres@127.0.0.1:5432/postgres"
+    return os.environ.get("TEST_ADMIN_DATABASE_URL", default)
 
 
 def summarize(values: Sequence[float]) -> dict[str, float | int]:
     """n, p50, p95, p99 (nearest rank), mean, min and max of `values`, rounded to 0.1 ms."""
     if not values:
         return {"n": 0}
-    ordered = sorted(values)
-    rank = {
-        f"p{q}": ordered[max(0, min(len(ordered), -(-q * len(ordered) // 100)) - 1)]
-        for q in (50, 95, 99)
-    }
-    rank.update(mean=sum(values) / len(values), min=ordered[0], max=ordered[-1])
-    return {"n": len(values), **{k: round(v, 4) for k, v in rank.items()}}
+    ordered, n = sorted(values), len(values)
+    rank = {f"p{q}": ordered[max(0, min(n, -(-q * n // 100)) - 1)] for q in (50, 95, 99)}
+    rank.update(mean=sum(values) / n, min=ordered[0], max=ordered[-1])
+    return {"n": n, **{k: round(v, 4) for k, v in rank.items()}}
 
 
 def cells(stats: Mapping[str, Any], *keys: str) -> list[Any]:
@@ -80,16 +75,13 @@ def fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def markdown_table(headers: Sequence[str], rows: Rows, align: str = "---") -> str:
-    """A Markdown table; cells through `fmt` unless already strings."""
-    body = ["| " + " | ".join(c if isinstance(c, str) else fmt(c) for c in r) + " |" for r in rows]
-    head = ["| " + " | ".join(headers) + " |", "|" + "|".join([align] * len(headers)) + "|"]
-    return "\n".join(head + body)
-
-
-def print_table(title: str, headers: Sequence[str], rows: Rows) -> None:
-    """Print a Markdown table under a title."""
-    print(f"\n{title}\n\n{markdown_table(headers, rows)}", flush=True)
+def print_table(title: str, headers: Sequence[str], rows: Any, align: str = "---") -> None:
+    """Print a Markdown table under a title; cells through `fmt` unless already strings."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join([align] * len(headers)) + "|"]
+    lines += [
+        "| " + " | ".join(c if isinstance(c, str) else fmt(c) for c in r) + " |" for r in rows
+    ]
+    print(f"\n{title}\n\n" + "\n".join(lines), flush=True)
 
 
 def machine_info() -> dict[str, Any]:
@@ -100,7 +92,7 @@ def machine_info() -> dict[str, Any]:
     with contextlib.suppress(OSError):
         lines = Path("/proc/cpuinfo").read_text().splitlines()
         cpu = next(
-            (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), cpu
+            (ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), cpu
         )
     with contextlib.suppress(psycopg.Error), psycopg.connect(admin_url()) as conn:
         pg_version = (conn.execute("show server_version").fetchone() or [None])[0]
@@ -128,8 +120,7 @@ def write_report(name: str, data: Mapping[str, Any], path: Path | None = None) -
 
 
 def finish(name: str, args: Any, measured: Mapping[str, Any], targets: Targets) -> None:
-    """Print the targets table and write a benchmark's report (`measured`: machine, settings,
-    engine, baselines, ...)."""
+    """Print the targets table and write a benchmark's report (`measured` and the targets)."""
     rows = [
         (
             t["target"],
@@ -152,9 +143,8 @@ def parse(doc: str | None, argv: list[str] | None, *options: Option) -> Any:
         if isinstance(default, bool):
             parser.add_argument(flag, action="store_true", help=text)
         else:
-            parser.add_argument(
-                flag, type=float if default is None else type(default), default=default, help=text
-            )
+            kind = float if default is None else type(default)
+            parser.add_argument(flag, type=kind, default=default, help=text)
     parser.add_argument("--report", type=Path, help="JSON path (default .data/bench/<name>.json)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and logs")
     args = parser.parse_args(argv)
@@ -220,23 +210,16 @@ def wait_final(
     timeout: float,
     runs: bool = False,
     every: float = 0.02,
-    label: str = "",
 ) -> dict[str, float]:
     """Poll the job rows (with `runs`: Prefect's flow_run rows), one indexed query every
-    `every` seconds, until each is final; the monotonic time each was seen so. With a
-    `label`, a line of progress every 15 s."""
+    `every` seconds, until each is final; the monotonic time each was seen so."""
     (url, side), final = _side(stack, runs), FINAL_RUN if runs else ["completed", "failed"]
     done: dict[str, float] = {}
-    said = started = time.monotonic()
     with connect(url) as conn:
 
         def seen() -> int:
-            nonlocal said
             rows = conn.execute(sql(f"{side}_final"), [[i for i in ids if i not in done], final])
             done.update((row["id"], time.monotonic()) for row in rows.fetchall())
-            if label and time.monotonic() - said > 15:
-                said = time.monotonic()
-                print(f"  {label}: {len(done)}/{len(ids)} final after {said - started:.0f} s")
             return len(done)
 
         poll(seen, lambda n: n >= len(ids), timeout, every)
@@ -244,8 +227,7 @@ def wait_final(
 
 
 def outcomes(stack: LocalStack, ids: Sequence[str], *, runs: bool = False) -> dict[str, Any]:
-    """Counts by status (state type with `runs`) of these jobs (flow runs) and the last
-    completion (epoch seconds)."""
+    """Counts by status (state type with `runs`) of these jobs (flow runs), last completion."""
     url, side = _side(stack, runs)
     rows = query(url, f"{side}_by_status", [list(ids)])
     last = max((float(r["last"]) for r in rows if r["last"] is not None), default=None)

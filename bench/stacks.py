@@ -16,10 +16,11 @@ from uuid import UUID
 
 import httpx
 
-from bench.report import BENCH_DATA, Option, Targets, admin_url, burst, finish, machine_info, parse
+from bench import report as out
 from cli import scratch
 from cli.services import PYTHON
 from cli.stack import WARM_DEPLOYMENT, LocalStack
+from cli.up import start_job
 from engine.settings import PROJECT_ROOT
 
 NOOP = "bench-noop"
@@ -39,7 +40,7 @@ PERF_ENV = {
 
 def bench_root(name: str) -> Path:
     """A new scratch folder `.data/bench/<name>-<random>`."""
-    return BENCH_DATA / f"{name}-{secrets.token_hex(4)}"
+    return out.BENCH_DATA / f"{name}-{secrets.token_hex(4)}"
 
 
 @contextmanager
@@ -49,7 +50,7 @@ def perf_stack(name: str, *, keep: bool = False) -> Iterator[LocalStack]:
         # Prefect reads its settings once, at import: imported before the stack's environment
         # exists, its clients would talk to a temporary server of their own.
         raise RuntimeError("perf_stack() must start before prefect is imported")
-    with scratch.server_stack(bench_root(name), PERF_ENV, admin_url(), keep=keep) as stack:
+    with scratch.server_stack(bench_root(name), PERF_ENV, out.admin_url(), keep=keep) as stack:
         install_noop_workflow(3)
         yield stack
 
@@ -129,17 +130,16 @@ def engine_running(stack: LocalStack, *, limit: int | None = 10, **options: Any)
 
 
 @contextmanager
-def engine_poster(
-    stack: LocalStack, workflow: str, input_data: Any, *, limit: int, timeout: float
-) -> Iterator[Callable[[], str]]:
-    """The engine running with a warm worker of `limit` runs, and a function that starts a
-    job of `workflow` with `input_data` through the API (`timeout` seconds); the job id."""
-    body = {"workflow_id": workflow, "input_data": input_data}
-    with engine_running(stack, limit=limit) as token:
-        headers = {"Authorization": f"Bearer {token}"}
-        client = httpx.Client(base_url=stack.api_url, headers=headers, timeout=timeout)
-        with client:
-            yield lambda: str(client.post("/workflows/start", json=body).json()["job_id"])
+def starter(stack: LocalStack, kind: str, steps: int, data: Any, limit: int) -> Iterator[Any]:
+    """A function that starts one run of the `steps`-step no-op with input `data` and returns
+    its id: with `kind` "engine" a job through the API, run by a warm worker of `limit` runs;
+    else a raw `run_deployment(timeout=0)` of the raw flow on a worker of that type."""
+    if kind == "engine":
+        with engine_running(stack, limit=limit) as token:
+            yield lambda: start_job(stack.api_url, token, workflow_id(steps), data, timeout=60)
+    else:
+        with raw_deployment(stack, kind, limit) as deployment:
+            yield lambda: out.run_raw(deployment, {"x": data, "steps": steps})
 
 
 def post_jobs(stack: LocalStack, requests: Sequence[Request], concurrency: int) -> list[Any]:
@@ -159,7 +159,7 @@ def post_jobs(stack: LocalStack, requests: Sequence[Request], concurrency: int) 
         return {"key": key, "status": answer.status_code, "job_id": answer.json().get("job_id")}
 
     client = lambda: httpx.AsyncClient(base_url=stack.api_url, timeout=60, limits=limits)  # noqa: E731
-    answers = [a for a in burst(client, len(requests), concurrency, one) if a is not None]
+    answers = [a for a in out.burst(client, len(requests), concurrency, one) if a is not None]
     failed = [a for a in answers if not a.get("job_id")]
     if failed:
         print(f"  {len(failed)} submissions failed, first: {failed[0]['status']}", flush=True)
@@ -187,9 +187,9 @@ class Benchmark:
 
     name: str
     doc: str | None
-    options: Sequence[Option]
+    options: Sequence[out.Option]
     run: Mapping[str, Setup] | Setup
-    show: Callable[[Any, dict[str, Any]], tuple[Targets, dict[str, Any], bool]]
+    show: Callable[[Any, dict[str, Any]], tuple[out.Targets, dict[str, Any], bool]]
     method: Mapping[str, Any] = field(default_factory=dict)
     stack: bool = True
 
@@ -197,14 +197,14 @@ class Benchmark:
         """Run the benchmark with these arguments (None: the command line's)."""
         setups = ",".join(self.run) if isinstance(self.run, Mapping) else None
         pick = [("--setups", setups, "comma-separated subset")] if setups else []
-        args = parse(self.doc, argv, *self.options, *pick)
+        args = out.parse(self.doc, argv, *self.options, *pick)
         folder = self.name.replace("_", "-")
         with perf_stack(folder, keep=args.keep) if self.stack else nullcontext() as stack:
-            machine, results = machine_info(), run_setups(stack, args, self.run)
+            machine, results = out.machine_info(), run_setups(stack, args, self.run)
         targets, extra, ran = self.show(args, results)
         where = {"prefect_server_database": "PostgreSQL (scratch database)"} if self.stack else {}
         settings = {**args.settings, **self.method, **where, **extra.pop("settings", {})}
         baselines = {k: v for k, v in results.items() if k != "engine"}
         measured = {"machine": machine, "settings": settings, "engine": results.get("engine")}
-        finish(self.name, args, {**measured, "baselines": baselines, **extra}, targets)
+        out.finish(self.name, args, {**measured, "baselines": baselines, **extra}, targets)
         return 0 if ran else 1

@@ -21,16 +21,10 @@ if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench import report as out
-from bench.stacks import Benchmark, engine_running, post_jobs, raw_deployment, workflow_id
+from bench.stacks import Benchmark, Setup, engine_running, post_jobs, raw_deployment, workflow_id
 from cli.stack import LocalStack
 
 METHOD = {"workflow": "3 sequential json_transform steps returning their input"}
-
-
-def engine_burst(stack: LocalStack, token: str, n: int, concurrency: int) -> list[str]:
-    """POST n jobs through the API, `concurrency` in flight; the job ids."""
-    requests = [(token, None, workflow_id(3), {"x": i}) for i in range(n)]
-    return [a["job_id"] for a in post_jobs(stack, requests, concurrency) if a.get("job_id")]
 
 
 def drain(
@@ -43,9 +37,14 @@ def drain(
 
     def burst() -> tuple[list[str], float]:
         ids, seconds = submit(), time.monotonic() - t0
+        seen: dict[str, float] = {}
         print(f"{label}: {len(ids)}/{n} submitted in {seconds:.1f} s", flush=True)
-        left = t0 + timeout - time.monotonic()
-        out.wait_final(stack, ids, timeout=left, runs=runs, every=0.5, label=label)
+        while len(seen) < len(ids) and (left := t0 + timeout - time.monotonic()) > 0:
+            waiting = [i for i in ids if i not in seen]
+            seen |= out.wait_final(stack, waiting, timeout=min(15, left), runs=runs, every=0.5)
+            if len(seen) < len(ids):
+                took = time.monotonic() - t0
+                print(f"  {label}: {len(seen)}/{len(ids)} final after {took:.0f} s", flush=True)
         return ids, seconds
 
     (ids, submit_seconds), cpu = out.with_cpu(stack, burst)
@@ -77,9 +76,13 @@ def drain(
 def engine(stack: LocalStack, args: Any) -> Any:
     """Jobs posted through the API, run by the engine's warm worker."""
     with engine_running(stack, limit=args.limit) as token:
-        engine_burst(stack, token, 2, 2)  # warm-up, not counted
+
+        def posts(n: int = args.n, concurrency: int = args.concurrency) -> list[str]:
+            jobs = [(token, None, workflow_id(3), {"x": i}) for i in range(n)]
+            return [a["job_id"] for a in post_jobs(stack, jobs, concurrency) if a.get("job_id")]
+
+        posts(2, 2)  # warm-up, not counted
         time.sleep(3)
-        posts = lambda: engine_burst(stack, token, args.n, args.concurrency)  # noqa: E731
         return drain(stack, "engine", args.n, posts, args.timeout or 120 + args.n * 2.0)
 
 
@@ -101,8 +104,7 @@ def raw(stack: LocalStack, args: Any, kind: str) -> Any:
         return drain(stack, "raw-process" if process else "raw-warm", n, runs, timeout)
 
 
-SETUPS: dict[str, Callable[..., Any]] = {"engine": engine}
-SETUPS["raw-warm"] = partial(raw, kind="supaflow-warm")
+SETUPS: dict[str, Setup] = {"engine": engine, "raw-warm": partial(raw, kind="supaflow-warm")}
 SETUPS["raw-process"] = partial(raw, kind="process")
 OPTIONS = [
     ("--n", 1000, "jobs per burst (default 1000)", "n"),
@@ -115,7 +117,7 @@ OPTIONS = [
 
 
 def show(_args: Any, results: dict[str, Any]) -> Any:
-    """The burst and CPU tables; the target, whether every submitted job finished."""
+    """The burst and CPU tables; the target."""
     keys = ("submitted", "finished", "failed", "submit_seconds", "drain_seconds", "jobs_per_second")
     rows = [(name, *(r[k] for k in keys)) for name, r in results.items()]
     headers = ["setup", "jobs", "finished", "failed", "submit s", "drain s", "jobs/s"]
