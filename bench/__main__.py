@@ -1,12 +1,7 @@
-"""Run several bench scripts in one process, on one shared stack: fewer stack start-ups.
-
-    .venv/bin/python -m bench latency --n 2 -- throughput --n 10 -- api_load --duration 5
-
-Each script runs as `bench/<script>.py <options>` would, but on the stack the first one started
-when it asks for the same kind with the same settings (a fault script and a benchmark cannot
-run together). After each, what it started is stopped and `bench <script>: exit <status>`
-printed; the exit status is the highest.
-"""
+"""Run several bench scripts in one process, on one shared stack (a fault script and a
+benchmark cannot run together): `python -m bench latency --n 2 -- throughput --n 10`. Each
+runs as `bench/<script>.py <options>` would; after each, what it started is stopped and
+`bench <script>: exit <status>` printed. The exit status is the highest."""
 
 from __future__ import annotations
 

@@ -175,11 +175,9 @@ class FaultBench:
 
     def wait_event(self, job_id: str, kind: str, step_id: str, timeout: float = 90) -> None:
         """Wait until the job has an event `kind` for `step_id`; RuntimeError on timeout."""
-        deadline = time.monotonic() + timeout
+        deadline, store = time.monotonic() + timeout, shared_store()
         while time.monotonic() < deadline:
-            if any(
-                e["kind"] == kind and e["step_id"] == step_id for e in shared_store().events(job_id)
-            ):
+            if any(e["kind"] == kind and e["step_id"] == step_id for e in store.events(job_id)):
                 return
             time.sleep(0.1)
         raise RuntimeError(f"job {job_id}: no {kind} event for step {step_id} in {timeout:.0f} s")
@@ -188,22 +186,21 @@ class FaultBench:
         """Until every job is completed or failed (or `timeout`), a maintenance pass a second,
         as the schedule would run them; then count their statuses, re-run steps and
         resubmissions, and note why each was resubmitted and why any did not complete."""
-        deadline, last_pass, counts = time.monotonic() + timeout, time.monotonic(), result.counts
+        deadline, last_pass, store = time.monotonic() + timeout, time.monotonic(), shared_store()
         while time.monotonic() < deadline:
-            if all(s in ("completed", "failed") for s in shared_store().statuses(job_ids).values()):
+            if all(s in ("completed", "failed") for s in store.statuses(job_ids).values()):
                 break
             if time.monotonic() - last_pass >= 1.0:
                 scratch.run_maintenance(self.stack)
                 last_pass = time.monotonic()
             time.sleep(0.25)
+        counts = result.counts
         for job_id in job_ids:
             row = self.job(job_id)
             counts["posted"] += 1
             counts["completed"] += row["status"] == "completed"
             counts["failed"] += row["status"] == "failed"
-            counts["rerun_steps"] += count_reruns(
-                shared_store().events(job_id), self.counter.hits(job_id)
-            )
+            counts["rerun_steps"] += count_reruns(store.events(job_id), self.counter.hits(job_id))
             counts["resubmissions"] += int(row["resubmissions"])
             result.notes += [
                 f"job {job_id[:8]}: resubmitted because {entry.get('reason')}"
@@ -215,13 +212,21 @@ class FaultBench:
         counts["stuck"] = counts["posted"] - counts["completed"] - counts["failed"]
 
 
-def totals(results: Sequence[TrialResult]) -> dict[str, int]:
-    """Every count summed over the trials."""
-    return {k: sum(r.counts[k] for r in results) for k in COUNTS}
-
-
-def print_trials(title: str, results: Sequence[TrialResult]) -> None:
-    """The trials' table, their totals, each trial's extra counts and notes."""
+def run_trials(trials: int, trial: Callable[[int], TrialResult], title: str) -> list[TrialResult]:
+    """Run `trial(1..trials)` and print the table; a trial that raises counts as violated,
+    its error in its notes, and the next one runs."""
+    results: list[TrialResult] = []
+    for number in range(1, trials + 1):
+        started = time.monotonic()
+        try:
+            r = trial(number)
+        except Exception as exc:
+            r = TrialResult(trial=number, notes=[f"error: {type(exc).__name__}: {exc}"])
+        r.seconds = round(time.monotonic() - started, 1)
+        results.append(r)
+        counts = " ".join(f"{k}={r.counts[k]}" for k in COUNTS[:4])
+        rerun, verdict = r.counts["rerun_steps"], "ok" if r.ok else "VIOLATED"
+        print(f"trial {number}: {counts} re-run={rerun} {r.seconds:.1f} s {verdict}", flush=True)
     headers = ["trial", "posted", "completed", "failed", "stuck", "re-run steps", "resubmitted"]
     rows = [[r.trial, *r.counts.values(), f"{r.seconds:.1f}", r.ok] for r in results]
     seconds, ok = f"{sum(r.seconds for r in results):.1f}", sum(r.ok for r in results)
@@ -230,14 +235,20 @@ def print_trials(title: str, results: Sequence[TrialResult]) -> None:
     for r in results:
         lines = ([", ".join(f"{k}={v}" for k, v in r.extra.items())] if r.extra else []) + r.notes
         print("".join(f"  trial {r.trial}: {line}\n" for line in lines), end="")
+    return results
+
+
+def totals(results: Sequence[TrialResult]) -> dict[str, int]:
+    """Every count summed over the trials."""
+    return {k: sum(r.counts[k] for r in results) for k in COUNTS}
 
 
 @dataclass(frozen=True)
 class FaultScript:
     """A fault script's main, `main(argv)`: --trials, --timeout and its `options` parsed,
     `trial(bench, number, args)` run --trials times on one fault stack with the settings
-    `env(args)` (a trial that raises counts as violated, its error in its notes), the table
-    under `title`, the report `.data/bench/<name>.json`; 0 if the property always held.
+    `env(args)`, the table under `title`, the report `.data/bench/<name>.json`; 0 if the
+    property always held.
 
     The stack: embedded PostgreSQL, Prefect on SQLite, run-workflow on the process pool, a
     process worker and the API (cli/scratch.py; maintenance is not deployed: trials run it),
@@ -258,28 +269,13 @@ class FaultScript:
         args = parse(self.doc, argv, trials, timeout, *self.options)
         workflow, root, env = f"bench_{self.name}", bench_root(self.name), self.env(args)
         retry = {"max_retries": 2, "strategy": "fixed", "initial_delay_seconds": 0.5}
-        results: list[TrialResult] = []
         with (
             CountingServer() as counter,
             scratch.embedded_stack(root, env, PREFECT_SQLITE, keep=args.keep) as stack,
         ):
             install_counting_workflow(workflow, counter.url, delay=args.delay, retry=retry)
             bench = FaultBench(stack, counter, workflow, stack.mint_token("bench@example.com"))
-            for number in range(1, args.trials + 1):
-                started = time.monotonic()
-                try:
-                    r = self.trial(bench, number, args)
-                except Exception as exc:
-                    r = TrialResult(trial=number, notes=[f"error: {type(exc).__name__}: {exc}"])
-                r.seconds = round(time.monotonic() - started, 1)
-                results.append(r)
-                counts = " ".join(f"{k}={r.counts[k]}" for k in COUNTS[:4])
-                rerun, verdict = r.counts["rerun_steps"], "ok" if r.ok else "VIOLATED"
-                print(
-                    f"trial {number}: {counts} re-run={rerun} {r.seconds:.1f} s {verdict}",
-                    flush=True,
-                )
-        print_trials(self.title, results)
+            results = run_trials(args.trials, lambda n: self.trial(bench, n, args), self.title)
         ok = bool(results) and all(r.ok for r in results)
         data = {"trials": [r.report() for r in results], "totals": totals(results), "all_ok": ok}
         write_report(self.name, {**data, **args.settings, "settings": env}, args.report)

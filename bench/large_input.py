@@ -1,14 +1,11 @@
 """What a large input_data costs: a 5-step job whose steps read one field of it, small and
 large input, the engine against raw Prefect, same server, same run.
 
-Setups, one job at a time after a warm-up: engine-small / engine-large (POST /workflows/start
-of the 5-step no-op workflow, whose steps read only `$.input.x`, with `{"x": 1}` or with
-`--keys` more keys of 4-character values, about 0.9 MB, inside the body limit), and
-raw-small / raw-large (the raw 5-task flow on the warm worker type, the same input as its
-parameter passed from task to task, as a plain Prefect flow does). Per setup: latency from the
-start call until the job / flow run is final, and the CPU seconds of the worker and of the
-Prefect server per job. The engine's cost should follow what its steps read, not the input's
-size.
+One job at a time after a warm-up, as bench/latency.py measures: engine-small / engine-large
+(the 5-step no-op workflow, whose steps read only `$.input.x`, with `{"x": 1}` or with `--keys`
+more keys of 4-character values, about 0.9 MB), raw-small / raw-large (the raw 5-task flow on a
+warm worker, the input passed from task to task). Also the CPU seconds per job of the worker
+and of the Prefect server. The engine's cost should follow what its steps read, not the size.
 """
 
 from __future__ import annotations

@@ -1,16 +1,13 @@
-"""SPEC.md's load tests, counted: concurrent creation and processing, maintenance under load,
-API responsiveness; three sections on one stack (Prefect server on PostgreSQL, API, warm worker).
+"""SPEC.md's load tests, counted, on one stack (Prefect server on PostgreSQL, API, warm worker).
 
-1. `--jobs` jobs started by `--clients` concurrent clients over `--users` users, each with an
-   Idempotency-Key, `--replay-share` of the keys posted twice at once; the workflow's first and
-   last steps call a counting endpoint. Counted: jobs, replays, statuses, flow runs per job,
-   calls per step. Baseline: the same keys through raw Prefect (`run_deployment`).
-2. `--history-rows` finished jobs before the burst, `--undispatched` jobs inserted without a
-   flow run during it, the real maintenance flow every `--maintenance-every` seconds. Counted:
-   pass durations (baseline: idle passes), jobs dispatched (each once, each completed) and
-   resubmitted (must be none: all are healthy).
-3. GET /jobs/{id} and GET /jobs?limit=20 at `--sample-rate` per second, idle (baseline) and
-   during the burst; p50/p99 and errors.
+1. Creation and processing: `--jobs` jobs from `--clients` concurrent clients over `--users`
+   users, each with an Idempotency-Key, `--replay-share` of the keys posted twice at once; the
+   first and last steps call a counting endpoint. Baseline: the same keys through raw Prefect.
+2. Maintenance under load: `--history-rows` finished jobs before the burst, `--undispatched`
+   jobs inserted without a flow run during it, the maintenance flow every
+   `--maintenance-every` seconds (baseline: idle passes); no healthy job may be resubmitted.
+3. API responsiveness: GET /jobs/{id} and GET /jobs?limit=20 at `--sample-rate` per second,
+   idle (baseline) and during the burst.
 
 Exit status 0 when nothing was lost, nothing was duplicated and no request failed.
 """

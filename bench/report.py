@@ -204,12 +204,7 @@ def _side(stack: LocalStack, runs: bool) -> tuple[str, str]:
 
 
 def wait_final(
-    stack: LocalStack,
-    ids: Sequence[str],
-    *,
-    timeout: float,
-    runs: bool = False,
-    every: float = 0.02,
+    stack: LocalStack, ids: list[str], *, timeout: float, runs: bool = False, every: float = 0.02
 ) -> dict[str, float]:
     """Poll the job rows (with `runs`: Prefect's flow_run rows), one indexed query every
     `every` seconds, until each is final; the monotonic time each was seen so."""

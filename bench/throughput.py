@@ -1,10 +1,9 @@
 """Throughput: post a burst of 3-step no-op jobs at once and time until all have drained.
 
-Setups in turn: engine (N x POST /workflows/start, 50 in flight, the warm worker of limit 10
-runs them), raw-warm (N x raw `run_deployment(timeout=0)` of the 3-task no-op flow on a warm
-worker, limit 10, polling 0.5 s), raw-process (`--process-n` x the same on Prefect's process
-worker, limit 4, query 0.5 s; a process per run costs ~2 CPU-seconds, hence 200). jobs/s =
-finished / (last completion - first submission), from `completed_at` / `end_time`; the
+Setups in turn: engine (N x POST /workflows/start, 50 in flight, a warm worker of limit 10),
+raw-warm (N x raw `run_deployment(timeout=0)` of the 3-task no-op flow on a warm worker, limit
+10), raw-process (`--process-n` x the same on Prefect's process worker, limit 4: a process per
+run costs ~2 CPU-seconds). jobs/s = finished / (last completion - first submission); the
 CPU-seconds per component over each burst show where the time goes. Target: >= 20 jobs/s.
 """
 
