@@ -59,6 +59,7 @@ METRIC_NAMES: tuple[str, ...] = (
     f"{PREFIX}_queue_oldest_age_seconds",
     f"{PREFIX}_queue_overdue_retries",
     f"{PREFIX}_alerts_open",
+    f"{PREFIX}_service_restarts_total",
     f"{PREFIX}_api_request_duration_seconds",
 )
 
@@ -199,6 +200,18 @@ def _alert_families(rows: Iterable[Mapping[str, Any]]) -> list[Metric]:
     return [alerts]
 
 
+def _restart_families(rows: Iterable[Mapping[str, Any]]) -> list[Metric]:
+    """Restarts of the engine's processes by their supervisor, per service."""
+    restarts = CounterMetricFamily(
+        f"{PREFIX}_service_restarts",
+        "Processes restarted by their supervisor after they exited, per service.",
+        labels=["service"],
+    )
+    for r in rows:
+        restarts.add_metric([r["service"]], float(r["restarts"]))
+    return [restarts]
+
+
 def snapshot_metrics(snapshot: MetricsSnapshot) -> list[Metric]:
     """The Prometheus metric families of one database snapshot (pure), in exposition order."""
     return [
@@ -207,6 +220,7 @@ def snapshot_metrics(snapshot: MetricsSnapshot) -> list[Metric]:
         *_duration_families(snapshot),
         *_queue_families(snapshot.queue),
         *_alert_families(snapshot.alerts_open),
+        *_restart_families(snapshot.service_restarts),
     ]
 
 

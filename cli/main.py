@@ -200,8 +200,8 @@ def deploy() -> None:
     from prefect.settings import PREFECT_API_URL
 
     from cli.services import bin_path
-    from cli.stack import PROCESS_POOL, WARM_WORKER_TYPE, create_work_pools
     from cli.stack_env import deploy_environment
+    from cli.work_pools import PROCESS_POOL, WARM_WORKER_TYPE, create_work_pools
     from engine.settings import PROJECT_ROOT
 
     api_url = PREFECT_API_URL.value()

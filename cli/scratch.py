@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from cli.services import PYTHON
-from cli.stack import PROCESS_POOL, LocalStack
+from cli.stack import LocalStack
+from cli.work_pools import PROCESS_POOL
 from engine.settings import PROJECT_ROOT
 
 #: Stacks kept for the next consumer (by kind and settings), with the services each had

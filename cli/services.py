@@ -97,6 +97,10 @@ class Service:
         niceness: int = 0,
     ) -> None:
         self.name = name
+        self.args = list(args)
+        self.env = dict(env)
+        self.log_dir = log_dir
+        self.niceness = niceness
         self.log_path = log_dir / f"{name}.log"
         log_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
@@ -113,6 +117,11 @@ class Service:
             # that is already gone needs none.
             with contextlib.suppress(psutil.Error):
                 psutil.Process(self.proc.pid).nice(niceness)
+
+    def respawn(self) -> Service:
+        """The same command started again (after this one exited), logging to the same file."""
+        self._log.close()
+        return Service(self.name, self.args, self.env, self.log_dir, niceness=self.niceness)
 
     @property
     def pid(self) -> int:

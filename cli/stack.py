@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -34,6 +36,7 @@ from typing import Self
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from cli.databases import EmbeddedPostgres, ScratchDatabase, asyncpg_url
+from cli.restart_policy import RestartPolicy
 from cli.services import (
     PYTHON,
     Service,
@@ -44,32 +47,11 @@ from cli.services import (
     wait_http,
 )
 from cli.stack_env import prefect_server_env, stack_environment
+from cli.supervision import Supervisor
+from cli.work_pools import PROCESS_POOL, WARM_WORKER_TYPE, create_work_pools
 from engine.settings import get_settings
 
-PROCESS_POOL = "local-process"
 WARM_DEPLOYMENT = "run-workflow/run-workflow-warm"
-WARM_WORKER_TYPE = "supaflow-warm"
-
-
-def create_work_pools(prefect_api_url: str, pools: Mapping[str, str]) -> None:
-    """Create the work pools `{name: worker type}` ("process" or "supaflow-warm") that do not
-    exist yet. Through Prefect's client: the Prefect CLI cannot create a pool of the warm
-    worker's type (it knows only the worker types of installed Prefect collections)."""
-    from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
-    from prefect.workers.process import ProcessWorker
-
-    from worker.worker import WarmWorker
-
-    templates = {w.type: w.get_default_base_job_template() for w in (ProcessWorker, WarmWorker)}
-    with SyncPrefectClient(prefect_api_url) as client:
-        for name, kind in pools.items():
-            create = WorkPoolCreate(name=name, type=kind, base_job_template=templates[kind])
-            try:
-                client.create_work_pool(create)
-            except ObjectAlreadyExists:
-                continue
 
 
 class LocalStack:
@@ -102,6 +84,8 @@ class LocalStack:
         self.deployed: set[str] = set()
         self.embedded: EmbeddedPostgres | None = None
         self.services: dict[str, Service] = {}
+        #: Services the supervisor starts again when they exit (see cli/supervision.py).
+        self.restartable: set[str] = set()
         self._parts: list[tuple[str, Callable[[], None]]] = []
         self._caller_environ = dict(os.environ)
         self.env = stack_environment(root, self.prefect_api_url, self.api_url, isolated=isolated)
@@ -196,7 +180,11 @@ class LocalStack:
             self._adopt()
         args = ["server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)]
         return self.start_service(
-            "prefect-server", [bin_path("prefect"), *args], prefect_server_env(), background=True
+            "prefect-server",
+            [bin_path("prefect"), *args],
+            prefect_server_env(),
+            background=True,
+            restart=True,
         )
 
     def prefect_database(self) -> str | None:
@@ -275,14 +263,18 @@ class LocalStack:
         env: Mapping[str, str] | None = None,
         *,
         background: bool = False,
+        restart: bool = False,
     ) -> Service:
         """Start a child process of the stack with its environment (plus `env`); a
-        `background` one (Prefect, workers) at LOCAL_BACKGROUND_NICE, below the API's."""
+        `background` one (Prefect, workers) at LOCAL_BACKGROUND_NICE, below the API's. A
+        `restart` one is started again by `supervise` when it exits."""
         if name in self.services:
             raise RuntimeError(f"{name} is already running")
         nice = get_settings().local_background_nice if background else 0
         service = Service(name, args, {**self.env, **(env or {})}, self.log_dir, niceness=nice)
         self.services[name] = service
+        if restart:
+            self.restartable.add(name)
         if not any(n == name for n, _ in self._parts):
             self._part(name, lambda: self.stop(name))
         return service
@@ -290,8 +282,13 @@ class LocalStack:
     def stop(self, name: str) -> None:
         """Stop the service `name` (and what it started); it may be started again."""
         service = self.services.pop(name, None)
+        self.restartable.discard(name)
         if service is not None:
             service.stop()
+
+    def restart(self, name: str) -> None:
+        """Start the exited service `name` again, with the same command and environment."""
+        self.services[name] = self.services[name].respawn()
 
     def start_process_worker(
         self,
@@ -311,7 +308,7 @@ class LocalStack:
                 "PREFECT_WORKER_QUERY_SECONDS": str(query_seconds),
                 "PREFECT_WORKER_PREFETCH_SECONDS": "1",
             }
-        return self.start_service(name, args, env, background=True)
+        return self.start_service(name, args, env, background=True, restart=True)
 
     def start_warm_worker(
         self,
@@ -325,14 +322,16 @@ class LocalStack:
         """A warm worker on `pool` (default: the stack's warm pool)."""
         args = [PYTHON, "-m", "worker", "--pool", pool or self.env["WARM_POOL"]]
         args += ["--limit", str(limit), "--query-seconds", f"{query_seconds:g}"]
-        return self.start_service(name, args + ([] if listen else ["--no-listen"]), background=True)
+        return self.start_service(
+            name, args + ([] if listen else ["--no-listen"]), background=True, restart=True
+        )
 
     def start_api(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> Service:
         """The REST API (`supaflow api`); `env` overrides settings of that process only."""
         from cli.local_auth import record_issuer
 
         args = [bin_path("supaflow"), "api", "--port", str(self.api_port)]
-        api = self.start_service("api", args, env)
+        api = self.start_service("api", args, env, restart=True)
         if self.env.get("LOCAL_AUTH") == "true":
             record_issuer(self.root, get_settings().jwt_issuer)
         if wait:
@@ -361,12 +360,22 @@ class LocalStack:
                     return pid
         return None
 
-    def supervise(self, poll: float = 1.0) -> str:
-        """Block until a service exits (its name is returned) or a stop signal arrives
+    def supervise(self, poll: float = 1.0, policy: RestartPolicy | None = None) -> str:
+        """Restart services that exit (cli/supervision.py) until one that may not be
+        restarted exits or one keeps dying (its name is returned), or a stop signal arrives
         (KeyboardInterrupt, raised here once the wait is over: see `signals_deferred`)."""
+        supervisor = Supervisor(self, policy, record=self._record_restart)
         with signals_deferred() as stop:
             while not stop.wait(poll):
-                for name, service in self.services.items():
-                    if not service.alive():
-                        return name
+                if (name := supervisor.check(time.monotonic())) is not None:
+                    return name
         raise KeyboardInterrupt("stop signal")
+
+    def _record_restart(self, name: str, exit_code: int | None) -> None:
+        from engine.db.connection import shared_store
+        from engine.db.restarts import record_restart
+
+        try:
+            record_restart(shared_store().pool, name, socket.gethostname(), exit_code)
+        except Exception as exc:  # the database may be what is down; the restart still counts
+            print(f"recording the restart of {name} failed: {type(exc).__name__}", flush=True)

@@ -55,6 +55,7 @@ class MetricsSnapshot:
     step_durations: list[HistogramSeries] = field(default_factory=list)
     queue: list[Row] = field(default_factory=list)
     alerts_open: list[Row] = field(default_factory=list)
+    service_restarts: list[Row] = field(default_factory=list)
 
 
 def _bound_text(bound: float) -> str:
@@ -120,4 +121,5 @@ def read_metrics(
             ),
             queue=rows("metrics_queue"),
             alerts_open=rows("metrics_alerts_open"),
+            service_restarts=rows("metrics_service_restarts"),
         )

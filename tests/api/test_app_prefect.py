@@ -21,7 +21,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempoten
 from prefect.client.schemas.objects import FlowRun
 from waiting import wait_until
 
-from cli.stack import create_work_pools
+from cli.work_pools import create_work_pools
 from engine.dispatch import RunStarter
 from engine.settings import PROJECT_ROOT, get_settings
 

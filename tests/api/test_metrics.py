@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from api.app import create_app
 from api.metrics import METRIC_NAMES
+from engine.db.restarts import record_restart
 from engine.db.store import JobStore
 from engine.dispatch import RunStarter
 from engine.settings import Settings
@@ -114,6 +115,8 @@ def test_metrics_expose_every_name_and_current_numbers(
         "insert into public.alerts (kind, subject, severity, message) "
         "values ('slow_queue', 'pending', 'warning', 'slow')"
     )
+    record_restart(job_store.pool, "warm-worker", "host-a", -9)
+    record_restart(job_store.pool, "warm-worker", "host-a", 1)
     client.get("/health")
     text = client.get("/metrics", headers=AUTH).text
     for name in METRIC_NAMES:
@@ -124,6 +127,7 @@ def test_metrics_expose_every_name_and_current_numbers(
     assert value(parsed, "supaflow_queue_length", status="pending") == 1.0
     assert value(parsed, "supaflow_queue_length", status="awaiting_retry") == 0.0
     assert value(parsed, "supaflow_alerts_open", kind="slow_queue", severity="warning") == 1.0
+    assert value(parsed, "supaflow_service_restarts_total", service="warm-worker") == 2.0
 
     # The job finishes: the counters, rates and the duration histogram follow.
     db.execute(

@@ -7,34 +7,23 @@ token, runs the offline demo job through the REST API and stops everything it st
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from up_process import SUPAFLOW, free_port, leftovers, up_environment
 
 from engine.settings import PROJECT_ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_up(data_dir: Path, api_port: int, prefect_port: int, timeout: float) -> tuple[int, str]:
     """`supaflow up --no-wait` on the data folder, none of the caller's stack settings
     inherited; (exit code, stdout and stderr)."""
-    foreign = {"DATABASE_URL", "PREFECT_API_URL", "SUPABASE_URL", "PREFECT_HOME"}
-    env = {k: v for k, v in os.environ.items() if k not in foreign}
-    env.update({"DATA_DIR": str(data_dir), "PREFECT_CLIENT_MAX_RETRIES": "3"})
-    supaflow = str(Path(sys.executable).parent / "supaflow")
     ports = ["--api-port", str(api_port), "--prefect-port", str(prefect_port)]
     proc = subprocess.run(
-        [supaflow, "up", "--no-wait", *ports],
-        env=env,
+        [SUPAFLOW, "up", "--no-wait", *ports],
+        env=up_environment(data_dir),
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -49,7 +38,7 @@ def test_first_command_runs_the_demo_job_to_completion(fresh_data_dir: Path) -> 
     """From nothing but the installed project, the stack comes up and the demo job completes;
     afterwards none of the processes it started is left running, the embedded PostgreSQL of
     the data folder included."""
-    api_port, prefect_port = _free_port(), _free_port()
+    api_port, prefect_port = free_port(), free_port()
     code, output = run_up(fresh_data_dir, api_port, prefect_port, timeout=600)
     assert code == 0, output[-5000:]
     assert '"status": "completed"' in output
@@ -67,13 +56,8 @@ def test_first_command_runs_the_demo_job_to_completion(fresh_data_dir: Path) -> 
     # Prefect ran on the embedded PostgreSQL, not on SQLite.
     assert "Prefect server (PostgreSQL database prefect)" in output
     assert not list(fresh_data_dir.rglob("prefect.db"))
-    leftovers = subprocess.run(
-        ["pgrep", "-f", f"--port {api_port}|--port {prefect_port}|{fresh_data_dir}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert leftovers.stdout.strip() == "", "processes left running: " + leftovers.stdout
+    left = leftovers(fresh_data_dir, api_port, prefect_port)
+    assert left == "", "processes left running: " + left
 
 
 @pytest.mark.slow
@@ -98,7 +82,7 @@ def test_first_command_refuses_a_data_folder_of_another_postgresql(fresh_data_di
     pgdata = fresh_data_dir / "postgres"
     pgdata.mkdir(parents=True)
     (pgdata / "PG_VERSION").write_text("16\n")
-    code, output = run_up(fresh_data_dir, _free_port(), _free_port(), timeout=120)
+    code, output = run_up(fresh_data_dir, free_port(), free_port(), timeout=120)
     assert code == 2, output
     assert f"{pgdata} holds PostgreSQL 16 data" in output and "Move that folder away" in output
     assert "Traceback" not in output

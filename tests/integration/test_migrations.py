@@ -313,6 +313,11 @@ COLUMNS: list[tuple[str, str, str, bool, str | None]] = [
     ("alerts", "resolution_delivered_at", "timestamp with time zone", False, None),
     ("alerts", "delivery_attempts", "integer", True, "0"),
     ("alerts", "last_delivery_error", "text", False, None),
+    ("service_restarts", "id", "bigint", True, None),
+    ("service_restarts", "service", "text", True, None),
+    ("service_restarts", "host", "text", True, None),
+    ("service_restarts", "exit_code", "integer", False, None),
+    ("service_restarts", "restarted_at", "timestamp with time zone", True, "now()"),
     ("workflows", "id", "text", True, None),
     ("workflows", "description", "text", False, None),
     ("workflows", "definition", "jsonb", True, None),
@@ -391,6 +396,7 @@ def test_job_events_id_is_identity(db: psycopg.Connection[Any]) -> None:
 
 CONSTRAINTS: list[tuple[str, str]] = [
     ("alerts", "PRIMARY KEY (id)"),
+    ("service_restarts", "PRIMARY KEY (id)"),
     (
         "alerts",
         "CHECK ((severity = ANY (ARRAY['info'::text, 'warning'::text, 'critical'::text])))",
@@ -427,6 +433,11 @@ def test_every_constraint(db: psycopg.Connection[Any]) -> None:
 
 
 INDEXES: list[tuple[str, str]] = [
+    (
+        "service_restarts",
+        "CREATE INDEX service_restarts_service_idx ON public.service_restarts "
+        "USING btree (service)",
+    ),
     (
         "jobs",
         "CREATE INDEX jobs_finished_completed_at_idx ON public.jobs USING btree (completed_at) "

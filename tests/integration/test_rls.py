@@ -557,6 +557,7 @@ def test_rls_enabled_on_every_public_table(db: Conn) -> None:
         ("alerts", True),
         ("job_events", True),
         ("jobs", True),
+        ("service_restarts", True),
         ("transformers", True),
         ("workflows", True),
     ]
