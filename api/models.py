@@ -40,7 +40,13 @@ class StartRequest(RequestBody):
 
     workflow_id: str = Field(min_length=1, max_length=200, description="Workflow to run.")
     input_data: dict[str, Any] = Field(
-        default_factory=dict, description="Must satisfy the workflow's input_schema."
+        default_factory=dict, description="Must satisfy that version's input_schema."
+    )
+    workflow_version: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="Version to run; by default the workflow's default version.",
     )
 
 
@@ -64,6 +70,7 @@ class Job(BaseModel):
     model_config = example(
         job_id="5b1f8f0e-2f5e-4b8e-9d0a-0c1d2e3f4a5b",
         workflow_id="demo_offline_v1",
+        workflow_version=1,
         status="completed",
         current_step_id="summary",
         input_data={"text": "hello world"},
@@ -82,6 +89,7 @@ class Job(BaseModel):
 
     job_id: UUID
     workflow_id: str
+    workflow_version: int | None = Field(description="The workflow version the job runs.")
     status: JobStatusName
     current_step_id: str | None
     input_data: Any
@@ -116,11 +124,36 @@ class JobList(BaseModel):
 
 
 class WorkflowSummary(BaseModel):
-    """A workflow the caller can start."""
+    """A workflow the caller can start: its default version's input schema."""
 
     id: str
     description: str | None
     input_schema: dict[str, Any]
+    default_version: int = Field(description="What a start without workflow_version runs.")
+    latest_version: int
+    enabled: bool
+
+
+class WorkflowVersion(BaseModel):
+    """One immutable version of a workflow."""
+
+    version: int
+    created_at: datetime
+    content_hash: str = Field(description="MD5 of the definition's canonical JSON text.")
+    description: str | None
+    input_schema: dict[str, Any]
+
+
+class WorkflowVersionDetail(WorkflowVersion):
+    """One version with its whole definition (steps, mappings, retry policy)."""
+
+    definition: dict[str, Any]
+
+
+class WorkflowDetail(WorkflowSummary):
+    """A workflow with every version, oldest first."""
+
+    versions: list[WorkflowVersion]
 
 
 class WorkflowList(BaseModel):

@@ -33,11 +33,11 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
     return result
 
 
+TITLE = "kill -9 of the flow-run process mid-step"
 OPTIONS = [
     ("--jobs", 1, "jobs killed per trial", "jobs_per_trial"),
     ("--delay", 3.0, "seconds of `wait`", "delay_seconds"),
 ]
-TITLE = "kill -9 of the flow-run process mid-step"
 main = FaultScript("fault_kill_flow", TITLE, __doc__, trial, OPTIONS)
 
 if __name__ == "__main__":

@@ -2,12 +2,16 @@
 
 Layout: `definitions/transformers/<id>.json` holds one transformers row
 (`id, type, description, config, target_function`); `definitions/workflows/<id>.json` holds
-`{"id", "description", "definition"}`. Every file is checked with the same checks the API
-runs; sync refuses to write anything if any file has a problem.
+`{"id", "description", "definition"}` and optionally `default_version` (the version a start
+runs when it names none; absent: the latest) and `enabled` (false: no new jobs). Every file is
+checked with the same checks the API runs; sync refuses to write anything if any file has a
+problem. A changed definition or transformer config becomes a new version (the tables keep
+every version); `diff_definitions` says what a sync would change without writing.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,7 @@ from engine.settings import PROJECT_ROOT
 from tasks.registry import CATALOG
 
 DEFAULT_DIR = PROJECT_ROOT / "definitions"
+WORKFLOW_FILE_KEYS = frozenset({"id", "description", "definition", "default_version", "enabled"})
 
 
 @dataclass
@@ -37,6 +42,17 @@ def _read_json(path: Path, problems: list[Problem], root: Path) -> Any:
     except (OSError, ValueError) as exc:
         problems.append(Problem(str(path.relative_to(root)), f"not valid JSON: {exc}"))
         return None
+
+
+def _flag_problems(where: str, raw: dict[str, Any]) -> list[Problem]:
+    """`default_version` must be a version number (or absent), `enabled` a boolean."""
+    problems = []
+    default = raw.get("default_version")
+    if default is not None and (type(default) is not int or default < 1):
+        problems.append(Problem(f"{where}: default_version", "must be an integer >= 1"))
+    if type(raw.get("enabled", True)) is not bool:
+        problems.append(Problem(f"{where}: enabled", "must be true or false"))
+    return problems
 
 
 def load_definitions(
@@ -65,9 +81,10 @@ def load_definitions(
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
             result.problems.append(Problem(where, "needs an 'id' string and a 'definition'"))
             continue
-        unknown = set(raw) - {"id", "description", "definition"}
+        unknown = set(raw) - WORKFLOW_FILE_KEYS
         if unknown:
             result.problems.append(Problem(where, f"unknown keys: {sorted(unknown)}"))
+        result.problems.extend(_flag_problems(where, raw))
         _, problems = check_definition(raw.get("definition"), transformer_ids=known)
         result.problems.extend(
             Problem(f"{where}: definition.{p.location}", p.message) for p in problems
@@ -78,21 +95,90 @@ def load_definitions(
     return result
 
 
-def sync_definitions(store: JobStore, directory: Path = DEFAULT_DIR) -> dict[str, list[str]]:
+@dataclass(frozen=True)
+class SyncChange:
+    """One row a sync wrote: 'added', 'new version' or 'updated' (description or flags)."""
+
+    table: str
+    id: str
+    outcome: str
+    version: int
+
+    def __str__(self) -> str:
+        kind = self.table.removesuffix("s")
+        return f"{kind} {self.id}: {self.outcome} (version {self.version})"
+
+
+def _workflow_flags(row: dict[str, Any]) -> dict[str, Any]:
+    return {"default_version": row.get("default_version"), "enabled": row.get("enabled", True)}
+
+
+def sync_definitions(store: JobStore, directory: Path = DEFAULT_DIR) -> list[SyncChange]:
     """Upsert every transformer, then every workflow; refuse all if any is invalid.
 
-    Returns the ids whose rows changed, by table.
+    Returns what changed (unchanged rows are not listed): running it twice writes nothing
+    and creates no version the second time.
     """
     loaded = load_definitions(directory, extra_transformer_ids=set(store.transformer_ids()))
     if loaded.problems:
         raise DefinitionError("definitions are invalid; nothing was synced", loaded.problems)
-    changed: dict[str, list[str]] = {"transformers": [], "workflows": []}
+    changes: list[SyncChange] = []
     for tid, row in loaded.transformers.items():
-        if store.upsert_transformer(
+        done = store.upsert_transformer(
             tid, row["type"], row.get("description"), row["config"], row["target_function"]
-        ):
-            changed["transformers"].append(tid)
+        )
+        if done is not None:
+            changes.append(SyncChange("transformers", tid, done.outcome, done.version))
     for wid, row in loaded.workflows.items():
-        if store.upsert_workflow(wid, row.get("description"), row["definition"]):
-            changed["workflows"].append(wid)
-    return changed
+        done = store.upsert_workflow(
+            wid, row.get("description"), row["definition"], **_workflow_flags(row)
+        )
+        if done is not None:
+            changes.append(SyncChange("workflows", wid, done.outcome, done.version))
+    return changes
+
+
+def _comparable(table: str, raw: dict[str, Any]) -> dict[str, Any]:
+    if table == "workflows":
+        return {"description": raw.get("description"), "definition": raw.get("definition")} | (
+            _workflow_flags(raw)
+        )
+    keys = ("type", "description", "config", "target_function")
+    return {k: raw.get(k) for k in keys}
+
+
+def _versioned(row: dict[str, Any]) -> dict[str, Any]:
+    """The part of a comparable row whose change is a new version (what runs)."""
+    return {k: v for k, v in row.items() if k not in ("description", "default_version", "enabled")}
+
+
+def _lines(value: Any) -> list[str]:
+    return json.dumps(value, indent=2, sort_keys=True).splitlines()
+
+
+def diff_definitions(store: JobStore, directory: Path = DEFAULT_DIR) -> list[str]:
+    """What `sync_definitions` would change, as text: a heading per row that differs
+    (added / new version / updated) and a unified diff of its JSON. Writes nothing."""
+    loaded = load_definitions(directory, extra_transformer_ids=set(store.transformer_ids()))
+    if loaded.problems:
+        raise DefinitionError("definitions are invalid; sync would refuse them", loaded.problems)
+    current = {(r["kind"], r["id"]): r for r in store.definitions_current()}
+    out: list[str] = []
+    for table, rows in (("transformers", loaded.transformers), ("workflows", loaded.workflows)):
+        runs = "definition" if table == "workflows" else "config"
+        for key, raw in rows.items():
+            new = _comparable(table, raw)
+            stored = current.get((table, key))
+            old = _comparable(table, stored["row"]) if stored else None
+            if old == new:
+                continue
+            kind = table.removesuffix("s")
+            if stored is None or old is None:
+                out.append(f"{kind} {key}: added (version 1)")
+            elif _versioned(old) != _versioned(new):
+                out.append(f"{kind} {key}: new version {stored['version'] + 1} ({runs} changed)")
+            else:
+                out.append(f"{kind} {key}: updated (version {stored['version']} stays)")
+            before = _lines(old) if old is not None else []
+            out.extend(difflib.unified_diff(before, _lines(new), "stored", "file", lineterm=""))
+    return out

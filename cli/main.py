@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from engine.errors import DefinitionError
 from engine.settings import get_settings
 from worker.command_options import (
     DEFAULT_DRAIN_SECONDS,
@@ -73,26 +74,64 @@ def definitions_validate(
     )
 
 
+def _refused(exc: DefinitionError) -> typer.Exit:
+    for p in exc.problems:
+        console.print(f"[red]✗[/red] {p.location}: {p.message}")
+    console.print(f"[red]{exc.message}[/red]")
+    return typer.Exit(code=1)
+
+
 @definitions_app.command("sync")
 def definitions_sync(
     directory: Annotated[Path, typer.Option(help="Definitions folder.")] = Path("definitions"),
 ) -> None:
-    """Upsert the definitions into the tables; refuses (and lists why) if any is invalid."""
+    """Upsert the definitions into the tables; refuses (and lists why) if any is invalid.
+    Prints each row it changed: added, new version, or updated (description or flags)."""
     from cli.definition_files import sync_definitions
     from engine.db.connection import shared_store
-    from engine.errors import DefinitionError
 
     try:
-        changed = sync_definitions(shared_store(), directory)
+        changes = sync_definitions(shared_store(), directory)
     except DefinitionError as exc:
-        for p in exc.problems:
-            console.print(f"[red]✗[/red] {p.location}: {p.message}")
-        console.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(code=1) from exc
-    console.print(
-        f"synced: transformers changed {changed['transformers'] or 'none'}, "
-        f"workflows changed {changed['workflows'] or 'none'}"
-    )
+        raise _refused(exc) from exc
+    for change in changes:
+        console.print(str(change), highlight=False)
+    console.print(f"synced: {len(changes)} changed, the rest unchanged")
+
+
+@definitions_app.command("diff")
+def definitions_diff(
+    directory: Annotated[Path, typer.Option(help="Definitions folder.")] = Path("definitions"),
+) -> None:
+    """What `definitions sync` would change, with a diff of each row's JSON; writes nothing."""
+    from cli.definition_files import diff_definitions
+    from engine.db.connection import shared_store
+
+    try:
+        lines = diff_definitions(shared_store(), directory)
+    except DefinitionError as exc:
+        raise _refused(exc) from exc
+    for line in lines or ["nothing to sync: the tables match the files"]:
+        sys.stdout.write(line + "\n")
+
+
+@definitions_app.command("history")
+def definitions_history(
+    definition_id: Annotated[str, typer.Argument(help="A workflow or transformer id.")],
+) -> None:
+    """Every version of the workflow or transformer ID, oldest first."""
+    from engine.db.connection import shared_store
+
+    rows = shared_store().definition_history(definition_id)
+    if not rows:
+        console.print(f"no workflow or transformer '{definition_id}'")
+        raise typer.Exit(code=1)
+    for r in rows:
+        marks = [m for m, on in (("current", r["current"]), ("default", r["is_default"])) if on]
+        sys.stdout.write(
+            f"{r['kind']} {definition_id} v{r['version']}  {r['created_at']:%Y-%m-%d %H:%M:%S%z}"
+            f"  {r['content_hash'][:12]}  {' '.join(marks)}\n"
+        )
 
 
 @definitions_app.command("schema")

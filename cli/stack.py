@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
@@ -50,6 +50,9 @@ from cli.stack_env import prefect_server_env, stack_environment
 from cli.supervision import Supervisor
 from cli.work_pools import PROCESS_POOL, WARM_WORKER_TYPE, create_work_pools
 from engine.settings import get_settings
+
+if TYPE_CHECKING:
+    from cli.definition_files import SyncChange
 
 WARM_DEPLOYMENT = "run-workflow/run-workflow-warm"
 
@@ -151,7 +154,7 @@ class LocalStack:
         self._adopt()
         return self.database_url
 
-    def migrate(self, *, bootstrap: bool = True) -> tuple[list[str], dict[str, list[str]]]:
+    def migrate(self, *, bootstrap: bool = True) -> tuple[list[str], list[SyncChange]]:
         """Apply the migrations (after the local bootstrap) and sync the shipped definitions;
         (migrations applied now, definitions changed)."""
         from cli.definition_files import sync_definitions

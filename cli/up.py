@@ -104,7 +104,7 @@ def _start(stack: LocalStack, settings: Settings, steps: _Steps) -> None:
         stack.start_prefect(database_url=prefect_database)
     applied, changed = stack.migrate(bootstrap=not settings.database_url)
     console.print(f"      migrations applied now: {len(applied)}")
-    console.print(f"      definitions synced: {changed}")
+    console.print(f"      definitions changed: {', '.join(map(str, changed)) or 'none'}")
     if stack.external_prefect:
         steps.next(f"Prefect at {stack.prefect_api_url}")
     else:

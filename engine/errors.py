@@ -128,3 +128,9 @@ class StepError(EngineError):
 
     def __str__(self) -> str:
         return f"{self.kind.value}: {self.message}"
+
+
+class WorkflowDisabledError(ConflictError):
+    """The workflow is disabled: it starts no new jobs."""
+
+    code = "workflow_disabled"

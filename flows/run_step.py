@@ -64,6 +64,7 @@ class JobInfo:
     created_at: str
     input_data: Any
     flow_run_id: str | None = None
+    workflow_version: int | None = None
 
     @classmethod
     def from_row(cls, job: JobRow, flow_run_id: str | None) -> JobInfo:
@@ -75,6 +76,7 @@ class JobInfo:
             created_at=job.created_at.isoformat(),
             input_data=job.input_data,
             flow_run_id=flow_run_id,
+            workflow_version=job.workflow_version,
         )
 
     def as_context(self) -> dict[str, Any]:
@@ -82,6 +84,7 @@ class JobInfo:
         return {
             "id": self.job_id,
             "workflow_id": self.workflow_id,
+            "workflow_version": self.workflow_version,
             "user_id": self.user_id,
             "created_at": self.created_at,
         }

@@ -80,6 +80,14 @@ class Scripted:
         return Response(json.dumps(body), status=status, content_type="application/json")
 
 
+def held_first(body: Any = None) -> tuple[Scripted, threading.Event]:
+    """An endpoint whose first request is held open until the event is set (at most 120 s),
+    and later ones answered at once: a step call that a kill can interrupt mid-way."""
+    release = threading.Event()
+    handler = Scripted([200], body=body, on_request=lambda n: release.wait(120) if n == 1 else None)
+    return handler, release
+
+
 def serve(server: HTTPServer, path: str, handler: Scripted, method: str = "") -> str:
     """Route `path` on `server` to `handler`; returns its URL."""
     server.expect_request(path, method=method or "__ALL").respond_with_handler(handler)

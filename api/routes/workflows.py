@@ -1,24 +1,38 @@
-"""GET /workflows and POST /workflows/start: what a user can run, and running it."""
+"""GET /workflows (and one workflow, its versions) and POST /workflows/start: what a user
+can run, and running it.
+
+A start runs the version the body names, or the workflow's default version; the job is
+pinned to that version and to its transformers' current versions, for every run it gets."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Path, Response
 
 from api.auth import AuthError
 from api.deps import ReadPrincipal, StartPrincipal, StoreDep
-from api.models import StartRequest, StartResponse, WorkflowList, WorkflowSummary
+from api.models import (
+    StartRequest,
+    StartResponse,
+    WorkflowDetail,
+    WorkflowList,
+    WorkflowSummary,
+    WorkflowVersion,
+    WorkflowVersionDetail,
+)
 from api.responses import USER_CHECK, error_responses
 from api.strict_input import StrictJSONRoute
 from engine.db.store import UnknownUserError
 from engine.definitions.inputs import input_problems
-from engine.errors import InputValidationError
+from engine.errors import InputValidationError, NotFoundError, WorkflowDisabledError
 
 router = APIRouter(route_class=StrictJSONRoute)
+_Route = TypeVar("_Route", bound=Callable[..., Any])
 
 IdempotencyKey = Annotated[
     str | None,
@@ -33,7 +47,11 @@ IdempotencyKey = Annotated[
 
 def request_hash(body: StartRequest) -> str:
     """A stable fingerprint of a start request, to tell idempotent replays from conflicts."""
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    fields = body.model_dump(mode="json")
+    if fields.get("workflow_version") is None:
+        # A body without a version hashes as it did before versions existed.
+        fields.pop("workflow_version", None)
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -81,11 +99,15 @@ def start_workflow(
     The committed row is the request to run it: its insert notifies the admission dispatcher
     (engine/admission.py), which creates the flow run. If no dispatcher runs, the maintenance
     flow's dispatch pass takes the job."""
-    check_input_data(store.get_workflow(body.workflow_id), body.input_data)
+    workflow = store.get_workflow(body.workflow_id, body.workflow_version)
+    if not workflow["enabled"]:
+        raise WorkflowDisabledError(f"workflow '{body.workflow_id}' is disabled")
+    check_input_data(workflow, body.input_data)
     try:
         created = store.create_job(
             user_id=principal.user_id,
             workflow_id=body.workflow_id,
+            workflow_version=int(workflow["version"]),
             input_data=body.input_data,
             idempotency_key=idempotency_key,
             request_hash=request_hash(body),
@@ -111,11 +133,63 @@ def start_workflow(
 def list_workflows(principal: ReadPrincipal, store: StoreDep) -> WorkflowList:
     """Every workflow with the input schema its input_data must satisfy."""
     rows = store.list_workflows_for_user(principal.claims)
-    return WorkflowList(
-        workflows=[
-            WorkflowSummary(
-                id=r["id"], description=r["description"], input_schema=r["input_schema"] or {}
-            )
-            for r in rows
-        ]
+    return WorkflowList(workflows=[_summary(r) for r in rows])
+
+
+def _summary(row: dict[str, Any]) -> WorkflowSummary:
+    return WorkflowSummary(
+        id=row["id"],
+        description=row["description"],
+        input_schema=row["input_schema"] or {},
+        default_version=row["default_version"],
+        latest_version=row["latest_version"],
+        enabled=row["enabled"],
     )
+
+
+WorkflowId = Annotated[str, Path(min_length=1, max_length=200, description="Workflow id.")]
+Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="Version number.")]
+
+
+def _read(path: str, model: type[Any], summary: str) -> Callable[[_Route], _Route]:
+    """The decorator of a signed-in user's read of workflows (404 when not found)."""
+    return router.get(
+        path,
+        response_model=model,
+        summary=summary,
+        tags=["workflows"],
+        responses=error_responses(*USER_CHECK, 404),
+    )
+
+
+@_read("/workflows/{workflow_id}", WorkflowDetail, "One workflow and its versions")
+def get_workflow(
+    workflow_id: WorkflowId, principal: ReadPrincipal, store: StoreDep
+) -> WorkflowDetail:
+    """The workflow, which version a start runs by default, and every version's input schema."""
+    rows = store.list_workflows_for_user(principal.claims, workflow_id)
+    if not rows:
+        raise NotFoundError(f"workflow '{workflow_id}' does not exist")
+    versions = store.workflow_versions_for_user(principal.claims, workflow_id)
+    return WorkflowDetail(
+        **_summary(rows[0]).model_dump(),
+        versions=[WorkflowVersion.model_validate(v) for v in versions],
+    )
+
+
+@_read(
+    "/workflows/{workflow_id}/versions/{version}",
+    WorkflowVersionDetail,
+    "One version of a workflow, with its definition",
+)
+def get_workflow_version(
+    workflow_id: WorkflowId, version: Version, principal: ReadPrincipal, store: StoreDep
+) -> WorkflowVersionDetail:
+    """A version never changes once created: its definition is what jobs pinned to it run."""
+    versions = store.workflow_versions_for_user(principal.claims, workflow_id)
+    if not versions:
+        raise NotFoundError(f"workflow '{workflow_id}' does not exist")
+    for v in versions:
+        if v["version"] == version:
+            return WorkflowVersionDetail.model_validate(v)
+    raise NotFoundError(f"workflow '{workflow_id}' has no version {version}")

@@ -28,6 +28,22 @@ def job_max_retries(value: int | None) -> int:
 
 
 @dataclass(frozen=True)
+class Upserted:
+    """What a definitions upsert changed: the row's version now and before (None: added)."""
+
+    id: str
+    version: int
+    previous_version: int | None
+
+    @property
+    def outcome(self) -> str:
+        """'added', 'new version' (what runs changed) or 'updated' (description or flags)."""
+        if self.previous_version is None:
+            return "added"
+        return "new version" if self.version != self.previous_version else "updated"
+
+
+@dataclass(frozen=True)
 class CreatedJob:
     """What POST /workflows/start answers, and whether this call created the job."""
 
@@ -51,6 +67,8 @@ class JobRow:
     max_retries: int
     resubmissions: int
     created_at: datetime
+    #: The workflow version the job is pinned to (None only for a row read without it).
+    workflow_version: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobRow:
@@ -66,6 +84,7 @@ class JobRow:
             max_retries=job_max_retries(row["max_retries"]),
             resubmissions=int(row["resubmissions"]),
             created_at=row["created_at"],
+            workflow_version=row.get("workflow_version"),
         )
 
 

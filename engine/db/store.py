@@ -19,7 +19,15 @@ from psycopg.types.json import Jsonb
 
 from engine.db.job_writes import JobWrites, Transition
 from engine.db.pool import query
-from engine.db.rows import CreatedJob, InFlightJob, PendingJob, Row, RunBundle, job_max_retries
+from engine.db.rows import (
+    CreatedJob,
+    InFlightJob,
+    PendingJob,
+    Row,
+    RunBundle,
+    Upserted,
+    job_max_retries,
+)
 from engine.errors import ConflictError, NotFoundError
 
 #: The store's public names (Transition and the rows are defined next to their use).
@@ -41,7 +49,11 @@ class UnknownUserError(NotFoundError):
 
 
 #: Foreign keys of public.jobs, and the error a violation of each means for the caller.
-_JOB_FOREIGN_KEYS = {"jobs_user_id_fkey": "user", "jobs_workflow_id_fkey": "workflow"}
+_JOB_FOREIGN_KEYS = {
+    "jobs_user_id_fkey": "user",
+    "jobs_workflow_id_fkey": "workflow",
+    "jobs_workflow_version_fkey": "version",
+}
 
 
 class JobStore(JobWrites):
@@ -60,29 +72,60 @@ class JobStore(JobWrites):
 
     # -- definitions ----------------------------------------------------------------------
 
-    def get_workflow(self, workflow_id: str) -> Row:
-        """A workflow row (service path). NotFoundError if it does not exist."""
-        row = self._fetchone("workflow_get", {"workflow_id": workflow_id})
-        if row is None:
-            raise NotFoundError(f"workflow '{workflow_id}' does not exist")
-        return row
+    def get_workflow(self, workflow_id: str, version: int | None = None) -> Row:
+        """One version of a workflow, by default its default version, with the workflow's
+        `enabled`, `default_version` and `latest_version` (service path). NotFoundError
+        naming the workflow or the version when either does not exist."""
+        row = self._fetchone("workflow_get", {"workflow_id": workflow_id, "version": version})
+        if row is not None:
+            return row
+        if version is not None and self._fetchone("workflow_exists", {"workflow_id": workflow_id}):
+            raise NotFoundError(f"workflow '{workflow_id}' has no version {version}")
+        raise NotFoundError(f"workflow '{workflow_id}' does not exist")
 
-    def list_workflows_for_user(self, claims: Mapping[str, Any]) -> list[Row]:
-        """Workflows the caller can start, read under RLS."""
+    def list_workflows_for_user(
+        self, claims: Mapping[str, Any], workflow_id: str | None = None
+    ) -> list[Row]:
+        """Workflows the caller can start (only `workflow_id`, if given), read under RLS."""
         with self.as_user(claims) as conn:
-            return conn.execute(query("user_workflows_list")).fetchall()
+            return conn.execute(
+                query("user_workflows_list"), {"workflow_id": workflow_id}
+            ).fetchall()
+
+    def workflow_versions_for_user(self, claims: Mapping[str, Any], workflow_id: str) -> list[Row]:
+        """Every version of a workflow, oldest first, read under RLS (empty: none visible)."""
+        with self.as_user(claims) as conn:
+            return conn.execute(
+                query("user_workflow_versions"), {"workflow_id": workflow_id}
+            ).fetchall()
 
     def transformer_ids(self) -> list[str]:
         """Every stored transformer id."""
         return [r["id"] for r in self._fetchall("transformer_ids", {})]
 
-    def upsert_workflow(self, workflow_id: str, description: str | None, definition: Any) -> bool:
-        """Create or replace a workflow; True when the row changed."""
+    def upsert_workflow(
+        self,
+        workflow_id: str,
+        description: str | None,
+        definition: Any,
+        *,
+        default_version: int | None = None,
+        enabled: bool = True,
+    ) -> Upserted | None:
+        """Create or change a workflow (a changed definition is a new version); None when
+        nothing differed."""
+        before = self._current_version("workflows", workflow_id)
         row = self._fetchone(
             "workflow_upsert",
-            {"id": workflow_id, "description": description, "definition": Jsonb(definition)},
+            {
+                "id": workflow_id,
+                "description": description,
+                "definition": Jsonb(definition),
+                "default_version": default_version,
+                "enabled": enabled,
+            },
         )
-        return row is not None
+        return None if row is None else Upserted(workflow_id, int(row["version"]), before)
 
     def upsert_transformer(
         self,
@@ -91,8 +134,10 @@ class JobStore(JobWrites):
         description: str | None,
         config: Any,
         target_function: str,
-    ) -> bool:
-        """Create or replace a transformer; True when the row changed."""
+    ) -> Upserted | None:
+        """Create or change a transformer (a changed type, config or target_function is a new
+        version); None when nothing differed."""
+        before = self._current_version("transformers", transformer_id)
         row = self._fetchone(
             "transformer_upsert",
             {
@@ -103,7 +148,20 @@ class JobStore(JobWrites):
                 "target_function": target_function,
             },
         )
-        return row is not None
+        return None if row is None else Upserted(transformer_id, int(row["version"]), before)
+
+    def _current_version(self, table: str, definition_id: str) -> int | None:
+        # Read before the upsert: sync is an operator's command, not a concurrent writer.
+        row = self._fetchone("definition_versions", {"id": definition_id})
+        return None if row is None or row[table] is None else int(row[table])
+
+    def definition_history(self, definition_id: str) -> list[Row]:
+        """Every version of the workflow and of the transformer with this id, oldest first."""
+        return self._fetchall("definition_history", {"id": definition_id})
+
+    def definitions_current(self) -> list[Row]:
+        """Every workflow and transformer as stored now, with its version."""
+        return self._fetchall("definitions_current", {})
 
     # -- jobs: creation and dispatch ------------------------------------------------------
 
@@ -116,16 +174,21 @@ class JobStore(JobWrites):
         max_retries: int | None = None,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        workflow_version: int | None = None,
     ) -> CreatedJob:
-        """Insert a pending job and its `created` event in one statement.
+        """Insert a pending job and its `created` event in one statement, pinned to
+        `workflow_version` (None: the workflow's default) and the current version of each
+        transformer that version names (migration 20261203000300).
 
         With an idempotency key, the same key and request hash return the existing job; the
         same key with another request hash raises ConflictError. An owner missing from
-        auth.users raises UnknownUserError; a workflow deleted meanwhile, NotFoundError.
+        auth.users raises UnknownUserError; a workflow or version that does not exist (or was
+        deleted meanwhile), NotFoundError.
         """
         params = {
             "user_id": user_id,
             "workflow_id": workflow_id,
+            "workflow_version": workflow_version,
             "input_data": Jsonb(input_data),
             "max_retries": job_max_retries(max_retries),
             "idempotency_key": idempotency_key,
@@ -142,6 +205,10 @@ class JobStore(JobWrites):
                     raise UnknownUserError(f"user '{user_id}' does not exist") from None
                 if missing == "workflow":
                     raise NotFoundError(f"workflow '{workflow_id}' does not exist") from None
+                if missing == "version":
+                    raise NotFoundError(
+                        f"workflow '{workflow_id}' has no version {workflow_version}"
+                    ) from None
                 raise
             if row is not None:
                 break

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 JOB_FIELDS = {
     "job_id",
     "workflow_id",
+    "workflow_version",
     "status",
     "current_step_id",
     "input_data",

@@ -37,6 +37,8 @@ GUARDS: dict[Callable[..., Any], str] = {
 EXPECTED = {
     ("POST", "/workflows/start"): "user",
     ("GET", "/workflows"): "user",
+    ("GET", "/workflows/{workflow_id}"): "user",
+    ("GET", "/workflows/{workflow_id}/versions/{version}"): "user",
     ("GET", "/jobs"): "user",
     ("GET", "/jobs/{job_id}"): "user",
     ("GET", "/operator/alerts"): "operator",

@@ -69,6 +69,9 @@ queries = st.lists(st.tuples(query_names, query_values), max_size=3).map(
     lambda pairs: "&".join(f"{k}={v}" for k, v in pairs)
 )
 job_ids = st.one_of(st.uuids().map(str), query_values)
+#: Path values for {workflow_id} and {version}: real ones, missing ones and garbage.
+path_workflow_ids = st.one_of(st.sampled_from(["demo_offline_v1", "nope"]), query_values)
+path_versions = st.one_of(st.sampled_from(["1", "2", "0", "-1", "2147483648"]), query_values)
 #: Mostly a valid user, so most requests get past the identity check to the database.
 callers = st.sampled_from(["user", "user", "user", "operator", "nobody", "garbage"])
 
@@ -167,6 +170,8 @@ GET_OPERATIONS = [
     "/metrics",
     "/operator/alerts",
     "/workflows",
+    "/workflows/{workflow_id}",
+    "/workflows/{workflow_id}/versions/{version}",
 ]
 
 
@@ -191,9 +196,16 @@ def test_generated_reads_never_fail_the_server(
     probe = make_probe(make_client, make_user, db)
 
     @READ_SETTINGS
-    @given(job_id=job_ids, query=queries, caller=callers)
-    def check(job_id: str, query: str, caller: str) -> None:
-        url = template.replace("{job_id}", job_id) + (f"?{query}" if query else "")
+    @given(
+        job_id=job_ids,
+        workflow_id=path_workflow_ids,
+        version=path_versions,
+        query=queries,
+        caller=callers,
+    )
+    def check(job_id: str, workflow_id: str, version: str, query: str, caller: str) -> None:
+        path = template.replace("{job_id}", job_id).replace("{workflow_id}", workflow_id)
+        url = path.replace("{version}", version) + (f"?{query}" if query else "")
         probe.send("GET", template, url, caller)
 
     check()

@@ -17,14 +17,13 @@ import pytest
 from flow_services import (
     Scripted,
     add_workflow,
-    delay_transformer,
+    held_first,
     http_transformer,
     kill_flow_mid_step,
     serve,
 )
 from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
-from psycopg.types.json import Jsonb
 from pytest_httpserver import HTTPServer
 
 from engine.db.store import JobStore
@@ -51,10 +50,13 @@ def fast_heartbeat(monkeypatch: pytest.MonkeyPatch, engine_env: str) -> None:
     get_settings.cache_clear()
 
 
-def _setup(db: psycopg.Connection[Any], http_server: HTTPServer) -> Scripted:
+def _setup(db: psycopg.Connection[Any], http_server: HTTPServer) -> tuple[Scripted, Any]:
+    """recover_wf: `fetch` (a counting server), then `wait` (a call held open until the
+    returned event is set). Returns the counter and the event."""
     counter = Scripted([200], body={"token": "abc"})
     http_transformer(db, "count-api", serve(http_server, "/count", counter))
-    delay_transformer(db, "long-wait", 300)
+    held, release = held_first()
+    http_transformer(db, "held-api", serve(http_server, "/held", held))
     add_workflow(
         db,
         "recover_wf",
@@ -63,13 +65,13 @@ def _setup(db: psycopg.Connection[Any], http_server: HTTPServer) -> Scripted:
                 {"id": "fetch", "transformer": "count-api"},
                 {
                     "id": "wait",
-                    "transformer": "long-wait",
+                    "transformer": "held-api",
                     "input": {"token.$": "$.steps.fetch.body.token"},
                 },
             ]
         },
     )
-    return counter
+    return counter, release
 
 
 def _wait_silent(store: JobStore, job_id: str, seconds: float) -> None:
@@ -100,16 +102,13 @@ def test_killed_flow_run_is_resubmitted_and_resumes(
     """kill -9 in the middle of a step: maintenance marks the silent run Crashed, creates a
     new flow run (job back to pending, resubmissions 1); that run completes the job and the
     finished step is not run again."""
-    counter = _setup(db, http_server)
+    counter, release = _setup(db, http_server)
     job_id = flow_store.create_job(user_id=user_id, workflow_id="recover_wf", input_data={}).id
     kill_flow_mid_step(flow_store, job_id, "wait", tmp_path / "killed.log")
     old_run = flow_store.get_job(job_id)["prefect_flow_run_id"]
     assert old_run is not None
     _wait_silent(flow_store, job_id, 2.5)
-    db.execute(
-        "update public.transformers set config = %s where id = 'long-wait'",
-        [Jsonb({"seconds": 0.1})],
-    )
+    release.set()  # the killed attempt's call ends; the new run's call is answered at once
 
     outcome = maintenance(grace_seconds=0)
 
@@ -146,11 +145,12 @@ def test_job_past_max_retries_is_failed_not_resubmitted(
     tmp_path: Path,
 ) -> None:
     """A job whose resubmissions reached its max_retries is failed with a clear message."""
-    _setup(db, http_server)
+    _, release = _setup(db, http_server)
     job_id = flow_store.create_job(
         user_id=user_id, workflow_id="recover_wf", input_data={}, max_retries=0
     ).id
     kill_flow_mid_step(flow_store, job_id, "wait", tmp_path / "killed.log")
+    release.set()
     _wait_silent(flow_store, job_id, 2.5)
 
     outcome = maintenance(grace_seconds=0)
@@ -171,9 +171,10 @@ def test_concurrent_maintenance_passes_handle_a_job_once(
     tmp_path: Path,
 ) -> None:
     """Two recovery passes at once: row locks with SKIP LOCKED let only one resubmit."""
-    _setup(db, http_server)
+    _, release = _setup(db, http_server)
     job_id = flow_store.create_job(user_id=user_id, workflow_id="recover_wf", input_data={}).id
     kill_flow_mid_step(flow_store, job_id, "wait", tmp_path / "killed.log")
+    release.set()
     _wait_silent(flow_store, job_id, 2.5)
     settings = get_settings()
     results: list[Any] = []

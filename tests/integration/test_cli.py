@@ -62,12 +62,14 @@ def test_validate_lists_every_problem_and_fails(tmp_path: Path) -> None:
 
 
 def test_sync_upserts_then_is_idempotent(engine_env: str, db: psycopg.Connection[Any]) -> None:
-    """A first sync writes every row; a second one changes nothing."""
+    """A first sync writes every row; a second one changes nothing and makes no version."""
     store = shared_store()
-    first = sync_definitions(store)
-    assert "demo_offline_v1" in first["workflows"]
-    assert "webhook-notify" in first["transformers"]
-    assert sync_definitions(store) == {"transformers": [], "workflows": []}
+    first = {(c.table, c.id): (c.outcome, c.version) for c in sync_definitions(store)}
+    assert first[("workflows", "demo_offline_v1")] == ("added", 1)
+    assert first[("transformers", "webhook-notify")] == ("added", 1)
+    versions = db.execute("select count(*) from public.workflow_versions").fetchone()
+    assert sync_definitions(store) == []
+    assert db.execute("select count(*) from public.workflow_versions").fetchone() == versions
     count = db.execute("select count(*) from public.workflows").fetchone()
     assert count is not None and count[0] >= 2
 

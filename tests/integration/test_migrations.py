@@ -313,6 +313,26 @@ COLUMNS: list[tuple[str, str, str, bool, str | None]] = [
     ("alerts", "resolution_delivered_at", "timestamp with time zone", False, None),
     ("alerts", "delivery_attempts", "integer", True, "0"),
     ("alerts", "last_delivery_error", "text", False, None),
+    ("workflows", "version", "integer", True, "1"),
+    ("workflows", "default_version", "integer", False, None),
+    ("workflows", "enabled", "boolean", True, "true"),
+    ("transformers", "version", "integer", True, "1"),
+    ("jobs", "workflow_version", "integer", False, None),
+    ("jobs", "transformer_versions", "jsonb", False, None),
+    ("workflow_versions", "workflow_id", "text", True, None),
+    ("workflow_versions", "version", "integer", True, None),
+    ("workflow_versions", "description", "text", False, None),
+    ("workflow_versions", "definition", "jsonb", True, None),
+    ("workflow_versions", "content_hash", "text", True, None),
+    ("workflow_versions", "created_at", "timestamp with time zone", True, "now()"),
+    ("transformer_versions", "transformer_id", "text", True, None),
+    ("transformer_versions", "version", "integer", True, None),
+    ("transformer_versions", "type", "text", True, None),
+    ("transformer_versions", "description", "text", False, None),
+    ("transformer_versions", "config", "jsonb", True, None),
+    ("transformer_versions", "target_function", "text", True, None),
+    ("transformer_versions", "content_hash", "text", True, None),
+    ("transformer_versions", "created_at", "timestamp with time zone", True, "now()"),
     ("service_restarts", "id", "bigint", True, None),
     ("service_restarts", "service", "text", True, None),
     ("service_restarts", "host", "text", True, None),
@@ -397,6 +417,26 @@ def test_job_events_id_is_identity(db: psycopg.Connection[Any]) -> None:
 CONSTRAINTS: list[tuple[str, str]] = [
     ("alerts", "PRIMARY KEY (id)"),
     ("service_restarts", "PRIMARY KEY (id)"),
+    ("workflows", "CHECK ((version >= 1))"),
+    ("workflows", "CHECK ((default_version >= 1))"),
+    ("transformers", "CHECK ((version >= 1))"),
+    ("workflow_versions", "CHECK ((version >= 1))"),
+    ("workflow_versions", "PRIMARY KEY (workflow_id, version)"),
+    (
+        "workflow_versions",
+        "FOREIGN KEY (workflow_id) REFERENCES workflows(id) ON DELETE CASCADE",
+    ),
+    ("transformer_versions", "CHECK ((version >= 1))"),
+    ("transformer_versions", "PRIMARY KEY (transformer_id, version)"),
+    (
+        "transformer_versions",
+        "FOREIGN KEY (transformer_id) REFERENCES transformers(id) ON DELETE CASCADE",
+    ),
+    (
+        "jobs",
+        "FOREIGN KEY (workflow_id, workflow_version) "
+        "REFERENCES workflow_versions(workflow_id, version)",
+    ),
     (
         "alerts",
         "CHECK ((severity = ANY (ARRAY['info'::text, 'warning'::text, 'critical'::text])))",
@@ -433,6 +473,11 @@ def test_every_constraint(db: psycopg.Connection[Any]) -> None:
 
 
 INDEXES: list[tuple[str, str]] = [
+    (
+        "jobs",
+        "CREATE INDEX jobs_workflow_id_workflow_version_idx ON public.jobs "
+        "USING btree (workflow_id, workflow_version)",
+    ),
     (
         "service_restarts",
         "CREATE INDEX service_restarts_service_idx ON public.service_restarts "
@@ -510,9 +555,9 @@ def test_every_index(db: psycopg.Connection[Any]) -> None:
 
 
 def test_every_trigger(db: psycopg.Connection[Any]) -> None:
-    """Touch triggers on the three spec tables, copy-owner and append-only on job_events, and
-    the NOTIFYs that wake warm workers when a job gets a flow run and the admission dispatcher
-    when a pending job is recorded."""
+    """Touch triggers on the three spec tables, copy-owner and append-only on job_events, the
+    NOTIFYs that wake warm workers when a job gets a flow run and the admission dispatcher
+    when a pending job is recorded, and the version numbering, recording and pinning."""
     rows = db.execute(
         "select c.relname, t.tgname, p.proname from pg_trigger t "
         "join pg_class c on c.oid = t.tgrelid join pg_proc p on p.oid = t.tgfoid "
@@ -528,6 +573,13 @@ def test_every_trigger(db: psycopg.Connection[Any]) -> None:
             ("job_events", "job_events_append_only", "job_events_append_only"),
             ("jobs", "jobs_notify_flow_run", "jobs_notify_flow_run"),
             ("jobs", "jobs_notify_pending", "jobs_notify_pending"),
+            ("workflows", "workflows_number_version", "number_version"),
+            ("workflows", "workflows_record_version", "record_version"),
+            ("transformers", "transformers_number_version", "number_version"),
+            ("transformers", "transformers_record_version", "record_version"),
+            ("jobs", "jobs_pin_versions", "jobs_pin_versions"),
+            ("workflow_versions", "workflow_versions_immutable", "versions_immutable"),
+            ("transformer_versions", "transformer_versions_immutable", "versions_immutable"),
         ]
     )
 

@@ -542,6 +542,12 @@ def test_every_policy_is_named_and_listed(db: Conn) -> None:
     assert rows == [
         ("job_events", "job_events_select_own", "SELECT", ["authenticated"]),
         ("jobs", "jobs_select_own", "SELECT", ["authenticated"]),
+        (
+            "workflow_versions",
+            "workflow_versions_select_authenticated",
+            "SELECT",
+            ["authenticated"],
+        ),
         ("workflows", "workflows_select_authenticated", "SELECT", ["authenticated"]),
     ]
 
@@ -558,7 +564,9 @@ def test_rls_enabled_on_every_public_table(db: Conn) -> None:
         ("job_events", True),
         ("jobs", True),
         ("service_restarts", True),
+        ("transformer_versions", True),
         ("transformers", True),
+        ("workflow_versions", True),
         ("workflows", True),
     ]
 

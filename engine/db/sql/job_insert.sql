@@ -1,17 +1,18 @@
 -- Create a job (service path, after the API verified the caller and validated input).
 -- With an idempotency key, a second insert by the same user finds the first job instead.
+-- A NULL workflow_version is the workflow's default (trigger jobs_pin_versions).
 with inserted as (
-  insert into public.jobs (user_id, workflow_id, input_data, max_retries, idempotency_key,
-                           request_hash, state_history)
-  values (%(user_id)s, %(workflow_id)s, %(input_data)s, %(max_retries)s, %(idempotency_key)s,
-          %(request_hash)s,
+  insert into public.jobs (user_id, workflow_id, workflow_version, input_data, max_retries,
+                           idempotency_key, request_hash, state_history)
+  values (%(user_id)s, %(workflow_id)s, %(workflow_version)s::integer, %(input_data)s, %(max_retries)s,
+          %(idempotency_key)s, %(request_hash)s,
           jsonb_build_array(jsonb_build_object('status', 'pending', 'at', now())))
   on conflict (user_id, idempotency_key) where idempotency_key is not null do nothing
-  returning id, status, created_at, request_hash, true as created
+  returning id, status, created_at, request_hash, workflow_version, true as created
 ), event as (
   insert into public.job_events (job_id, user_id, kind, status, detail)
   select id, %(user_id)s, 'created', 'pending',
-         jsonb_build_object('workflow_id', %(workflow_id)s::text)
+         jsonb_build_object('workflow_id', %(workflow_id)s::text, 'workflow_version', workflow_version)
   from inserted
 )
 select id, status, created_at, request_hash, created from inserted

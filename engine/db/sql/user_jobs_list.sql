@@ -1,6 +1,6 @@
 -- The signed-in user's jobs, newest first, keyset-paginated on (created_at, id).
 -- RLS restricts rows to the caller; the user_id predicate lets the planner use the index.
-select id, user_id, workflow_id, current_step_id, status, input_data, step_data, final_result,
+select id, user_id, workflow_id, workflow_version, current_step_id, status, input_data, step_data, final_result,
        created_at, started_at, last_updated_at, completed_at, error_message, retry_count,
        max_retries, next_retry_at, state_history
 from public.jobs
