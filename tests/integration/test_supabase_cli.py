@@ -160,7 +160,7 @@ def test_db_push_applies_our_migrations_and_runner_skips_them(
         ).fetchall()
         policies = conn.execute("select count(*) from pg_policies").fetchone()
     assert [n[0] for n in names] == [m.name for m in discover_migrations()]
-    assert policies == (3,)
+    assert policies == (4,)  # jobs, job_events, workflows, workflow_versions
     assert schema_fingerprint(empty_database_url) == schema_fingerprint(database_url)
 
 
