@@ -186,10 +186,9 @@ def get_workflow_version(
     workflow_id: WorkflowId, version: Version, principal: ReadPrincipal, store: StoreDep
 ) -> WorkflowVersionDetail:
     """A version never changes once created: its definition is what jobs pinned to it run."""
-    versions = store.workflow_versions_for_user(principal.claims, workflow_id)
-    if not versions:
+    rows = store.workflow_versions_for_user(principal.claims, workflow_id, version)
+    if rows:
+        return WorkflowVersionDetail.model_validate(rows[0])
+    if not store.list_workflows_for_user(principal.claims, workflow_id):
         raise NotFoundError(f"workflow '{workflow_id}' does not exist")
-    for v in versions:
-        if v["version"] == version:
-            return WorkflowVersionDetail.model_validate(v)
     raise NotFoundError(f"workflow '{workflow_id}' has no version {version}")

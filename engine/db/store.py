@@ -92,11 +92,14 @@ class JobStore(JobWrites):
                 query("user_workflows_list"), {"workflow_id": workflow_id}
             ).fetchall()
 
-    def workflow_versions_for_user(self, claims: Mapping[str, Any], workflow_id: str) -> list[Row]:
-        """Every version of a workflow, oldest first, read under RLS (empty: none visible)."""
+    def workflow_versions_for_user(
+        self, claims: Mapping[str, Any], workflow_id: str, version: int | None = None
+    ) -> list[Row]:
+        """Every version of a workflow (or only `version`), oldest first, read under RLS
+        (empty: none visible)."""
         with self.as_user(claims) as conn:
             return conn.execute(
-                query("user_workflow_versions"), {"workflow_id": workflow_id}
+                query("user_workflow_versions"), {"workflow_id": workflow_id, "version": version}
             ).fetchall()
 
     def transformer_ids(self) -> list[str]:
