@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,9 @@ def _start(stack: LocalStack, settings: Settings, steps: _Steps) -> None:
         stack.start_prefect(database_url=prefect_database)
     applied, changed = stack.migrate(bootstrap=not settings.database_url)
     console.print(f"      migrations applied now: {len(applied)}")
-    console.print(f"      definitions changed: {', '.join(map(str, changed)) or 'none'}")
+    outcomes = Counter(change.outcome for change in changed)
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in outcomes.items()) or "unchanged"
+    console.print(f"      definitions: {summary}")
     if stack.external_prefect:
         steps.next(f"Prefect at {stack.prefect_api_url}")
     else:
