@@ -149,6 +149,17 @@ def prefect_api_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def prefect_client_retries() -> Iterator[None]:
+    """Let Prefect's client retry (the session turns retries off, so that a test reaching a
+    stopped Prefect learns it at once): the session's SQLite server answers 503 while it is
+    busy writing, which on a loaded machine is often. Used by every flow and worker test."""
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 5}):
+        yield
+
+
+@pytest.fixture
 def engine_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Point the engine's settings at the test's database and folders; reset afterwards.
 

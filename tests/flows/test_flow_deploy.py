@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,20 +23,10 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import StateType
-from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
 from cli.definition_files import sync_definitions
 from engine.db.store import JobStore
 from engine.settings import PROJECT_ROOT
-
-
-@pytest.fixture(autouse=True)
-def client_retries() -> Iterator[None]:
-    """Let Prefect's client retry here (the session turns retries off): the SQLite test
-    server answers 503 while it is busy writing, as it is on a loaded machine."""
-    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 5}):
-        yield
-
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 POOL = "local-process"

@@ -12,7 +12,6 @@ from typing import Any
 import psycopg
 import pytest
 from flow_services import Scripted, add_workflow, http_transformer, serve
-from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from pytest_httpserver import HTTPServer
 from waiting import wait_until
 from warm_workers import (
@@ -32,14 +31,6 @@ from engine.settings import get_settings
 
 #: Below the policy's delay by no more than clock granularity and bookkeeping.
 SLACK_SECONDS = 0.005
-
-
-@pytest.fixture(autouse=True)
-def client_retries() -> Iterator[None]:
-    """Let Prefect's client retry (the session turns retries off): the SQLite test server
-    answers 503 while it is busy writing."""
-    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 5}):
-        yield
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -25,10 +24,6 @@ import pytest
 from flow_services import Scripted, add_workflow, delay_transformer, http_transformer, serve
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
-from prefect.settings import (
-    PREFECT_CLIENT_MAX_RETRIES,
-    temporary_settings,
-)
 from prefect.states import Cancelling
 from pytest_httpserver import HTTPServer
 from waiting import wait_until
@@ -59,15 +54,6 @@ from worker.ownership import (
     process_alive,
 )
 from worker.worker import WarmWorker
-
-
-@pytest.fixture(autouse=True)
-def client_retries() -> Iterator[None]:
-    """Let Prefect's client retry in these tests (the session turns retries off): the
-    SQLite test server answers 503 while it is busy writing, and several runs write at once."""
-    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 5}):
-        yield
-
 
 # -- pure helpers ---------------------------------------------------------------------------
 
