@@ -88,7 +88,13 @@ def test_killed_warm_worker_is_restarted_and_its_jobs_complete(fresh_data_dir: P
         assert up.wait(120) == 0, output.text()
     finally:
         if up.poll() is None:
-            up.kill()
+            # SIGTERM first: the stack's parts run in sessions of their own, so a SIGKILL of
+            # `supaflow up` alone would leave them running.
+            up.send_signal(signal.SIGTERM)
+            try:
+                up.wait(120)
+            except subprocess.TimeoutExpired:
+                up.kill()
     left = leftovers(fresh_data_dir, api_port, prefect_port)
     assert left == "", "processes left running: " + left
 
