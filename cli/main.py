@@ -30,7 +30,8 @@ def _database_url(local_bootstrap: bool | None) -> tuple[str, bool]:
     from engine.db.connection import resolve_database_url
 
     settings = get_settings()
-    url = resolve_database_url(settings)
+    # Not migrated on the way: `migrate` applies them itself and says which.
+    url = resolve_database_url(settings, migrate=False)
     # The Supabase-compatibility bootstrap is for local PostgreSQL only; on a real Supabase
     # database the bootstrap refuses to run anyway.
     bootstrap = (not settings.database_url) if local_bootstrap is None else local_bootstrap

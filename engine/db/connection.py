@@ -14,13 +14,14 @@ _resolved: dict[tuple[str, str], str] = {}
 _lock = threading.Lock()
 
 
-def resolve_database_url(settings: Settings) -> str:
-    """DATABASE_URL, or the embedded local server in DATA_DIR when it is empty."""
+def resolve_database_url(settings: Settings, *, migrate: bool = True) -> str:
+    """DATABASE_URL, or the embedded local server in DATA_DIR when it is empty (migrated
+    unless `migrate` is false)."""
     if settings.database_url:
         return settings.database_url
     from engine.db.embedded import ensure_local_database
 
-    return ensure_local_database(settings)
+    return ensure_local_database(settings, migrate=migrate)
 
 
 def shared_store(settings: Settings | None = None) -> JobStore:

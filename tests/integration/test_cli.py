@@ -4,7 +4,11 @@ problem, writing nothing), and local dev tokens that create the user and verify.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +98,34 @@ def test_migrate_command_reports_nothing_pending(engine_env: str) -> None:
     result = runner.invoke(app, ["migrate", "--supabase"])
     assert result.exit_code == 0, result.output
     assert "none pending" in result.output
+
+
+@pytest.mark.slow
+def test_migrate_on_a_new_embedded_database_names_what_it_applied() -> None:
+    """Without DATABASE_URL, `supaflow migrate` on a new data folder starts the embedded
+    server and lists every migration it applied (not "none pending"); the process stops the
+    server when it exits."""
+    from engine.db.migrate import discover_migrations
+    from engine.settings import PROJECT_ROOT
+
+    # Under the project: the embedded server needs readable parent folders.
+    data_dir = PROJECT_ROOT / ".data" / f"migrate-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DATA_DIR"] = str(data_dir)
+    try:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "supaflow"), "migrate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0, output
+    assert f"applied {len(discover_migrations())} migration(s)" in output
 
 
 def test_token_creates_the_user_and_verifies_with_the_local_key(
