@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.db.rows import Upserted
 from engine.db.store import JobStore
 from engine.definitions.checks import check_definition
 from engine.errors import DefinitionError, Problem
@@ -122,19 +123,32 @@ def sync_definitions(store: JobStore, directory: Path = DEFAULT_DIR) -> list[Syn
     loaded = load_definitions(directory, extra_transformer_ids=set(store.transformer_ids()))
     if loaded.problems:
         raise DefinitionError("definitions are invalid; nothing was synced", loaded.problems)
+    # The versions before the sync, read once: sync is an operator's command, not a
+    # concurrent writer.
+    before = {(r["kind"], r["id"]): int(r["version"]) for r in store.definitions_current()}
     changes: list[SyncChange] = []
+
+    def record(table: str, key: str, version: int | None) -> None:
+        if version is not None:
+            outcome = Upserted(key, version, before.get((table, key))).outcome
+            changes.append(SyncChange(table, key, outcome, version))
+
     for tid, row in loaded.transformers.items():
-        done = store.upsert_transformer(
-            tid, row["type"], row.get("description"), row["config"], row["target_function"]
+        record(
+            "transformers",
+            tid,
+            store.upsert_transformer(
+                tid, row["type"], row.get("description"), row["config"], row["target_function"]
+            ),
         )
-        if done is not None:
-            changes.append(SyncChange("transformers", tid, done.outcome, done.version))
     for wid, row in loaded.workflows.items():
-        done = store.upsert_workflow(
-            wid, row.get("description"), row["definition"], **_workflow_flags(row)
+        record(
+            "workflows",
+            wid,
+            store.upsert_workflow(
+                wid, row.get("description"), row["definition"], **_workflow_flags(row)
+            ),
         )
-        if done is not None:
-            changes.append(SyncChange("workflows", wid, done.outcome, done.version))
     return changes
 
 

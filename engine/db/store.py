@@ -25,7 +25,6 @@ from engine.db.rows import (
     PendingJob,
     Row,
     RunBundle,
-    Upserted,
     job_max_retries,
 )
 from engine.errors import ConflictError, NotFoundError
@@ -114,10 +113,9 @@ class JobStore(JobWrites):
         *,
         default_version: int | None = None,
         enabled: bool = True,
-    ) -> Upserted | None:
-        """Create or change a workflow (a changed definition is a new version); None when
-        nothing differed."""
-        before = self._current_version("workflows", workflow_id)
+    ) -> int | None:
+        """Create or change a workflow (a changed definition is a new version); its version
+        now, or None when nothing differed."""
         row = self._fetchone(
             "workflow_upsert",
             {
@@ -128,7 +126,7 @@ class JobStore(JobWrites):
                 "enabled": enabled,
             },
         )
-        return None if row is None else Upserted(workflow_id, int(row["version"]), before)
+        return None if row is None else int(row["version"])
 
     def upsert_transformer(
         self,
@@ -137,10 +135,9 @@ class JobStore(JobWrites):
         description: str | None,
         config: Any,
         target_function: str,
-    ) -> Upserted | None:
+    ) -> int | None:
         """Create or change a transformer (a changed type, config or target_function is a new
-        version); None when nothing differed."""
-        before = self._current_version("transformers", transformer_id)
+        version); its version now, or None when nothing differed."""
         row = self._fetchone(
             "transformer_upsert",
             {
@@ -151,12 +148,7 @@ class JobStore(JobWrites):
                 "target_function": target_function,
             },
         )
-        return None if row is None else Upserted(transformer_id, int(row["version"]), before)
-
-    def _current_version(self, table: str, definition_id: str) -> int | None:
-        # Read before the upsert: sync is an operator's command, not a concurrent writer.
-        row = self._fetchone("definition_versions", {"id": definition_id})
-        return None if row is None or row[table] is None else int(row[table])
+        return None if row is None else int(row["version"])
 
     def definition_history(self, definition_id: str) -> list[Row]:
         """Every version of the workflow and of the transformer with this id, oldest first."""
