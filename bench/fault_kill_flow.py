@@ -1,9 +1,13 @@
-"""Fault: kill -9 of the process running a flow, in the middle of a step.
+"""Fault: kill -9 of the process running the flows, in the middle of a step.
 
-Each trial posts jobs of the counting workflow (bench/faults.py). Once a job's `wait` step has
-started, its flow-run process gets SIGKILL: the process worker reports the run Crashed,
-maintenance resubmits the job and the new flow run resumes at `wait`. Property, per trial:
-every job completes, and no step that had finished before the kill runs again.
+Each trial posts --jobs jobs of the counting workflow (bench/fault_workload.py) and waits until
+every one is in its `wait` step. On the warm worker (the default) that process is the warm
+worker itself, running them all: one SIGKILL takes every run down at once. The supervisor
+restarts the worker, which marks the runs it finds orphaned Crashed; maintenance resubmits the
+jobs and the new flow runs resume at `wait`. With --worker process each job's own flow-run
+process is killed, and the process worker reports the run Crashed. Property, per trial: every
+job completes, once, and no step that had finished before the kill runs again (the
+interrupted `wait` steps run again, and are counted).
 """
 
 from __future__ import annotations
@@ -16,27 +20,41 @@ if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.faults import FaultBench, FaultScript, TrialResult
-from cli.scratch import kill_flow_run
+from cli.scratch import kill_flow_run, kill_service
 
 
 def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResult:
-    """Kill each job's flow-run process in its `wait` step; all complete, nothing re-runs."""
+    """Kill the process running the jobs' `wait` steps; all complete, nothing finished
+    re-runs."""
     result = TrialResult(number)
     job_ids = [bench.post_job({"trial": number}) for _ in range(args.jobs)]
     for job_id in job_ids:
         bench.wait_event(job_id, "step_started", "wait")
-        pid = kill_flow_run(bench.stack, str(bench.job(job_id)["prefect_flow_run_id"]))
-        result.notes.append(f"job {job_id[:8]}: killed pid {pid} in step 'wait'")
+    in_step = sum(not _waited(bench, j) for j in job_ids)
+    bench.fault()
+    if bench.worker == "warm":
+        pid = kill_service(bench.stack, "warm-worker")
+        result.notes.append(f"killed the warm worker (pid {pid}) with {in_step} jobs in 'wait'")
+    else:
+        for job_id in job_ids:
+            pid = kill_flow_run(bench.stack, str(bench.job(job_id)["prefect_flow_run_id"]))
+            result.notes.append(f"job {job_id[:8]}: killed pid {pid} in step 'wait'")
+    result.extra = {"jobs_mid_step_at_kill": in_step}
     bench.settle(result, job_ids, args.timeout)
-    counts = result.counts
-    result.ok = counts["completed"] == counts["posted"] and counts["rerun_steps"] == 0
+    result.ok = result.held()
     return result
 
 
-TITLE = "kill -9 of the flow-run process mid-step"
+def _waited(bench: FaultBench, job_id: str) -> bool:
+    """Whether the job's `wait` step has already finished."""
+    events = bench.job_events(job_id)
+    return any(e["kind"] == "step_succeeded" and e["step_id"] == "wait" for e in events)
+
+
+TITLE = "kill -9 of the process running the flows, mid-step"
 OPTIONS = [
-    ("--jobs", 1, "jobs killed per trial", "jobs_per_trial"),
-    ("--delay", 3.0, "seconds of `wait`", "delay_seconds"),
+    ("--jobs", 10, "jobs in flight per trial", "jobs_per_trial"),
+    ("--delay", 6.0, "seconds of `wait`", "delay_seconds"),
 ]
 main = FaultScript("fault_kill_flow", TITLE, __doc__, trial, OPTIONS)
 

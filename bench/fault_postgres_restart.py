@@ -2,8 +2,10 @@
 
 Each trial posts jobs of the counting workflow (bench/faults.py) and, once every one is in its
 `wait` step, stops the embedded PostgreSQL (fast shutdown: every session is cut, pooled ones
-included) and starts it again after a pause; maintenance resubmits whatever stopped. Property,
-per trial: no job is stuck (every one ends completed or failed).
+included: the engine's and, on the default path, the Prefect server's, whose database is in
+the same server) and starts it again after a pause; maintenance resubmits whatever stopped.
+Property, per trial: no job is stuck (every one ends completed or failed), none ran twice,
+and no finished step ran again.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
     for job_id in job_ids:
         bench.wait_event(job_id, "step_started", "wait")
     assert embedded is not None
-    started = time.monotonic()
+    started = bench.fault()
     embedded.stop()
     time.sleep(args.downtime)
     embedded.start()
     result.extra = {"postgres_down_seconds": round(time.monotonic() - started, 1)}
     bench.settle(result, job_ids, args.timeout)
-    result.ok = result.counts["stuck"] == 0
+    c = result.counts
+    result.ok = c["stuck"] == c["duplicated"] == c["rerun_finished"] == 0
     return result
 
 

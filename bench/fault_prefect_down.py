@@ -35,7 +35,7 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
     before = bench.post_job({"trial": number, "posted": "before"})
     bench.wait_event(before, "step_started", "wait")
     bench.stack.stop("prefect-server")
-    down_at = time.monotonic()
+    down_at = bench.fault()
     # Posted from threads: how long the API takes to answer while Prefect is down is
     # measured, not assumed; the server comes back after `downtime` either way.
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -54,7 +54,7 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
         "left_pending_by_api": sum(1 for j in during if not bench.job(j)["prefect_flow_run_id"]),
     }
     bench.settle(result, [before, *during], args.timeout)
-    result.ok = result.counts["completed"] == result.counts["posted"]
+    result.ok = result.held()
     return result
 
 

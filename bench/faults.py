@@ -1,29 +1,41 @@
-"""What the fault scripts share: `FaultScript`, each script's main, runs trials on a stack to
-break with the counting workflow (`fetch` calls a counting endpoint, `wait` sleeps, `notify`
-calls it again). A trial posts jobs through the API, breaks one part of the stack, waits while
-maintenance passes run every second (as the schedule would) and counts what happened."""
+"""What the fault scripts share: `FaultScript`, each script's main, runs trials on the stack
+`supaflow up` runs (warm worker by default, `--worker process` for Prefect's process worker)
+with the counting workflow (bench/fault_workload.py: `fetch` calls a counting endpoint, `wait`
+sleeps, `notify` calls it again). A trial posts jobs through the API and breaks one part of the
+stack; then, as production would, a supervisor restarts what died (cli/supervision.py) and
+maintenance passes run every second (as its schedule would). The trial counts what happened:
+jobs completed, failed, stuck and duplicated, finished and interrupted steps that ran again,
+resubmissions, and the seconds from the fault until every job was terminal."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib.metadata import version
 from typing import Any
 
-from bench.report import BENCH_DATA, Option, parse, print_table, write_report
-from bench.stacks import LIMITS, NOOP, bench_root
+from bench.fault_workload import CountingServer, count_reruns, install_counting_workflow
+from bench.report import Option, parse, print_table, query, write_report
+from bench.stacks import LIMITS, bench_root
 from cli import scratch
+from cli.restart_policy import RestartPolicy
 from cli.stack import LocalStack
+from cli.supervision import Supervisor
 from cli.up import start_job
 from engine.db.connection import shared_store
 
-COUNTS = ("posted", "completed", "failed", "stuck", "rerun_steps", "resubmissions")
+COUNTS = (
+    "posted",
+    "completed",
+    "failed",
+    "stuck",
+    "duplicated",
+    "rerun_finished",
+    "rerun_interrupted",
+    "resubmissions",
+)
 #: Crash detection and recovery in seconds, not minutes. The heartbeat window stays above the
 #: time a flow-run process takes to start on a loaded 2-core machine: a run a worker took
 #: does not beat until its process is up, and a shorter window resubmits healthy runs.
@@ -37,113 +49,20 @@ FAST_RECOVERY_ENV = {
     "PREFECT_WORKER_PREFETCH_SECONDS": "1",
     "RATE_LIMITS": LIMITS.format(6000, 60000),
 }
-#: A migrated Prefect SQLite database: fault stacks start from a copy (migrating takes ~10 s).
-PREFECT_SQLITE = BENCH_DATA / "cache" / f"prefect-{version('prefect')}.db"
-
-
-class CountingServer(ThreadingHTTPServer):
-    """A local HTTP server counting calls to `/count/<job>/<step>`; answers `{"n": count}`.
-    A step that runs twice shows here as a count of 2: the side effect, not the engine's word."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        self.calls: Counter[tuple[str, str]] = Counter()
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Counted)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    def hits(self, job_id: str) -> dict[str, int]:
-        """Calls per step for one job."""
-        with self.lock:
-            return {step: n for (job, step), n in self.calls.items() if job == job_id}
-
-    def __exit__(self, *_exc: object) -> None:
-        self.shutdown()
-        self.server_close()
-
-
-class _Counted(BaseHTTPRequestHandler):
-    server: CountingServer
-
-    def do_GET(self) -> None:
-        parts = self.path.strip("/").split("/")
-        if len(parts) != 3 or parts[0] != "count":
-            self.send_error(404)
-            return
-        with self.server.lock:
-            self.server.calls[(parts[1], parts[2])] += 1
-            body = json.dumps({"n": self.server.calls[(parts[1], parts[2])]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-def install_counting_workflow(
-    workflow_id: str,
-    counter_url: str,
-    *,
-    delay: float | None = None,
-    retry: Mapping[str, Any] | None = None,
-) -> None:
-    """Insert (or replace) a workflow `fetch` -> middle -> `notify`: fetch and notify are
-    http_request steps calling the counting server; the middle step is `wait`, a delay of
-    `delay` seconds, or without one `reshape`, a no-op. `retry` is the workflow's policy."""
-    store, count = shared_store(), f"{workflow_id}-count"
-    config = {"url_template": counter_url + "/count/{job}/{step}", "request_timeout_seconds": 10}
-    store.upsert_transformer(
-        count, "http_request", "bench: counting endpoint", config, "execute-http-request"
-    )
-    job = {"job.$": "$.job.id"}
-    middle = {"id": "reshape", "transformer": NOOP, "input": {"n.$": "$.steps.fetch.body.n"}}
-    if delay is not None:
-        config = {"seconds": delay}
-        store.upsert_transformer(
-            f"{workflow_id}-wait", "delay", "bench: the long step", config, "execute-delay"
-        )
-        middle = {"id": "wait", "transformer": f"{workflow_id}-wait", "input": job}
-    steps = [
-        {"id": "fetch", "transformer": count, "input": {**job, "step": "fetch"}},
-        middle,
-        {"id": "notify", "transformer": count, "input": {**job, "step": "notify"}},
-    ]
-    output = {"fetched.$": "$.steps.fetch.body.n", "notified.$": "$.steps.notify.body.n"}
-    definition = {"steps": steps, "output": output, **({"retry": dict(retry)} if retry else {})}
-    store.upsert_workflow(workflow_id, "bench: counting workflow", definition)
-
-
-def count_reruns(events: Iterable[Mapping[str, Any]], hits: Mapping[str, int]) -> int:
-    """How many times a finished step ran again.
-
-    Per step, the larger of: `step_started` events after the step's first `step_succeeded`
-    event (the engine's record), and calls to the counting endpoint beyond the first (the
-    side effect). A step cut off before its output was saved and then run again is not a
-    re-run by the events; it is one by the endpoint if it had already made its call.
-    """
-    succeeded: set[str] = set()
-    by_events: Counter[str] = Counter()
-    for event in events:
-        step = event.get("step_id")
-        if step is not None and event["kind"] == "step_succeeded":
-            succeeded.add(step)
-        elif event["kind"] == "step_started" and step in succeeded:
-            by_events[step] += 1
-    return sum(max(by_events[s], hits.get(s, 0) - 1, 0) for s in set(by_events) | set(hits))
+#: `supaflow up`'s restart policy, but a trial's restarts never add up to giving up: each
+#: trial gets a new supervisor.
+TRIAL_RESTARTS = RestartPolicy()
 
 
 @dataclass
 class TrialResult:
-    """Counts of one fault trial (`COUNTS`); `ok` says whether the property held."""
+    """Counts of one fault trial (`COUNTS`); `ok` says whether the property held.
+    `recover_seconds`: from the fault until every job was terminal (None: not all were)."""
 
     trial: int
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     seconds: float = 0.0
+    recover_seconds: float | None = None
     ok: bool = False
     notes: list[str] = field(default_factory=list)
     #: Counts particular to one fault (printed under the table, kept in the JSON).
@@ -153,6 +72,37 @@ class TrialResult:
         """The trial as the JSON report holds it, its counts beside the trial number."""
         data = asdict(self)
         return {"trial": data.pop("trial"), **data.pop("counts"), **data}
+
+    def held(self) -> bool:
+        """The property every fault keeps: every job completed, none twice, and no finished
+        step ran again."""
+        c = self.counts
+        return c["completed"] == c["posted"] and c["duplicated"] == c["rerun_finished"] == 0
+
+
+class MaintenanceLoop:
+    """Maintenance passes in new processes, one started at most every `every` seconds, in a
+    thread, as the deployment's schedule runs them (scratch.run_maintenance)."""
+
+    def __init__(self, stack: LocalStack, every: float = 1.0) -> None:
+        self.stack, self.every, self.passes = stack, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> MaintenanceLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            scratch.run_maintenance(self.stack)
+            self.passes += 1
+            self._stop.wait(max(0.0, self.every - (time.monotonic() - started)))
 
 
 @dataclass
@@ -164,6 +114,38 @@ class FaultBench:
     counter: CountingServer
     workflow: str
     token: str
+    worker: str = "warm"
+    supervisor: Supervisor = field(init=False)
+    #: Monotonic time of the trial's fault (`fault()`), from which recovery is measured.
+    fault_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.begin_trial()
+
+    def begin_trial(self) -> None:
+        """A new supervisor, so restarts of earlier trials do not add up to giving up."""
+        self.supervisor = self.stack.supervisor(TRIAL_RESTARTS)
+        self.fault_at = None
+
+    def fault(self) -> float:
+        """Mark now as the moment of the fault; the monotonic time."""
+        self.fault_at = time.monotonic()
+        return self.fault_at
+
+    def heal(self) -> None:
+        """One look of the supervisor: restart what died once its delay is over."""
+        if (gave_up := self.supervisor.check(time.monotonic())) is not None:
+            raise RuntimeError(f"the supervisor gave up on {gave_up}")
+
+    def ready(self, timeout: float = 180) -> None:
+        """Heal until every service of the stack runs and the API answers."""
+        deadline = time.monotonic() + timeout
+        while not all(s.alive() for s in self.stack.services.values()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the stack did not come back up")
+            self.heal()
+            time.sleep(0.2)
+        self.stack.wait_api(timeout=max(1.0, deadline - time.monotonic()))
 
     def post_job(self, input_data: Any, *, timeout: float = 30) -> str:
         """POST /workflows/start as the local user; the job id (raises on non-2xx)."""
@@ -172,6 +154,10 @@ class FaultBench:
     def job(self, job_id: str) -> dict[str, Any]:
         """The job's row."""
         return dict(shared_store().get_job(job_id))
+
+    def job_events(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's events, oldest first."""
+        return [dict(e) for e in shared_store().events(job_id)]
 
     def wait_event(self, job_id: str, kind: str, step_id: str, timeout: float = 90) -> None:
         """Wait until the job has an event `kind` for `step_id`; RuntimeError on timeout."""
@@ -183,24 +169,35 @@ class FaultBench:
         raise RuntimeError(f"job {job_id}: no {kind} event for step {step_id} in {timeout:.0f} s")
 
     def settle(self, result: TrialResult, job_ids: Sequence[str], timeout: float) -> None:
-        """Until every job is completed or failed (or `timeout`), a maintenance pass a second,
-        as the schedule would run them; then count their statuses, re-run steps and
-        resubmissions, and note why each was resubmitted and why any did not complete."""
-        deadline, last_pass, store = time.monotonic() + timeout, time.monotonic(), shared_store()
-        while time.monotonic() < deadline:
-            if all(s in ("completed", "failed") for s in store.statuses(job_ids).values()):
-                break
-            if time.monotonic() - last_pass >= 1.0:
-                scratch.run_maintenance(self.stack)
-                last_pass = time.monotonic()
-            time.sleep(0.25)
-        counts = result.counts
+        """Heal and run maintenance until every job is completed or failed (or `timeout`);
+        then count (`count`)."""
+        deadline, store = time.monotonic() + timeout, shared_store()
+        with MaintenanceLoop(self.stack):
+            while time.monotonic() < deadline:
+                self.heal()
+                if all(s in ("completed", "failed") for s in store.statuses(job_ids).values()):
+                    if self.fault_at is not None:
+                        result.recover_seconds = round(time.monotonic() - self.fault_at, 1)
+                    break
+                time.sleep(0.25)
+        self.count(result, job_ids)
+
+    def count(self, result: TrialResult, job_ids: Sequence[str]) -> None:
+        """Count the jobs' statuses, re-run steps, resubmissions and duplicates (jobs whose
+        flow runs completed more than once), and note why each was resubmitted and why any
+        did not complete."""
+        counts, store = result.counts, shared_store()
+        runs = query(self.stack.prefect_database_url, "flow_runs_per_job", [list(job_ids)])
+        completed_runs = {r["job"]: int(r["completed"]) for r in runs}
         for job_id in job_ids:
             row = self.job(job_id)
             counts["posted"] += 1
             counts["completed"] += row["status"] == "completed"
             counts["failed"] += row["status"] == "failed"
-            counts["rerun_steps"] += count_reruns(store.events(job_id), self.counter.hits(job_id))
+            counts["duplicated"] += completed_runs.get(job_id, 0) > 1
+            reruns = count_reruns(store.events(job_id), self.counter.hits(job_id))
+            counts["rerun_finished"] += reruns.finished
+            counts["rerun_interrupted"] += reruns.interrupted
             counts["resubmissions"] += int(row["resubmissions"])
             result.notes += [
                 f"job {job_id[:8]}: resubmitted because {entry.get('reason')}"
@@ -212,30 +209,48 @@ class FaultBench:
         counts["stuck"] = counts["posted"] - counts["completed"] - counts["failed"]
 
 
-def run_trials(trials: int, trial: Callable[[int], TrialResult], title: str) -> list[TrialResult]:
-    """Run `trial(1..trials)` and print the table; a trial that raises counts as violated,
-    its error in its notes, and the next one runs."""
+def run_trials(
+    trials: int, trial: Callable[[int], TrialResult], title: str, bench: FaultBench
+) -> list[TrialResult]:
+    """Run `trial(1..trials)`, each on a stack back up, and print the table; a trial that
+    raises counts as violated, its error in its notes, and the next one runs."""
     results: list[TrialResult] = []
     for number in range(1, trials + 1):
         started = time.monotonic()
         try:
+            bench.ready()
+            bench.begin_trial()
             r = trial(number)
         except Exception as exc:
             r = TrialResult(trial=number, notes=[f"error: {type(exc).__name__}: {exc}"])
         r.seconds = round(time.monotonic() - started, 1)
         results.append(r)
-        counts = " ".join(f"{k}={r.counts[k]}" for k in COUNTS[:4])
-        rerun, verdict = r.counts["rerun_steps"], "ok" if r.ok else "VIOLATED"
-        print(f"trial {number}: {counts} re-run={rerun} {r.seconds:.1f} s {verdict}", flush=True)
-    headers = ["trial", "posted", "completed", "failed", "stuck", "re-run steps", "resubmitted"]
-    rows = [[r.trial, *r.counts.values(), f"{r.seconds:.1f}", r.ok] for r in results]
-    seconds, ok = f"{sum(r.seconds for r in results):.1f}", sum(r.ok for r in results)
-    rows.append(["all", *totals(results).values(), seconds, f"{ok}/{len(results)}"])
-    print_table(title, [*headers, "seconds", "ok"], rows, align="---:")
+        counts = " ".join(f"{k}={r.counts[k]}" for k in COUNTS[:5])
+        reruns = f"re-run finished={r.counts['rerun_finished']} "
+        reruns += f"interrupted={r.counts['rerun_interrupted']}"
+        verdict = "ok" if r.ok else "VIOLATED"
+        print(f"trial {number}: {counts} {reruns} {r.seconds:.1f} s {verdict}", flush=True)
+    _print_results(title, results)
+    return results
+
+
+def _print_results(title: str, results: Sequence[TrialResult]) -> None:
+    headers = ["trial", "posted", "completed", "failed", "stuck", "duplicated"]
+    headers += ["re-run finished", "re-run interrupted", "resubmitted", "recover s", "ok"]
+    rows: list[list[Any]] = [
+        [r.trial, *r.counts.values(), _seconds(r.recover_seconds), r.ok] for r in results
+    ]
+    ok, recovered = sum(r.ok for r in results), [r.recover_seconds for r in results]
+    worst = max((s for s in recovered if s is not None), default=None)
+    rows.append(["all", *totals(results).values(), f"max {_seconds(worst)}", f"{ok}/{len(rows)}"])
+    print_table(title, headers, rows, align="---:")
     for r in results:
         lines = ([", ".join(f"{k}={v}" for k, v in r.extra.items())] if r.extra else []) + r.notes
         print("".join(f"  trial {r.trial}: {line}\n" for line in lines), end="")
-    return results
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def totals(results: Sequence[TrialResult]) -> dict[str, int]:
@@ -243,17 +258,25 @@ def totals(results: Sequence[TrialResult]) -> dict[str, int]:
     return {k: sum(r.counts[k] for r in results) for k in COUNTS}
 
 
+def recovery(results: Sequence[TrialResult]) -> dict[str, float | None]:
+    """The median and the largest time to recover over the trials that recovered."""
+    seconds = sorted(r.recover_seconds for r in results if r.recover_seconds is not None)
+    if not seconds:
+        return {"recover_seconds_median": None, "recover_seconds_max": None}
+    median, worst = seconds[len(seconds) // 2], seconds[-1]
+    return {"recover_seconds_median": median, "recover_seconds_max": worst}
+
+
 @dataclass(frozen=True)
 class FaultScript:
-    """A fault script's main, `main(argv)`: --trials, --timeout and its `options` parsed,
-    `trial(bench, number, args)` run --trials times on one fault stack with the settings
-    `env(args)`, the table under `title`, the report `.data/bench/<name>.json`; 0 if the
-    property always held.
+    """A fault script's main, `main(argv)`: --trials, --timeout, --worker and its `options`
+    parsed, `trial(bench, number, args)` run --trials times on one fault stack with the
+    settings `env(args)`, the table under `title`, the report `.data/bench/<name>.json`; 0 if
+    the property always held.
 
-    The stack: embedded PostgreSQL, Prefect on SQLite, run-workflow on the process pool, a
-    process worker and the API (cli/scratch.py; maintenance is not deployed: trials run it),
-    with the counting workflow `bench_<name>` (`wait` --delay seconds long; steps retry twice,
-    0.5 s apart)."""
+    The stack is `scratch.embedded_stack` (what `supaflow up` runs; maintenance is not
+    scheduled: the trials run its passes), with the counting workflow `bench_<name>` (`wait`
+    --delay seconds long; steps retry twice, 0.5 s apart)."""
 
     name: str
     title: str
@@ -264,19 +287,22 @@ class FaultScript:
 
     def __call__(self, argv: list[str] | None = None) -> int:
         """Run the trials with these arguments (None: the command line's); exit status."""
-        trials = ("--trials", 3, "how many trials (default 3)")
+        trials = ("--trials", 20, "how many trials (default 20)")
         timeout = ("--timeout", 120.0, "seconds a trial waits")
-        args = parse(self.doc, argv, trials, timeout, *self.options)
+        worker = ("--worker", "warm", "warm (the default path) or process", "worker")
+        args = parse(self.doc, argv, trials, timeout, worker, *self.options)
         workflow, root, env = f"bench_{self.name}", bench_root(self.name), self.env(args)
         retry = {"max_retries": 2, "strategy": "fixed", "initial_delay_seconds": 0.5}
-        with (
-            CountingServer() as counter,
-            scratch.embedded_stack(root, env, PREFECT_SQLITE, keep=args.keep) as stack,
-        ):
+        stack_of = scratch.embedded_stack(root, env, worker=args.worker, keep=args.keep)
+        with CountingServer() as counter, stack_of as stack:
             install_counting_workflow(workflow, counter.url, delay=args.delay, retry=retry)
-            bench = FaultBench(stack, counter, workflow, stack.mint_token("bench@example.com"))
-            results = run_trials(args.trials, lambda n: self.trial(bench, n, args), self.title)
+            token = stack.mint_token("bench@example.com")
+            bench = FaultBench(stack, counter, workflow, token, worker=args.worker)
+            run = lambda n: self.trial(bench, n, args)  # noqa: E731
+            results = run_trials(args.trials, run, self.title, bench)
         ok = bool(results) and all(r.ok for r in results)
-        data = {"trials": [r.report() for r in results], "totals": totals(results), "all_ok": ok}
+        data: dict[str, Any] = {"trials": [r.report() for r in results]}
+        data["totals"] = totals(results)
+        data |= {**recovery(results), "all_ok": ok}
         write_report(self.name, {**data, **args.settings, "settings": env}, args.report)
         return 0 if ok else 1

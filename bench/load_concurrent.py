@@ -31,7 +31,7 @@ if not __package__:  # run as a file: import `bench` from the project root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench import report as out
-from bench.faults import CountingServer, count_reruns, install_counting_workflow
+from bench.fault_workload import CountingServer, Reruns, count_reruns, install_counting_workflow
 from bench.stacks import Benchmark, engine_running, post_jobs, raw_deployment
 from cli.stack import LocalStack
 
@@ -193,7 +193,6 @@ def burst(stack: LocalStack, args: argparse.Namespace, users: list[tuple[str, st
 
 def count_creation(stack: LocalStack, b: Any, counter: CountingServer, users: list[str]) -> Any:
     """Section 1: jobs created, replays answered, statuses, flow runs per job, re-run steps."""
-    from engine.db.connection import shared_store
 
     ids, answers = b["job_ids"] + b["undispatched"], b["answers"]
     (rows,) = out.query(stack.database_url, "jobs_of_users", [users, WORKFLOW])
@@ -219,11 +218,20 @@ def count_creation(stack: LocalStack, b: Any, counter: CountingServer, users: li
         "jobs_with_more_than_one_flow_run": sum(1 for n in runs_per_job.values() if n > 1),
         "jobs_without_flow_run": sum(1 for j in ids if j not in runs_per_job),
         "counted_calls_per_step": {str(k): v for k, v in sorted(calls.items())},
-        "rerun_steps": sum(count_reruns(shared_store().events(j), counter.hits(j)) for j in ids),
+        "rerun_steps": _finished_reruns(ids, counter),
         "post_seconds": round(b["post_seconds"], 1),
         "drain_seconds": round(b["drain_seconds"], 1),
         "jobs_per_second": round(len(ids) / b["drain_seconds"], 2) if b["drain_seconds"] else None,
     }
+
+
+def _finished_reruns(job_ids: list[str], counter: CountingServer) -> int:
+    """Finished steps that ran again (nothing is interrupted here: none may)."""
+    from engine.db.connection import shared_store
+
+    reruns = [count_reruns(shared_store().events(j), counter.hits(j)) for j in job_ids]
+    total = sum(reruns, Reruns())
+    return total.finished + total.interrupted
 
 
 def count_maintenance(b: Any) -> dict[str, Any]:

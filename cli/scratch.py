@@ -3,11 +3,12 @@ use it (isolated from the caller's environment, see `LocalStack`).
 
 - `server_stack`: the Prefect server and the engine on scratch databases of a PostgreSQL
   server (created here, dropped at the end); workers and the API are the caller's to start.
-- `embedded_stack`: the embedded PostgreSQL, the Prefect server on SQLite (started from a
-  migrated copy when one is cached: migrating takes about 10 s), run-workflow of prefect.yaml
-  on the process pool, a process worker and the API, all answering.
+- `embedded_stack`: what `supaflow up` runs: the embedded PostgreSQL, the Prefect server on
+  its database `prefect`, jobs on a warm worker (run-workflow-warm) or, for `worker="process"`,
+  on Prefect's process worker (run-workflow), and the API, all answering.
 
-Fault handles besides a part's own stop and start: `run_maintenance`, `kill_flow_run`.
+Fault handles besides a part's own stop and start: `start_maintenance`, `run_maintenance`,
+`kill_service`, `kill_flow_run`.
 Everything is stopped on exit and the folder removed unless `keep`. While `shared` is a dict
 (set by a runner of several consumers in one process), a consumer asking for a stack of the
 kind and settings already running gets that one; `keeper` stops it at the end.
@@ -18,16 +19,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, closing, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from cli.services import PYTHON
-from cli.stack import LocalStack
+from cli.stack import WARM_DEPLOYMENT, LocalStack
 from cli.work_pools import PROCESS_POOL
 from engine.settings import PROJECT_ROOT
 
@@ -85,49 +85,68 @@ def server_stack(root: Path, env: Mapping[str, str], admin_url: str, *, keep: bo
     )
 
 
+#: The worker kinds an embedded stack runs jobs on.
+WORKERS = ("warm", "process")
+
+
 @contextmanager
-def _embedded(root: Path, env: Mapping[str, str], cache: Path, keep: bool) -> Iterator[LocalStack]:
-    with scratch_stack(root, env, keep=keep) as stack:
-        database = root / "prefect" / "prefect.db"
-        database.parent.mkdir(parents=True)
-        if cache.exists():
-            shutil.copyfile(cache, database)
-        stack.start_prefect()  # boots while the embedded server starts and migrates
+def _embedded(
+    root: Path, env: Mapping[str, str], worker: str, warm_limit: int, keep: bool
+) -> Iterator[LocalStack]:
+    if worker not in WORKERS:
+        raise ValueError(f"worker must be one of {WORKERS}, not {worker!r}")
+    warm = worker == "warm"
+    # As `supaflow up` sets it: the API and maintenance start runs of the warm deployment.
+    deployment = {"PREFECT_DEPLOYMENT": WARM_DEPLOYMENT} if warm else {}
+    with scratch_stack(root, {**env, **deployment}, keep=keep) as stack:
         stack.start_database()
+        # Boots (its own migrations on a new database) while the engine's migrate.
+        stack.start_prefect(database_url=stack.prefect_database())
         stack.migrate()
-        stack.wait_prefect(timeout=120)
-        if not cache.exists():
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            partial = cache.with_suffix(".partial")
-            with closing(sqlite3.connect(database)) as db, closing(sqlite3.connect(partial)) as to:
-                db.backup(to)
-            partial.replace(cache)
-        stack.start_engine(["run-workflow"], pools={PROCESS_POOL: "process"})
+        stack.wait_prefect(timeout=180)
+        if warm:
+            stack.start_engine(["run-workflow-warm"], process_worker=False, warm_limit=warm_limit)
+        else:
+            stack.start_engine(["run-workflow"], pools={PROCESS_POOL: "process"})
         yield stack
 
 
-def embedded_stack(root: Path, env: Mapping[str, str], cache: Path, *, keep: bool) -> Any:
-    """Embedded PostgreSQL, Prefect on SQLite (a migrated copy cached at `cache`),
-    run-workflow on the process pool, a process worker and the API, all answering."""
-    return _reuse(
-        ("embedded", tuple(sorted(env.items()))), lambda: _embedded(root, env, cache, keep)
-    )
+def embedded_stack(
+    root: Path, env: Mapping[str, str], *, worker: str = "warm", warm_limit: int = 10, keep: bool
+) -> Any:
+    """What `supaflow up` runs (without maintenance's schedule: the caller runs its passes):
+    embedded PostgreSQL, Prefect on its database `prefect`, jobs on a warm worker of
+    `warm_limit` runs (`worker="process"`: on the process worker), and the API."""
+    key = ("embedded", worker, warm_limit, tuple(sorted(env.items())))
+    return _reuse(key, lambda: _embedded(root, env, worker, warm_limit, keep))
+
+
+def start_maintenance(stack: LocalStack) -> subprocess.Popen[bytes]:
+    """One pass of the maintenance flow in a new process, as the schedule runs it (logs in
+    logs/maintenance.log), started; the caller waits for it (or kills it)."""
+    code = "from flows.maintenance import maintenance; maintenance()"
+    with (stack.log_dir / "maintenance.log").open("ab") as log:
+        return subprocess.Popen(
+            [PYTHON, "-c", code], env=stack.env, cwd=PROJECT_ROOT, stdout=log, stderr=log
+        )
 
 
 def run_maintenance(stack: LocalStack) -> int:
-    """One pass of the maintenance flow in a new process, as the schedule runs it (logs in
-    logs/maintenance.log); its exit status (a pass fails while Prefect is down, for one)."""
-    code = "from flows.maintenance import maintenance; maintenance()"
-    with (stack.log_dir / "maintenance.log").open("ab") as log:
-        done = subprocess.run(
-            [PYTHON, "-c", code],
-            env=stack.env,
-            cwd=PROJECT_ROOT,
-            stdout=log,
-            stderr=log,
-            check=False,
-        )
-    return done.returncode
+    """One pass of the maintenance flow (`start_maintenance`), waited for; its exit status (a
+    pass fails while Prefect is down, for one)."""
+    return start_maintenance(stack).wait()
+
+
+def kill_service(stack: LocalStack, name: str, *, group: bool = False) -> int:
+    """SIGKILL the service `name` (with `group`, its whole process group: the server and
+    every process it started, as a crash of all of them); its pid. The stack still lists it,
+    so a supervisor sees it exit and restarts it."""
+    pid = stack.services[name].pid
+    if group:
+        os.killpg(pid, signal.SIGKILL)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    return pid
 
 
 def kill_flow_run(stack: LocalStack, flow_run_id: str, timeout: float = 30) -> int:

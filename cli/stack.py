@@ -367,12 +367,16 @@ class LocalStack:
         """Restart services that exit (cli/supervision.py) until one that may not be
         restarted exits or one keeps dying (its name is returned), or a stop signal arrives
         (KeyboardInterrupt, raised here once the wait is over: see `signals_deferred`)."""
-        supervisor = Supervisor(self, policy, record=self._record_restart)
+        supervisor = self.supervisor(policy)
         with signals_deferred() as stop:
             while not stop.wait(poll):
                 if (name := supervisor.check(time.monotonic())) is not None:
                     return name
         raise KeyboardInterrupt("stop signal")
+
+    def supervisor(self, policy: RestartPolicy | None = None) -> Supervisor:
+        """A supervisor of this stack's services, recording each restart in the database."""
+        return Supervisor(self, policy, record=self._record_restart)
 
     def _record_restart(self, name: str, exit_code: int | None) -> None:
         from engine.db.connection import shared_store
