@@ -139,14 +139,15 @@ def run_maintenance(stack: LocalStack) -> int:
 
 def kill_service(stack: LocalStack, name: str, *, group: bool = False) -> int:
     """SIGKILL the service `name` (with `group`, its whole process group: the server and
-    every process it started, as a crash of all of them); its pid. The stack still lists it,
-    so a supervisor sees it exit and restarts it."""
-    pid = stack.services[name].pid
+    every process it started, as a crash of all of them) and wait until it is gone; its pid.
+    The stack still lists it, so a supervisor sees it exit and restarts it."""
+    service = stack.services[name]
     if group:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(service.pid, signal.SIGKILL)
     else:
-        os.kill(pid, signal.SIGKILL)
-    return pid
+        os.kill(service.pid, signal.SIGKILL)
+    service.proc.wait(timeout=30)
+    return service.pid
 
 
 def kill_flow_run(stack: LocalStack, flow_run_id: str, timeout: float = 30) -> int:
