@@ -79,6 +79,13 @@ class Settings(BaseSettings):
         "auth.users'; 0 looks every request up.",
     )
     redis_url: str | None = Field(default=None, description="Rate-limit storage; memory if unset.")
+    rate_limit_fallback_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="While REDIS_URL fails, each API process limits on its own for this long "
+        "before one request tries Redis again.",
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         description="Bearer token of the operator endpoints (/metrics, /operator/*); unset: "
