@@ -19,7 +19,7 @@ from api.errors import install_error_handlers
 from api.identity import store_directory
 from api.metrics import install_metrics
 from api.probe import ProbeCache
-from api.ratelimit import RateLimiter
+from api.ratelimit import RateLimiter, RateLimitScopeMiddleware
 from api.responses import ALWAYS, error_responses
 from api.routes import docs, health, jobs, metrics, operator, workflows
 from api.routes.local_auth import local_auth_router
@@ -105,6 +105,8 @@ def create_app(
     # Innermost: an unhandled exception becomes the JSON 500 here and goes no further, so the
     # server keeps the connection open (api/unhandled.py says why that matters).
     app.add_middleware(UnhandledErrorMiddleware)
+    # X-RateLimit-Scope on every answer a limit was applied to, errors included.
+    app.add_middleware(RateLimitScopeMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     # Timing is added last so it is outermost: it also measures 413s and auth failures.
     install_metrics(app)

@@ -24,7 +24,13 @@ from api.auth import AuthError, Principal, TokenVerifier, bearer_token, openapi_
 from api.client_address import client_ip
 from api.identity import UserDirectory
 from api.probe import ProbeCache
-from api.ratelimit import PER_USER_GROUPS, RateLimiter, raise_if_limited
+from api.ratelimit import (
+    PER_USER_GROUPS,
+    SCOPE_STATE_KEY,
+    RateLimiter,
+    RateLimitResult,
+    raise_if_limited,
+)
 from engine.db.store import JobStore
 from engine.dispatch import RunStarter
 from engine.settings import Settings
@@ -88,13 +94,25 @@ StoreDep = Annotated[JobStore, Depends(job_store)]
 StarterDep = Annotated[RunStarter, Depends(run_starter)]
 MetricsRegistryDep = Annotated[CollectorRegistry, Depends(metrics_registry)]
 HealthProbeDep = Annotated[ProbeCache, Depends(health_probe)]
+RateLimiterDep = Annotated[RateLimiter, Depends(rate_limiter)]
 
 # --- users: the one identity check ------------------------------------------------------------
 
 
+def apply_limit(request: Request, result: RateLimitResult) -> None:
+    """Enforce one limiter answer: note its scope for the `X-RateLimit-Scope` header
+    (api.ratelimit.RateLimitScopeMiddleware), then raise `RateLimitedError` if it refuses.
+
+    Every limit a dependency applies goes through here, so every answer it shaped says
+    whether the count was shared by the replicas or this process's own.
+    """
+    setattr(request.state, SCOPE_STATE_KEY, result.scope)
+    raise_if_limited(result)
+
+
 def limit_anonymous(request: Request) -> None:
     """Dependency for public routes: count the request against "anon" for its client IP."""
-    raise_if_limited(rate_limiter(request).hit("anon", client_ip(request)))
+    apply_limit(request, rate_limiter(request).hit("anon", client_ip(request)))
 
 
 def unlimited_probe() -> None:
@@ -141,10 +159,10 @@ def authenticated(group: str) -> Callable[..., Principal]:
         try:
             principal = verified_user(request)
         except AuthError:
-            raise_if_limited(limiter.hit("anon", client_ip(request)))
+            apply_limit(request, limiter.hit("anon", client_ip(request)))
             raise
         request.state.principal = principal
-        raise_if_limited(limiter.hit(group, principal.user_id))
+        apply_limit(request, limiter.hit(group, principal.user_id))
         return principal
 
     # Distinct names keep FastAPI's dependency cache and the OpenAPI document tidy.
@@ -200,9 +218,9 @@ def require_operator(request: Request) -> None:
         raise StarletteHTTPException(403, OPERATOR_DISABLED)
     limiter = rate_limiter(request)
     address = client_ip(request)
-    raise_if_limited(limiter.peek("operator", address))
+    apply_limit(request, limiter.peek("operator", address))
     try:
         check_operator_token(request, expected)
     except AuthError:
-        raise_if_limited(limiter.hit("operator", address))
+        apply_limit(request, limiter.hit("operator", address))
         raise

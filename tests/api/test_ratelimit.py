@@ -1,5 +1,5 @@
 """Rate limits per endpoint group: parsing, the limiter in memory and in a real Redis, and the
-429 answers of a small app using the dependencies."""
+429 answers of a small app using the dependencies. (Redis failing: test_ratelimit_fallback.py.)"""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ from api.errors import install_error_handlers
 from api.identity import UserDirectory
 from api.ratelimit import (
     DEFAULT_RATE_LIMITS,
+    SCOPE_HEADER,
     RateLimitedError,
     RateLimiter,
     RateLimitResult,
+    RateLimitScopeMiddleware,
+    RateLimitStatus,
     effective_rate_limits,
     parse_rate_limits,
     raise_if_limited,
@@ -101,9 +104,9 @@ def test_check_raises_once_spent() -> None:
 
 def test_raise_if_limited() -> None:
     """A refused result becomes RateLimitedError carrying its retry delay; an allowed one not."""
-    raise_if_limited(RateLimitResult(True, 0, 5, 4))
+    raise_if_limited(RateLimitResult(True, 0, 5, 4, "local"))
     with pytest.raises(RateLimitedError) as caught:
-        raise_if_limited(RateLimitResult(False, 42, 5, 0))
+        raise_if_limited(RateLimitResult(False, 42, 5, 0, "shared"))
     assert caught.value.retry_after_seconds == 42
     assert caught.value.code == "rate_limited"
     assert caught.value.details == {"retry_after_seconds": 42, "limit": 5}
@@ -173,11 +176,40 @@ def test_namespaces_separate_limiters_sharing_redis(redis_namespace: str) -> Non
         second.clear("start", ALICE)
 
 
-def test_unreachable_redis_lets_requests_through() -> None:
-    """With Redis down the limiter fails open instead of refusing every caller."""
+def test_unreachable_redis_still_limits_locally() -> None:
+    """With Redis unreachable the limiter does not fail open: it counts in this process, with
+    the same limits, and says so."""
     limiter = RateLimiter(effective_rate_limits("start=1/minute"), "redis://127.0.0.1:1/0")
-    assert all(limiter.hit("start", ALICE).allowed for _ in range(3))
-    assert limiter.peek("start", ALICE).allowed
+    first = limiter.hit("start", ALICE)
+    assert (first.allowed, first.scope) == (True, "local")
+    assert not limiter.hit("start", ALICE).allowed
+    assert not limiter.peek("start", ALICE).allowed
+    assert limiter.hit("start", BOB).allowed
+    status = limiter.status()
+    assert (status.storage, status.scope, status.fallbacks) == ("redis", "local", 1)
+    assert status.fallback_since is not None
+
+
+def test_scope_says_where_the_count_is(make_limiter: Callable[[str], RateLimiter]) -> None:
+    """Counts in Redis are "shared" by the replicas; counts in memory are this process's
+    ("local"), and the status says which storage is configured."""
+    limiter = make_limiter("start=5/minute")
+    result = limiter.hit("start", ALICE)
+    status = limiter.status()
+    if limiter.breaker is None:
+        assert result.scope == "local"
+        assert status == RateLimitStatus("memory", "local", None, 0)
+    else:
+        assert result.scope == "shared"
+        assert status == RateLimitStatus("redis", "shared", None, 0)
+
+
+def test_other_storage_schemes_are_refused() -> None:
+    """REDIS_URL must name Redis (or Valkey); the error does not repeat the URL, which may
+    hold a password."""
+    with pytest.raises(ConfigurationError, match="REDIS_URL") as caught:
+        RateLimiter(effective_rate_limits(""), "memcached://user:s3cret@127.0.0.1:11211")
+    assert "s3cret" not in str(caught.value)
 
 
 def test_unknown_group_is_a_programming_error() -> None:
@@ -198,6 +230,7 @@ def make_app(verifier: TokenVerifier, limiter: RateLimiter) -> FastAPI:
     """An app with one route per group: start, read, and a public one limited per IP."""
     app = FastAPI()
     install_error_handlers(app)
+    app.add_middleware(RateLimitScopeMiddleware)
     app.state.verifier = verifier
     app.state.limiter = limiter
     app.state.users = UserDirectory(lambda _user_id: True, cache_seconds=0)  # no database here
@@ -234,6 +267,11 @@ def app_factory(
     yield build
 
 
+def expected_scope(app: FastAPI) -> str:
+    """The `X-RateLimit-Scope` an app's limiter answers with while its storage works."""
+    return "local" if app.state.limiter.breaker is None else "shared"
+
+
 def _token(jwks: JwksEndpoint, key: SigningKey, user_id: str) -> dict[str, str]:
     return bearer(key.sign(supabase_claims(issuer=jwks.issuer, user_id=user_id)))
 
@@ -242,16 +280,18 @@ def test_per_user_limit_returns_429_with_retry_after(
     app_factory: Callable[[str], FastAPI], jwks: JwksEndpoint, es_key: SigningKey
 ) -> None:
     """A user past the "start" limit gets 429 with Retry-After and the uniform body, while
-    another user, and the same user's "read" budget, are unaffected."""
-    client = TestClient(app_factory("start=2/minute;read=5/minute;anon=5/minute"))
+    another user, and the same user's "read" budget, are unaffected; every answer names the
+    scope of its count (X-RateLimit-Scope)."""
+    app = app_factory("start=2/minute;read=5/minute;anon=5/minute")
+    client = TestClient(app)
     alice, bob = _token(jwks, es_key, ALICE), _token(jwks, es_key, BOB)
+    scope = expected_scope(app)
 
-    assert [client.post("/workflows/start", headers=alice).status_code for _ in range(2)] == [
-        200,
-        200,
-    ]
+    answers = [client.post("/workflows/start", headers=alice) for _ in range(2)]
+    assert [(a.status_code, a.headers[SCOPE_HEADER]) for a in answers] == [(200, scope)] * 2
     refused = client.post("/workflows/start", headers=alice)
     assert refused.status_code == 429
+    assert refused.headers[SCOPE_HEADER] == scope
     assert int(refused.headers["retry-after"]) in range(1, 61)
     error = refused.json()["error"]
     assert error["code"] == "rate_limited"
@@ -271,11 +311,14 @@ def test_anonymous_limit_is_per_ip_and_spent_by_failures_only(
     attacker = TestClient(app, client=("203.0.113.7", 40000))
     other = TestClient(app, client=("198.51.100.8", 40000))
 
-    assert attacker.get("/jobs").status_code == 401
+    unauthenticated = attacker.get("/jobs")
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.headers[SCOPE_HEADER] == expected_scope(app)
     assert attacker.get("/jobs", headers=bearer("garbage")).status_code == 401
     blocked = attacker.get("/jobs", headers=bearer("garbage"))
     assert blocked.status_code == 429
     assert "retry-after" in blocked.headers
+    assert blocked.headers[SCOPE_HEADER] == expected_scope(app)
     assert attacker.get("/jobs", headers=_token(jwks, es_key, ALICE)).status_code == 200
 
     assert other.get("/jobs").status_code == 401
