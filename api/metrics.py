@@ -7,7 +7,9 @@ Two sources:
   scrape one replica;
 - **this process**: `supaflow_api_request_duration_seconds{route,method,status}`, observed by
   `ResponseTimeMiddleware` with the route *template* (`/jobs/{job_id}`), never the raw path, so
-  label cardinality stays bounded.
+  label cardinality stays bounded; and the rate limiter's state (`RateLimitCollector`):
+  `supaflow_rate_limit_local_fallback` (1 while Redis fails and this replica limits on its
+  own) and `supaflow_rate_limit_fallbacks_total`. These differ per replica: scrape each.
 
 Wire it with `install_metrics(app)`.
 """
@@ -30,6 +32,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.ratelimit import RateLimiter
 from engine.db.metrics import HistogramSeries, MetricsSnapshot, read_metrics
 
 logger = logging.getLogger("supaflow.api.metrics")
@@ -61,6 +64,8 @@ METRIC_NAMES: tuple[str, ...] = (
     f"{PREFIX}_alerts_open",
     f"{PREFIX}_service_restarts_total",
     f"{PREFIX}_api_request_duration_seconds",
+    f"{PREFIX}_rate_limit_local_fallback",
+    f"{PREFIX}_rate_limit_fallbacks_total",
 )
 
 
@@ -247,6 +252,32 @@ class DatabaseMetricsCollector(Collector):
         yield from families
 
 
+class RateLimitCollector(Collector):
+    """This process's rate limiter at scrape time: falling back or not, and how often it did."""
+
+    def __init__(self, limiter: Callable[[], RateLimiter | None]) -> None:
+        self._limiter = limiter
+
+    def collect(self) -> Iterator[Metric]:
+        """The fallback gauge and counter (nothing for an app without a limiter)."""
+        limiter = self._limiter()
+        if limiter is None:
+            return
+        status = limiter.status()
+        fallback = GaugeMetricFamily(
+            f"{PREFIX}_rate_limit_local_fallback",
+            "1 while Redis fails and this process counts rate limits on its own.",
+        )
+        fallback.add_metric([], 1.0 if status.fallback_since is not None else 0.0)
+        fallbacks = CounterMetricFamily(
+            f"{PREFIX}_rate_limit_fallbacks_total",
+            "Times this process switched its rate limits from Redis to local counts.",
+        )
+        fallbacks.add_metric([], float(status.fallbacks))
+        yield fallback
+        yield fallbacks
+
+
 def route_label(scope: Scope) -> str:
     """The matched route's path template, or 'unmatched'."""
     route = scope.get("route")
@@ -292,7 +323,8 @@ def install_metrics(app: FastAPI) -> CollectorRegistry:
     middleware; GET /metrics (api/routes/metrics.py) exposes the registry.
 
     The registry is the app's own (not prometheus_client's global one), so several apps in
-    one process never share or collide. The collector reads `app.state.store` at scrape time.
+    one process never share or collide. The collectors read `app.state.store` and
+    `app.state.limiter` at scrape time.
     """
     registry = CollectorRegistry()
     histogram = Histogram(
@@ -310,6 +342,7 @@ def install_metrics(app: FastAPI) -> CollectorRegistry:
         return read_metrics(store.pool)
 
     registry.register(DatabaseMetricsCollector(read))
+    registry.register(RateLimitCollector(lambda: getattr(app.state, "limiter", None)))
     app.state.metrics_registry = registry
     app.add_middleware(ResponseTimeMiddleware, histogram=histogram)
     return registry

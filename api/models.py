@@ -162,12 +162,31 @@ class WorkflowList(BaseModel):
     workflows: list[WorkflowSummary]
 
 
+class RateLimitHealth(BaseModel):
+    """How this API process applies rate limits (api/ratelimit.py)."""
+
+    storage: Literal["redis", "memory"] = Field(
+        description="The configured storage: Redis (REDIS_URL) or this process's memory."
+    )
+    scope: Literal["shared", "local"] = Field(
+        description="'shared': counted in Redis for every replica; 'local': counted by this "
+        "process alone (no REDIS_URL, or Redis failing)."
+    )
+    fallback_since: datetime | None = Field(
+        description="Since when (UTC) Redis has been failing and limits have been local; null "
+        "while they are not falling back. It ends at the first limited request after the "
+        "cool-down that finds Redis answering."
+    )
+
+
 class Health(BaseModel):
-    """Reachability of the parts the API depends on."""
+    """Reachability of the parts the API depends on. 'degraded': the database answers but
+    Prefect does not, or the rate limits are falling back to local counts."""
 
     status: Literal["ok", "degraded", "down"]
     database: bool
     prefect: bool
+    rate_limit: RateLimitHealth
 
 
 class ErrorDetail(BaseModel):

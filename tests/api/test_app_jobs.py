@@ -504,11 +504,20 @@ def test_workflows_needs_a_token(client: TestClient) -> None:
     assert_error_shape(response.json(), "unauthorized")
 
 
+#: /health's rate-limit part without REDIS_URL (tests/api/test_ratelimit_fallback.py: Redis).
+MEMORY_RATE_LIMIT = {"storage": "memory", "scope": "local", "fallback_since": None}
+
+
 def test_health_reports_prefect_down(client: TestClient) -> None:
     """Database up, Prefect unreachable: 200, status degraded, prefect false; no token needed."""
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "degraded", "database": True, "prefect": False}
+    assert response.json() == {
+        "status": "degraded",
+        "database": True,
+        "prefect": False,
+        "rate_limit": MEMORY_RATE_LIMIT,
+    }
 
 
 def test_health_reports_prefect_up(
@@ -523,7 +532,12 @@ def test_health_reports_prefect_up(
     finally:
         starter.close()
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": True, "prefect": True}
+    assert response.json() == {
+        "status": "ok",
+        "database": True,
+        "prefect": True,
+        "rate_limit": MEMORY_RATE_LIMIT,
+    }
 
 
 def test_openapi_documents_the_endpoints_and_the_start_example(client: TestClient) -> None:
