@@ -9,78 +9,24 @@ once Redis is back, a probe after the cool-down makes the limits shared again.""
 from __future__ import annotations
 
 import logging
-import shutil
-import socket
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from waiting import wait_until
 
 from api.ratelimit import SCOPE_HEADER, RateLimiter, effective_rate_limits
+from bench.private_redis import REDIS_SERVER, PrivateRedis
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 OPERATOR_TOKEN = "fallback-operator-token"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 ALICE = "0a6c3b0e-0000-4000-8000-00000000a11c"
 
 pytestmark = pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="needs redis-server")
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on at the moment."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PrivateRedis:
-    """A redis-server of this test alone: no persistence, a password, one fixed port, so it
-    can be killed and started again at the same address."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.password = f"pw-{uuid.uuid4().hex}"
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """The REDIS_URL of this server, password included."""
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
-
-    def answers(self) -> bool:
-        """Whether the server answers PING (with the password)."""
-        client = redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
-
-    def start(self) -> None:
-        """Start the server and wait until it answers."""
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--requirepass", self.password, "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_until(self.answers, timeout=10, what=f"redis-server on port {self.port}")
-
-    def kill(self) -> None:
-        """Kill the server (SIGKILL: no goodbye to its clients) and reap it."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
 
 
 @pytest.fixture

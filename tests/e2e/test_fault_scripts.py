@@ -1,10 +1,11 @@
-"""The fault scripts in bench/, one trial each: every script brings up a local stack (embedded
-PostgreSQL, Prefect server, process worker, API), breaks one part of it, and reports counts;
-the counts in its JSON report are checked here.
+"""The fault scripts in bench/, one trial each: every script brings up the stack `supaflow up`
+runs (embedded PostgreSQL, Prefect server on it, warm worker, API), breaks one part of it,
+lets the stack's supervisor and maintenance heal it, and reports counts; the counts in its
+JSON report are checked here.
 
-The two scripts with the same recovery settings run in one `python -m bench` process on one
-stack (their trials leave it as they found it); fault_postgres_restart, with a slower
-heartbeat, runs on a stack of its own, as a file."""
+The scripts with the same recovery settings run in one `python -m bench` process on one stack
+(their trials leave it as they found it); fault_postgres_restart, with a slower heartbeat, and
+the process-worker option run on stacks of their own, as files."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ from engine.settings import PROJECT_ROOT
 
 @dataclass(frozen=True)
 class FaultCase:
-    """A script, the jobs one trial posts, and whether finished steps may run again."""
+    """A script, the jobs one trial posts, whether they must have been resubmitted, and the
+    script's options."""
 
     script: str
     jobs_posted: int
     must_resubmit: bool
+    options: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -36,14 +39,27 @@ class FaultCase:
 
 
 SHARED = [
-    # kill -9 mid-step: the job is resubmitted, completes, and no finished step runs again.
-    FaultCase("fault_kill_flow.py", jobs_posted=1, must_resubmit=True),
+    # kill -9 of the warm worker with 10 jobs mid-step: all resubmitted, each completes once.
+    FaultCase("fault_kill_flow.py", jobs_posted=10, must_resubmit=True),
+    # kill -9 of the API between commit and answer: the retried requests find one job each.
+    FaultCase("fault_kill_api.py", jobs_posted=3, must_resubmit=False),
+    # kill -9 of maintenance mid-pass: the next passes finish the resubmissions, once each.
+    FaultCase("fault_kill_maintenance.py", jobs_posted=10, must_resubmit=True),
+    # The Prefect server crashed and restarted by the supervisor: the jobs in flight complete.
+    FaultCase("fault_prefect_restart.py", jobs_posted=10, must_resubmit=False),
     # Prefect down: one job in flight and three posted during the outage all complete.
     FaultCase("fault_prefect_down.py", jobs_posted=4, must_resubmit=False),
 ]
 ALONE = [
     # PostgreSQL restarted mid-run: no job stuck; with the pool's connection check none fails.
     FaultCase("fault_postgres_restart.py", jobs_posted=3, must_resubmit=False),
+    # The process worker, as an option: the killed flow-run process's job is resubmitted.
+    FaultCase(
+        "fault_kill_flow.py",
+        jobs_posted=1,
+        must_resubmit=True,
+        options=("--worker", "process", "--jobs", "1", "--delay", "3"),
+    ),
 ]
 
 
@@ -65,7 +81,8 @@ def shared_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     folder = tmp_path_factory.mktemp("faults")
     argv: list[str] = []
     for case in SHARED:
-        argv += ["--", case.name, "--trials", "1", "--report", str(folder / f"{case.name}.json")]
+        report = str(folder / f"{case.name}.json")
+        argv += ["--", case.name, "--trials", "1", "--report", report, *case.options]
     return _run(["-m", "bench", *argv[1:]])[1], folder
 
 
@@ -77,7 +94,9 @@ def _check(case: FaultCase, code: int | None, output: str, report_path: Path) ->
     (trial,) = report["trials"]
     assert trial["posted"] == case.jobs_posted, output
     assert trial["completed"] == case.jobs_posted, output
-    assert (trial["failed"], trial["stuck"], trial["rerun_steps"]) == (0, 0, 0), output
+    never = ("failed", "stuck", "duplicated", "rerun_finished")
+    assert {k: trial[k] for k in never} == dict.fromkeys(never, 0), output
+    assert trial["recover_seconds"] is not None, output
     if case.must_resubmit:
         assert trial["resubmissions"] >= 1, output
 
@@ -95,10 +114,10 @@ def test_fault_script_one_trial_holds_its_property(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ALONE, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", ALONE, ids=lambda c: "-".join([c.name, *c.options[1:2]]))
 def test_fault_script_run_as_a_file(case: FaultCase, tmp_path: Path) -> None:
     """The same for a script run on its own stack, as a file."""
     report = tmp_path / "report.json"
     script = str(PROJECT_ROOT / "bench" / case.script)
-    code, output = _run([script, "--trials", "1", "--report", str(report)])
+    code, output = _run([script, "--trials", "1", "--report", str(report), *case.options])
     _check(case, code, output, report)
