@@ -13,6 +13,7 @@ import argparse
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -284,6 +285,10 @@ class FaultScript:
     trial: Callable[[FaultBench, int, argparse.Namespace], TrialResult]
     options: Sequence[Option]
     env: Callable[[argparse.Namespace], dict[str, str]] = lambda _args: dict(FAST_RECOVERY_ENV)
+    #: A part of the stack the fault adds around all its trials (e.g. a Redis to kill).
+    setup: Callable[[FaultBench, argparse.Namespace], AbstractContextManager[Any]] = (
+        lambda _bench, _args: nullcontext()
+    )
 
     def __call__(self, argv: list[str] | None = None) -> int:
         """Run the trials with these arguments (None: the command line's); exit status."""
@@ -299,7 +304,8 @@ class FaultScript:
             token = stack.mint_token("bench@example.com")
             bench = FaultBench(stack, counter, workflow, token, worker=args.worker)
             run = lambda n: self.trial(bench, n, args)  # noqa: E731
-            results = run_trials(args.trials, run, self.title, bench)
+            with self.setup(bench, args):
+                results = run_trials(args.trials, run, self.title, bench)
         ok = bool(results) and all(r.ok for r in results)
         data: dict[str, Any] = {"trials": [r.report() for r in results]}
         data["totals"] = totals(results)

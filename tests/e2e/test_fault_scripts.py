@@ -49,6 +49,8 @@ SHARED = [
     FaultCase("fault_prefect_restart.py", jobs_posted=10, must_resubmit=False),
     # Prefect down: one job in flight and three posted during the outage all complete.
     FaultCase("fault_prefect_down.py", jobs_posted=4, must_resubmit=False),
+    # Redis of the rate limiter down: the API answers, limits on its own, says so.
+    FaultCase("fault_redis_down.py", jobs_posted=4, must_resubmit=False),
 ]
 ALONE = [
     # PostgreSQL restarted mid-run: no job stuck; with the pool's connection check none fails.
