@@ -27,9 +27,7 @@ def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResu
     """Kill the process running the jobs' `wait` steps; all complete, nothing finished
     re-runs."""
     result = TrialResult(number)
-    job_ids = [bench.post_job({"trial": number}) for _ in range(args.jobs)]
-    for job_id in job_ids:
-        bench.wait_event(job_id, "step_started", "wait")
+    job_ids = bench.post_mid_step(args.jobs, number)
     in_step = sum(not _waited(bench, j) for j in job_ids)
     bench.fault()
     if bench.worker == "warm":

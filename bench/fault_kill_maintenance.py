@@ -61,9 +61,7 @@ def _kill_mid_pass(bench: FaultBench, job_ids: list[str], timeout: float) -> dic
 def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResult:
     """Kill maintenance mid-pass while it resubmits crashed jobs; all complete, once."""
     result = TrialResult(number)
-    job_ids = [bench.post_job({"trial": number}) for _ in range(args.jobs)]
-    for job_id in job_ids:
-        bench.wait_event(job_id, "step_started", "wait")
+    job_ids = bench.post_mid_step(args.jobs, number)
     kill_service(bench.stack, "warm-worker")
     _wait_crashed(bench, job_ids, timeout=60)
     result.extra = _kill_mid_pass(bench, job_ids, timeout=60)

@@ -24,9 +24,7 @@ from bench.faults import FAST_RECOVERY_ENV, FaultBench, FaultScript, TrialResult
 def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResult:
     """Restart PostgreSQL while every job is in its `wait` step; none may end up stuck."""
     result, embedded = TrialResult(number), bench.stack.embedded
-    job_ids = [bench.post_job({"trial": number}) for _ in range(args.jobs)]
-    for job_id in job_ids:
-        bench.wait_event(job_id, "step_started", "wait")
+    job_ids = bench.post_mid_step(args.jobs, number)
     assert embedded is not None
     started = bench.fault()
     embedded.stop()

@@ -25,9 +25,7 @@ from cli.scratch import kill_service
 def trial(bench: FaultBench, number: int, args: argparse.Namespace) -> TrialResult:
     """Crash Prefect while every job is mid-step; all complete, once."""
     result = TrialResult(number)
-    job_ids = [bench.post_job({"trial": number}) for _ in range(args.jobs)]
-    for job_id in job_ids:
-        bench.wait_event(job_id, "step_started", "wait")
+    job_ids = bench.post_mid_step(args.jobs, number)
     kill_service(bench.stack, "prefect-server", group=True)
     down_at = bench.fault()
     deadline = down_at + 120

@@ -152,6 +152,13 @@ class FaultBench:
         """POST /workflows/start as the local user; the job id (raises on non-2xx)."""
         return start_job(self.stack.api_url, self.token, self.workflow, input_data, timeout)
 
+    def post_mid_step(self, jobs: int, trial: int, step: str = "wait") -> list[str]:
+        """Post `jobs` jobs and wait until every one has started `step`; their ids."""
+        job_ids = [self.post_job({"trial": trial}) for _ in range(jobs)]
+        for job_id in job_ids:
+            self.wait_event(job_id, "step_started", step)
+        return job_ids
+
     def job(self, job_id: str) -> dict[str, Any]:
         """The job's row."""
         return dict(shared_store().get_job(job_id))
