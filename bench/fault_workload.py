@@ -1,6 +1,6 @@
-"""The workload of the fault scripts and the concurrent-load benchmark: a counting endpoint
-(`CountingServer`), the counting workflow calling it (`install_counting_workflow`), and the
-account of steps that ran again (`count_reruns`)."""
+"""The workload of the fault scripts, the soak and the concurrent-load benchmark: a counting
+endpoint (`CountingServer`, with a flaky one beside it), the counting workflow calling it
+(`install_counting_workflow`), and the account of steps that ran again (`count_reruns`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ from engine.db.connection import shared_store
 
 class CountingServer(ThreadingHTTPServer):
     """A local HTTP server counting calls to `/count/<job>/<step>`; answers `{"n": count}`.
-    A step that runs twice shows here as a count of 2: the side effect, not the engine's word."""
+    A step that runs twice shows here as a count of 2: the side effect, not the engine's word.
+
+    `/flaky/<job>/<step>/<fails>` counts the same way, but answers 503 to the first `<fails>`
+    calls of that (job, step) and `{"n": count}` after: a step the workflow's retries must
+    carry through (or, with more fails than attempts, one that fails for good)."""
 
     daemon_threads = True
 
@@ -34,6 +38,14 @@ class CountingServer(ThreadingHTTPServer):
         with self.lock:
             return {step: n for (job, step), n in self.calls.items() if job == job_id}
 
+    def hits_by_job(self) -> dict[str, dict[str, int]]:
+        """Calls per step of every job, in one pass (`hits` per job scans every call)."""
+        found: dict[str, dict[str, int]] = {}
+        with self.lock:
+            for (job, step), n in self.calls.items():
+                found.setdefault(job, {})[step] = n
+        return found
+
     def __exit__(self, *_exc: object) -> None:
         self.shutdown()
         self.server_close()
@@ -44,12 +56,17 @@ class _Counted(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         parts = self.path.strip("/").split("/")
-        if len(parts) != 3 or parts[0] != "count":
+        flaky = len(parts) == 4 and parts[0] == "flaky" and parts[3].isdigit()
+        if not flaky and (len(parts) != 3 or parts[0] != "count"):
             self.send_error(404)
             return
         with self.server.lock:
             self.server.calls[(parts[1], parts[2])] += 1
-            body = json.dumps({"n": self.server.calls[(parts[1], parts[2])]}).encode()
+            n = self.server.calls[(parts[1], parts[2])]
+        if flaky and n <= int(parts[3]):
+            self.send_error(503, "flaky: failing on purpose")
+            return
+        body = json.dumps({"n": n}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
