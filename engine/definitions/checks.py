@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from engine.definitions import graph, mapping
 from engine.definitions.locations import format_location
 from engine.definitions.models import RetrySpec, WorkflowDefinition
+from engine.definitions.wait_checks import sleep_template, wait_problems
 from engine.errors import DefinitionError, MappingError, Problem
 
 
@@ -147,6 +148,13 @@ def _mapping_problems(defn: WorkflowDefinition, deps: dict[str, list[str]]) -> l
             step_id=None if duplicate else step.id,
             allowed=ups.get(step.id, set()),
         )
+        problems += _path_problems(
+            sleep_template(step),
+            f"steps[{index}].sleep",
+            ids=ids,
+            step_id=None if duplicate else step.id,
+            allowed=ups.get(step.id, set()),
+        )
     if defn.output is not None:
         problems += _path_problems(defn.output, "output", ids=ids, step_id=None, allowed=set())
     return problems
@@ -159,7 +167,7 @@ def _transformer_problems(
     return [
         Problem(f"steps[{index}].transformer", f"unknown transformer {step.transformer!r}")
         for index, step in enumerate(defn.steps)
-        if step.transformer not in known
+        if step.transformer is not None and step.transformer not in known
     ]
 
 
@@ -225,6 +233,7 @@ def check_definition(
         problems += _transformer_problems(defn, transformer_ids)
     problems += _retry_problems(defn)
     problems += input_schema_problems(defn.input_schema)
+    problems += wait_problems(defn)
     return defn, problems
 
 

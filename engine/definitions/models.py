@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.definitions.wait_steps import ApprovalWait, EventWait, SleepWait, WaitSpec
 from engine.errors import ErrorKind
 
 STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
@@ -44,12 +45,16 @@ class RetrySpec(BaseModel):
 
 
 class StepDefinition(BaseModel):
-    """One step: a transformer applied to an input built by the mapping."""
+    """One step: a transformer applied to an input built by the mapping, or a wait
+    (`approval`, `sleep`, `wait_for_event`; exactly one of the four)."""
 
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=STEP_ID_PATTERN)
-    transformer: str = Field(pattern=TRANSFORMER_ID_PATTERN)
+    transformer: str | None = Field(default=None, pattern=TRANSFORMER_ID_PATTERN)
+    approval: ApprovalWait | None = None
+    sleep: SleepWait | None = None
+    wait_for_event: EventWait | None = None
     input: dict[str, Any] = Field(
         default_factory=dict,
         description="Keys ending in '.$' take a JSONPath over {input, steps, job}; "
@@ -62,6 +67,11 @@ class StepDefinition(BaseModel):
     )
     retry: RetrySpec | None = None
     timeout_seconds: float | None = Field(default=None, gt=0, le=86400)
+
+    @property
+    def wait(self) -> WaitSpec | None:
+        """The step's wait kind (None for a transformer step)."""
+        return self.approval or self.sleep or self.wait_for_event
 
 
 class WorkflowDefinition(BaseModel):

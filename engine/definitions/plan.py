@@ -17,6 +17,7 @@ from engine.definitions.mapping import render
 from engine.definitions.models import WorkflowDefinition
 from engine.definitions.retry import RetryPolicy, resolve_policy, retry_delays
 from engine.definitions.transformers import TransformerCatalog, TransformerConfig
+from engine.definitions.wait_steps import WaitSpec
 from engine.errors import DefinitionError, Problem
 
 DEFAULT_STEP_TIMEOUT_SECONDS = 300.0
@@ -40,13 +41,30 @@ class StepPlan:
 
 
 @dataclass(frozen=True)
+class WaitPlan:
+    """A wait step (approval, sleep, wait_for_event): what it waits for and after what."""
+
+    step_id: str
+    spec: WaitSpec
+    depends_on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class WorkflowPlan:
-    """The steps of one job's workflow in a valid execution order."""
+    """The steps of one job's workflow in a valid execution order: transformer steps in
+    `steps`, wait steps in `waits`."""
 
     workflow_id: str
     definition: WorkflowDefinition
     order: tuple[str, ...]
     steps: dict[str, StepPlan] = field(default_factory=dict)
+    waits: dict[str, WaitPlan] = field(default_factory=dict)
+
+    def depends_on(self, step_id: str) -> tuple[str, ...]:
+        """The direct dependencies of any step, transformer or wait."""
+        if step_id in self.waits:
+            return self.waits[step_id].depends_on
+        return self.steps[step_id].depends_on
 
 
 def _parse_configs(
@@ -58,6 +76,8 @@ def _parse_configs(
     configs: dict[str, TransformerConfig] = {}
     problems: list[Problem] = []
     for step in definition.steps:
+        if step.transformer is None:
+            continue
         row = transformers.get(step.transformer)
         if row is None or step.transformer in configs:
             continue
@@ -99,7 +119,12 @@ def build_plan(
     deps = dependencies(definition)
     ups = upstream(definition)
     steps: dict[str, StepPlan] = {}
+    waits: dict[str, WaitPlan] = {}
     for step in definition.steps:
+        if step.wait is not None:
+            waits[step.id] = WaitPlan(step.id, step.wait, tuple(deps[step.id]))
+            continue
+        assert step.transformer is not None  # checked: a step has exactly one kind
         row = transformers[step.transformer]
         config = configs[step.transformer]
         policy = resolve_policy(
@@ -127,6 +152,7 @@ def build_plan(
         definition=definition,
         order=tuple(topological_order(definition)),
         steps=steps,
+        waits=waits,
     )
 
 
@@ -135,9 +161,7 @@ def ready_steps(plan: WorkflowPlan, done: Collection[str], started: Collection[s
     return [
         sid
         for sid in plan.order
-        if sid not in done
-        and sid not in started
-        and all(d in done for d in plan.steps[sid].depends_on)
+        if sid not in done and sid not in started and all(d in done for d in plan.depends_on(sid))
     ]
 
 
