@@ -21,7 +21,7 @@ from api.metrics import install_metrics
 from api.probe import ProbeCache
 from api.ratelimit import RateLimiter, RateLimitScopeMiddleware
 from api.responses import ALWAYS, error_responses
-from api.routes import docs, health, jobs, metrics, operator, workflows
+from api.routes import docs, health, job_control, jobs, metrics, operator, workflows
 from api.routes.local_auth import local_auth_router
 from api.strict_input import check_parameters
 from api.unhandled import UnhandledErrorMiddleware
@@ -33,7 +33,14 @@ from engine.settings import Settings, get_settings
 
 def routers(settings: Settings) -> list[APIRouter]:
     """Every router the app serves, in matching order (the local JWKS only with LOCAL_AUTH)."""
-    served = [metrics.router, operator.router, workflows.router, jobs.router, docs.router]
+    served = [
+        metrics.router,
+        operator.router,
+        workflows.router,
+        jobs.router,
+        job_control.router,
+        docs.router,
+    ]
     if settings.local_auth:
         served.append(local_auth_router(settings.data_dir))
     served.append(health.router)

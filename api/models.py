@@ -13,6 +13,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.jobs.control import error_kind
+
 JobStatusName = Literal["pending", "running", "completed", "failed", "awaiting_retry"]
 
 
@@ -104,6 +106,11 @@ class Job(BaseModel):
     started_at: datetime | None
     last_updated_at: datetime | None
     completed_at: datetime | None
+    error_kind: str | None = Field(
+        default=None,
+        description="Why a failed job failed: a step's error kind, `config`, `crashed`, or "
+        "`cancelled` (its owner cancelled it); null unless the job is failed.",
+    )
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -111,6 +118,7 @@ class Job(BaseModel):
         data = dict(row)
         data["job_id"] = data.pop("id")
         data.pop("user_id", None)
+        data["error_kind"] = error_kind(str(data.get("status")), data.get("state_history"))
         return cls.model_validate(data)
 
 
@@ -225,3 +233,60 @@ class AlertList(BaseModel):
     """GET /operator/alerts: alerts newest first."""
 
     alerts: list[Alert]
+
+
+class CancelResponse(BaseModel):
+    """Answer of POST /jobs/{job_id}/cancel."""
+
+    model_config = example(
+        job_id="5b1f8f0e-2f5e-4b8e-9d0a-0c1d2e3f4a5b",
+        status="running",
+        cancel_requested_at="2026-12-07T15:00:00Z",
+        error_kind=None,
+        message="cancel requested: the job stops at its next step boundary",
+    )
+
+    job_id: UUID
+    status: JobStatusName = Field(description="`failed` when cancelled at once.")
+    cancel_requested_at: datetime | None
+    error_kind: str | None = Field(description="`cancelled` once the job is failed by it.")
+    message: str
+
+
+class RerunRequest(RequestBody):
+    """Body of POST /jobs/{job_id}/rerun (optional)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"from_step": "b"}]})
+
+    from_step: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Run this step and every step downstream of it again (their stored "
+        "outputs are dropped); by default the job runs from its first unfinished step.",
+    )
+
+
+class RerunResponse(BaseModel):
+    """Answer of POST /jobs/{job_id}/rerun: the job is pending again."""
+
+    model_config = example(
+        job_id="5b1f8f0e-2f5e-4b8e-9d0a-0c1d2e3f4a5b",
+        status="pending",
+        rerun=1,
+        retry_count=1,
+        from_step="b",
+        redo=["b", "c"],
+        dispatched=True,
+    )
+
+    job_id: UUID
+    status: JobStatusName
+    rerun: int = Field(description="This rerun's number (1 for the job's first rerun).")
+    retry_count: int
+    from_step: str | None
+    redo: list[str] = Field(description="The steps whose stored outputs were dropped.")
+    dispatched: bool = Field(
+        description="False when Prefect could not be reached: the job stays pending and the "
+        "maintenance flow creates its flow run."
+    )

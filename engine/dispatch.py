@@ -16,6 +16,7 @@ from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
+from prefect.states import Cancelled
 
 logger = logging.getLogger("supaflow.dispatch")
 
@@ -90,15 +91,16 @@ class RunStarter:
             state=state,
         )
 
-    def try_start(self, job_id: str) -> str | None:
+    def try_start(self, job_id: str, idempotency_key: str | None = None) -> str | None:
         """Create the job's flow run; its id, or None if Prefect refuses or cannot be reached.
 
         None leaves the job `pending` for the maintenance flow, so no job is lost. The
-        idempotency key makes this safe to repeat: if a run was already created for the job
-        but not recorded, Prefect returns that same run instead of a second.
+        idempotency key (the job id, or a rerun's own key) makes this safe to repeat: if a run
+        was already created for the job but not recorded, Prefect returns that same run
+        instead of a second.
         """
         try:
-            return str(self.create(job_id).id)
+            return str(self.create(job_id, idempotency_key=idempotency_key).id)
         except Exception as exc:
             self._deployment_id = None
             logger.warning(
@@ -106,6 +108,26 @@ class RunStarter:
                 extra={"job_id": job_id, "error": f"{type(exc).__name__}: {exc}"},
             )
             return None
+
+    def cancel(self, flow_run_id: str, message: str) -> bool:
+        """Set the flow run Cancelled (forced: a scheduled, paused or rescheduled run never
+        starts again); True once Prefect has it, or if the run already ended. False when
+        Prefect refuses or cannot be reached: the job is failed already, and a run that starts
+        later finds it finished and does nothing."""
+        try:
+            run = self.client.read_flow_run(UUID(flow_run_id))
+            if run.state is not None and run.state.is_final():
+                return True
+            self.client.set_flow_run_state(
+                UUID(flow_run_id), Cancelled(message=message), force=True
+            )
+            return True
+        except Exception as exc:
+            logger.warning(
+                "could not set the flow run Cancelled",
+                extra={"flow_run_id": flow_run_id, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return False
 
     def healthy(self) -> bool:
         """True when the Prefect API answers its health check."""

@@ -30,6 +30,8 @@ from engine.definitions.retry import classify_exception
 from engine.errors import DefinitionError, ErrorKind, MappingError, NotFoundError
 from engine.jobs.transitions import TERMINAL, JobStatus
 from engine.settings import get_settings
+from flows import waiting
+from flows.job_control import CancelWatch, JobCancelled, finish_cancelled
 from flows.run_step import (
     JobInfo,
     RetryRescheduled,
@@ -52,6 +54,26 @@ def _notify(finished: queue.Queue[str], step_id: str) -> Callable[[PrefectFuture
     return done
 
 
+def _start(
+    job: JobInfo,
+    plan: WorkflowPlan,
+    step_id: str,
+    steps_done: dict[str, Any],
+    first_attempts: dict[str, int],
+    parked: list[waiting.Parked],
+) -> PrefectFuture[Any] | None:
+    """Submit a ready step; a wait step parks (None) or records its decided output."""
+    if step_id in plan.waits:
+        return waiting.start(job, plan.waits[step_id], steps_done, parked)
+    return submit_step(
+        job,
+        plan.steps[step_id],
+        steps_done,
+        plan.definition.log_step_io,
+        first_attempts.get(step_id, 1),
+    )
+
+
 def _execute(
     job: JobInfo, plan: WorkflowPlan, steps_done: dict[str, Any], first_attempts: dict[str, int]
 ) -> None:
@@ -59,26 +81,25 @@ def _execute(
 
     After the first final failure or rescheduled retry no new step starts; running ones
     finish first. Then StepFailedError, or RetryRescheduled for the latest retry time (no
-    step retries before its own time).
+    step retries before its own time). Wait steps park (flows/waiting.py) while the others
+    go on; then WaitsParked. A cancel requested by the job's owner stops it the
+    same way at the next step boundary, and wins: JobCancelled (flows/job_control.py).
     """
     finished: queue.Queue[str] = queue.Queue()
     running: dict[str, PrefectFuture[Any]] = {}
     started: set[str] = set()
     failure: StepFailedError | None = None
     later: RetryRescheduled | None = None
+    parked: list[waiting.Parked] = []
+    cancel = CancelWatch(shared_store(), job.job_id)  # the owner's cancel, at each boundary
     while True:
-        if failure is None and later is None:
+        if failure is None and later is None and not cancel.check():
             for step_id in ready_steps(plan, steps_done.keys(), started):
-                future = submit_step(
-                    job,
-                    plan.steps[step_id],
-                    steps_done,
-                    plan.definition.log_step_io,
-                    first_attempts.get(step_id, 1),
-                )
-                future.add_done_callback(_notify(finished, step_id))
-                running[step_id] = future
                 started.add(step_id)
+                future = _start(job, plan, step_id, steps_done, first_attempts, parked)
+                if future is not None:  # None: a wait step the job now waits at
+                    future.add_done_callback(_notify(finished, step_id))
+                    running[step_id] = future
         if not running:
             break
         step_id = finished.get()
@@ -94,7 +115,7 @@ def _execute(
                 later = RetryRescheduled(step_id, at)
             continue
         exc = state.result(raise_on_failure=False)
-        step = plan.steps[step_id]
+        step = plan.steps.get(step_id) or waiting.as_step(plan.waits[step_id])
         if failure is None:
             if isinstance(exc, BaseException):
                 failure = StepFailedError(
@@ -104,8 +125,11 @@ def _execute(
                 failure = StepFailedError(
                     step, ErrorKind.INTERNAL, state.message or state.name or "failed", 1
                 )
+    cancel.raise_if_requested()  # JobCancelled: outputs stored, no step running
     if failure is not None:
         raise failure
+    if parked:
+        raise waiting.WaitsParked(parked, later)
     if later is not None:
         raise later
 
@@ -191,7 +215,10 @@ def _run_to_result(store: JobStore, job: JobInfo, plan: WorkflowPlan, bundle: Ru
         return final_result(plan, job.mapping_context(steps_done))
     except MappingError as exc:
         raise StepFailedError(
-            plan.steps[plan.order[-1]], ErrorKind.MAPPING, exc.message, attempts=1
+            plan.steps.get(plan.order[-1]) or waiting.as_step(plan.waits[plan.order[-1]]),
+            ErrorKind.MAPPING,
+            exc.message,
+            attempts=1,
         ) from exc
 
 
@@ -274,6 +301,12 @@ def run_workflow(job_id: str) -> Any:
     except StepFailedError as failed:
         _fail_on_step(store, job, failed, logger)
         raise
+    except JobCancelled as cancelled:
+        done = sorted(store.get_job(job.job_id)["step_data"] or {})
+        return finish_cancelled(store, job.job_id, job.flow_run_id, cancelled, done, logger)
+    except waiting.WaitsParked as parked:  # the job row says waiting_for (flows/waiting.py)
+        logger.info("flow run ends while %s", parked, extra={**log_ctx, "status": "running"})
+        return waiting.end_state(parked)
     except RetryRescheduled as later:
         # The job row already says awaiting_retry with this next_retry_at (the retry hook).
         logger.info(

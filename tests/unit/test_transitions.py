@@ -27,7 +27,8 @@ from engine.jobs.transitions import can_move, sources_of
         (S.COMPLETED, S.RUNNING, False),
         (S.COMPLETED, S.FAILED, False),
         (S.FAILED, S.RUNNING, False),
-        (S.FAILED, S.PENDING, False),
+        (S.FAILED, S.PENDING, True),  # a rerun (its own guard: rerun_sources)
+        (S.COMPLETED, S.PENDING, False),
     ],
 )
 def test_allowed_moves(source: S, target: S, allowed: bool) -> None:
