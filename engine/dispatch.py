@@ -16,7 +16,7 @@ from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
-from prefect.states import Cancelled
+from prefect.states import Cancelled, Failed
 
 logger = logging.getLogger("supaflow.dispatch")
 
@@ -125,6 +125,40 @@ class RunStarter:
         except Exception as exc:
             logger.warning(
                 "could not set the flow run Cancelled",
+                extra={"flow_run_id": flow_run_id, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return False
+
+    def resume(self, flow_run_id: str) -> bool:
+        """Resume a flow run paused at a wait (Prefect moves it to Scheduled "Resuming" and
+        a worker runs it again); True once resumed, or when it is not paused (already
+        resumed, or still running: it finds the decision before it pauses). False when
+        Prefect refuses or cannot be reached: maintenance resumes decided waits later."""
+        try:
+            run = self.client.read_flow_run(UUID(flow_run_id))
+            if run.state is None or not run.state.is_paused():
+                return True
+            result = self.client.resume_flow_run(UUID(flow_run_id))
+            return str(result.status.value).upper() == "ACCEPT"
+        except Exception as exc:
+            logger.warning(
+                "could not resume the flow run",
+                extra={"flow_run_id": flow_run_id, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return False
+
+    def fail(self, flow_run_id: str, message: str) -> bool:
+        """Set a waiting flow run Failed (its job failed at a wait's deadline); True once
+        Prefect has it or the run already ended, False when Prefect is not reachable."""
+        try:
+            run = self.client.read_flow_run(UUID(flow_run_id))
+            if run.state is not None and run.state.is_final():
+                return True
+            self.client.set_flow_run_state(UUID(flow_run_id), Failed(message=message), force=True)
+            return True
+        except Exception as exc:
+            logger.warning(
+                "could not set the flow run Failed",
                 extra={"flow_run_id": flow_run_id, "error": f"{type(exc).__name__}: {exc}"},
             )
             return False

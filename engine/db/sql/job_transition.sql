@@ -21,6 +21,9 @@ with updated as (
          final_result = case when %(status)s::text = 'completed' then %(final_result)s::jsonb
                              else j.final_result end,
          heartbeat_at = now(),
+         -- A finished job waits for nothing (a wait's deadline, a cancel, a failed branch).
+         waiting_for = case when %(status)s::text in ('completed', 'failed') then null
+                            else j.waiting_for end,
          state_history = (
            select coalesce(jsonb_agg(h.e order by h.i), '[]'::jsonb)
            from jsonb_array_elements(
