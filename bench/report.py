@@ -24,6 +24,7 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 import psycopg
 from psycopg.rows import dict_row
 
+from cli.services import stop_on_signals
 from engine.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ BENCH_DATA = PROJECT_ROOT / ".data" / "bench"
 FINAL_RUN = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
 #: A command-line option of `parse`: (flag, default, help[, report settings key]).
 Option = tuple[Any, ...]
+#: The stop-signal handlers `parse` installs, kept for the life of the script.
+_STOP_SIGNALS = contextlib.ExitStack()
 #: Targets, each a `check` result.
 Targets = list[dict[str, Any]]
 WARM_LIMIT: Option = ("--limit", 10, "warm worker limit", "warm_worker_limit")
@@ -148,6 +151,9 @@ def parse(doc: str | None, argv: list[str] | None, *options: Option) -> Any:
     parser.add_argument("--report", type=Path, help="JSON path (default .data/bench/<name>.json)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and logs")
     args = parser.parse_args(argv)
+    # From here SIGTERM and SIGHUP unwind the script as Ctrl-C does, so a script stopped by
+    # either still stops every process of the stack it started.
+    _STOP_SIGNALS.enter_context(stop_on_signals())
     args.settings = {o[3]: getattr(args, o[0][2:].replace("-", "_")) for o in options if len(o) > 3}
     return args
 
