@@ -2,7 +2,7 @@
 
 Each pass:
 1. dispatches `pending` jobs that never reached Prefect (the API could not create their flow
-   run: Prefect down, API restarted mid-request);
+   run: Prefect down, API restarted mid-request), reruns too (each with its rerun's key);
 2. recovers in-flight jobs whose flow run crashed, was cancelled by infrastructure, was lost
    or stopped beating: resubmitted with backoff (they resume at their first unfinished step),
    or failed once resubmitted `max_retries` times;
@@ -21,6 +21,7 @@ from engine.db.connection import shared_store
 from engine.dispatch import RunStarter
 from engine.settings import get_settings
 from flows.alerting import run_alerting
+from flows.job_control import dispatch_reruns
 from flows.recovery import recover_jobs
 
 
@@ -35,6 +36,7 @@ def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[st
     with get_client(sync_client=True) as client:
         starter = RunStarter(client, settings.prefect_deployment)
         outcomes = store.dispatch_pending(starter.try_start, grace_seconds=grace, limit=limit)
+        outcomes += dispatch_reruns(store, starter, grace_seconds=grace, limit=limit)
         recovery = recover_jobs(store, settings, log=logger, limit=limit, starter=starter)
     dispatched = [job for job, run in outcomes if run is not None]
     waiting = [job for job, run in outcomes if run is None]

@@ -19,9 +19,17 @@ from engine.db.job_writes import Transition
 from engine.db.rows import InFlightJob, Row
 from engine.db.store import JobStore
 from engine.dispatch import RunStarter
-from engine.jobs.recovery import ACTIVE_STATES, Action, Candidate, Decision, decide
+from engine.jobs.recovery import (
+    ACTIVE_STATES,
+    ENDED_STATES,
+    Action,
+    Candidate,
+    Decision,
+    decide,
+)
 from engine.jobs.transitions import JobStatus
 from engine.settings import Settings
+from flows.job_control import cancel_stopped_job
 
 
 @dataclass
@@ -30,6 +38,7 @@ class RecoveryOutcome:
 
     resubmitted: dict[str, str] = field(default_factory=dict)  # job id -> new flow run id
     failed: dict[str, str] = field(default_factory=dict)  # job id -> reason
+    cancelled: dict[str, str] = field(default_factory=dict)  # job id -> reason (cancel asked)
     left: int = 0
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -99,6 +108,7 @@ class _RecoveryPass:
                 heartbeat_age_seconds=seen.silence_seconds,
                 resubmissions=job.resubmissions,
                 max_retries=job.max_retries,
+                cancel_requested=job.cancel_requested,
             ),
             heartbeat_window_seconds=self.settings.heartbeat_window_seconds,
             backoff_base_seconds=self.settings.resubmit_backoff_seconds,
@@ -108,6 +118,8 @@ class _RecoveryPass:
             self.outcome.left += 1
         elif decision.action is Action.GIVE_UP:
             self._give_up(job, decision, extra)
+        elif decision.action is Action.CANCEL:
+            self._cancel(job, seen, decision, extra)
         else:
             self._resubmit(job, seen, decision, extra)
 
@@ -123,6 +135,26 @@ class _RecoveryPass:
         )
         self.outcome.failed[job.id] = decision.reason
         self.log.error("recovery: job failed: %s", decision.reason, extra=extra)
+
+    def _cancel(
+        self, job: InFlightJob, seen: _Observed, decision: Decision, extra: dict[str, Any]
+    ) -> None:
+        open_run = seen.found and seen.state not in ENDED_STATES
+        try:
+            cancel_stopped_job(
+                self.store,
+                self.conn,
+                self.client,
+                job.id,
+                (job.flow_run_id, open_run),
+                decision.reason,
+            )
+        except Exception as exc:  # Prefect unreachable: try again next pass
+            self.outcome.errors[job.id] = f"{type(exc).__name__}: {exc}"
+            self.log.warning("recovery: could not cancel: %s", exc, extra=extra)
+            return
+        self.outcome.cancelled[job.id] = decision.reason
+        self.log.warning("recovery: job cancelled: %s", decision.reason, extra=extra)
 
     def _start_again(self, job: InFlightJob, seen: _Observed, decision: Decision) -> FlowRun:
         """End the old run in Prefect if it still looks active; create the next one."""

@@ -124,6 +124,8 @@ class InFlightJob:
     max_retries: int
     #: Seconds since the job's last sign of life (heartbeat, update or creation).
     heartbeat_age_seconds: float
+    #: Its owner asked to cancel it (jobs.cancel_requested_at is set).
+    cancel_requested: bool = False
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> InFlightJob:
@@ -135,6 +137,7 @@ class InFlightJob:
             resubmissions=int(row["resubmissions"]),
             max_retries=job_max_retries(row["max_retries"]),
             heartbeat_age_seconds=float(row["heartbeat_age_seconds"] or 0),
+            cancel_requested=row.get("cancel_requested_at") is not None,
         )
 
 

@@ -20,6 +20,7 @@ class Action(StrEnum):
     LEAVE = "leave"  # the flow run is alive or not started yet
     RESUBMIT = "resubmit"  # create a new flow run that resumes the job
     GIVE_UP = "give_up"  # too many resubmissions: fail the job
+    CANCEL = "cancel"  # its owner asked to cancel and no run will: fail it as cancelled
 
 
 #: Prefect state types after which a flow run will not touch the job again.
@@ -43,6 +44,7 @@ class Candidate:
     heartbeat_age_seconds: float | None  # since the job's last sign of life
     resubmissions: int
     max_retries: int
+    cancel_requested: bool = False  # jobs.cancel_requested_at is set
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,11 @@ def decide(
     backoff_base_seconds: float = 5.0,
     backoff_cap_seconds: float = 300.0,
 ) -> Decision:
-    """Leave, resubmit (with backoff) or give up on one candidate job."""
+    """Leave, resubmit (with backoff), give up on or cancel one candidate job."""
+    if candidate.cancel_requested and (
+        stopped := _stopped_for_cancel(candidate, heartbeat_window_seconds)
+    ):
+        return Decision(Action.CANCEL, stopped)
     if not candidate.flow_run_found:
         reason = "its flow run was lost (Prefect no longer knows it)"
     elif candidate.flow_run_state in ENDED_STATES:
@@ -96,3 +102,23 @@ def decide(
             candidate.resubmissions, base=backoff_base_seconds, cap=backoff_cap_seconds
         ),
     )
+
+
+def _stopped_for_cancel(candidate: Candidate, heartbeat_window_seconds: float) -> str | None:
+    """Why a job with a cancel requested will not reach a step boundary on its own: its run
+    ended, was lost, went silent, or is parked (scheduled or paused). None while a live run
+    will; such a job is never resubmitted, it is failed as cancelled."""
+    if not candidate.flow_run_found:
+        return "a cancel was requested and its flow run was lost"
+    if candidate.flow_run_state in ENDED_STATES:
+        return f"a cancel was requested and its flow run ended as {candidate.flow_run_state}"
+    if candidate.flow_run_state in WAITING_STATES:
+        return f"a cancel was requested while its flow run was {candidate.flow_run_state}"
+    age = candidate.heartbeat_age_seconds
+    if (
+        candidate.flow_run_state in ACTIVE_STATES
+        and age is not None
+        and age > heartbeat_window_seconds
+    ):
+        return f"a cancel was requested and its flow run was silent for {age:.0f} s"
+    return None
