@@ -13,6 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.definitions.callback_target import CallbackUrl
 from engine.jobs.control import error_kind
 
 JobStatusName = Literal["pending", "running", "completed", "failed", "awaiting_retry"]
@@ -27,6 +28,15 @@ class RequestBody(BaseModel):
     """Base of every request body: a field the API does not know is an error."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class StartCallback(RequestBody):
+    """`on_finish` of a start request: where this job is called back when it ends."""
+
+    url: CallbackUrl = Field(
+        description="Receives a signed JSON POST when the job completes or fails (replaces "
+        "the workflow's own on_finish URL; must be a public address)."
+    )
 
 
 class StartRequest(RequestBody):
@@ -49,6 +59,9 @@ class StartRequest(RequestBody):
         ge=1,
         le=2**31 - 1,
         description="Version to run; by default the workflow's default version.",
+    )
+    on_finish: StartCallback | None = Field(
+        default=None, description="Call this URL back when the job ends (default: the workflow's)."
     )
 
 
@@ -110,6 +123,11 @@ class Job(BaseModel):
         default=None,
         description="Why a failed job failed: a step's error kind, `config`, `crashed`, or "
         "`cancelled` (its owner cancelled it); null unless the job is failed.",
+    )
+    waiting_for: dict[str, Any] | None = Field(
+        default=None,
+        description="The wait the running job is at: {kind: approval|sleep|event, step, "
+        "since, deadline}; null when it is not waiting.",
     )
 
     @classmethod

@@ -6,7 +6,9 @@ Each pass:
 2. recovers in-flight jobs whose flow run crashed, was cancelled by infrastructure, was lost
    or stopped beating: resubmitted with backoff (they resume at their first unfinished step),
    or failed once resubmitted `max_retries` times;
-3. evaluates, stores and delivers alerts.
+3. evaluates, stores and delivers alerts;
+4. delivers the job callbacks (`on_finish`) that are due: retries, and first attempts the
+   flow did not make.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from engine.db.connection import shared_store
 from engine.dispatch import RunStarter
 from engine.settings import get_settings
 from flows.alerting import run_alerting
+from flows.callbacks import run_callbacks
 from flows.job_control import dispatch_reruns
 from flows.recovery import recover_jobs
 
@@ -53,7 +56,9 @@ def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[st
     except Exception:
         logger.exception("alert evaluation failed", extra={"decision": "alerting"})
         alerting = {"error": True}
+    callbacks = run_callbacks(store, settings, limit=limit, log=logger)
     return {
+        "callbacks": callbacks,
         "dispatched": dispatched,
         "still_pending": waiting,
         "recovery": recovery.as_dict(),

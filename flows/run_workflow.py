@@ -31,6 +31,7 @@ from engine.errors import DefinitionError, ErrorKind, MappingError, NotFoundErro
 from engine.jobs.transitions import TERMINAL, JobStatus
 from engine.settings import get_settings
 from flows import waiting
+from flows.callbacks import on_job_finished
 from flows.job_control import CancelWatch, JobCancelled, finish_cancelled
 from flows.run_step import (
     JobInfo,
@@ -266,7 +267,10 @@ def _mark_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) 
     name="run-workflow",
     flow_run_name="job-{job_id}",
     persist_result=False,
-    on_cancellation=[_mark_cancelled],
+    on_cancellation=[_mark_cancelled, on_job_finished],
+    # The job's on_finish callback goes out right after its terminal transition.
+    on_completion=[on_job_finished],
+    on_failure=[on_job_finished],
 )
 def run_workflow(job_id: str) -> Any:
     """Execute one job: resume at its first unfinished step and sync every transition."""

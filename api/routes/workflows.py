@@ -15,8 +15,9 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Path, Response
 
 from api.auth import AuthError
-from api.deps import ReadPrincipal, StartPrincipal, StoreDep
+from api.deps import ReadPrincipal, SettingsDep, StartPrincipal, StoreDep
 from api.models import (
+    StartCallback,
     StartRequest,
     StartResponse,
     WorkflowDetail,
@@ -28,8 +29,12 @@ from api.models import (
 from api.responses import USER_CHECK, error_responses
 from api.strict_input import StrictJSONRoute
 from engine.db.store import UnknownUserError
+from engine.definitions.callback_target import CallbackTarget
 from engine.definitions.inputs import input_problems
 from engine.errors import InputValidationError, NotFoundError, WorkflowDisabledError
+from engine.jobs.callbacks import resolve_target
+from engine.security.destinations import url_destination_problem
+from engine.settings import Settings
 
 router = APIRouter(route_class=StrictJSONRoute)
 _Route = TypeVar("_Route", bound=Callable[..., Any])
@@ -51,6 +56,9 @@ def request_hash(body: StartRequest) -> str:
     if fields.get("workflow_version") is None:
         # A body without a version hashes as it did before versions existed.
         fields.pop("workflow_version", None)
+    if fields.get("on_finish") is None:
+        # Likewise a body without a callback target.
+        fields.pop("on_finish", None)
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -73,6 +81,27 @@ def check_input_data(workflow: dict[str, Any], input_data: dict[str, Any]) -> No
         )
 
 
+def callback_target(
+    workflow: dict[str, Any], requested: StartCallback | None, settings: Settings
+) -> dict[str, Any] | None:
+    """The job's `on_finish` target: the request's URL, else the definition's (its secret
+    variable, attempts and delay apply to both). InputValidationError (422) naming the field
+    when the address is malformed or not allowed by the SSRF policy (HTTP_ALLOWLIST)."""
+    raw = (workflow["definition"] or {}).get("on_finish")
+    defined = CallbackTarget.model_validate(raw) if raw else None
+    target = resolve_target(defined, None if requested is None else requested.url)
+    if target is None:
+        return None
+    problem = url_destination_problem(str(target["url"]), settings.http_allowlist)
+    if problem is not None:
+        where = "body.on_finish.url" if requested is not None else "workflow.on_finish.url"
+        raise InputValidationError(
+            "on_finish.url is not an allowed callback address",
+            details=[{"location": where, "message": problem, "type": "callback_address"}],
+        )
+    return target
+
+
 @router.post(
     "/workflows/start",
     response_model=StartResponse,
@@ -92,6 +121,7 @@ def start_workflow(
     principal: StartPrincipal,
     store: StoreDep,
     response: Response,
+    settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> StartResponse:
     """Record a `pending` job for the caller; does not wait on Prefect.
@@ -103,6 +133,7 @@ def start_workflow(
     if not workflow["enabled"]:
         raise WorkflowDisabledError(f"workflow '{body.workflow_id}' is disabled")
     check_input_data(workflow, body.input_data)
+    on_finish = callback_target(workflow, body.on_finish, settings)
     try:
         created = store.create_job(
             user_id=principal.user_id,
@@ -111,6 +142,7 @@ def start_workflow(
             input_data=body.input_data,
             idempotency_key=idempotency_key,
             request_hash=request_hash(body),
+            on_finish=on_finish,
         )
     except UnknownUserError:
         # A valid signature for a user that no longer exists: the token is revoked.

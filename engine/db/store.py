@@ -170,10 +170,12 @@ class JobStore(JobWrites):
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         workflow_version: int | None = None,
+        on_finish: Mapping[str, Any] | None = None,
     ) -> CreatedJob:
         """Insert a pending job and its `created` event in one statement, pinned to
         `workflow_version` (None: the workflow's default) and the current version of each
-        transformer that version names (migration 20261203000300).
+        transformer that version names (migration 20261203000300). `on_finish` is the job's
+        resolved callback target (engine.jobs.callbacks.resolve_target), or None.
 
         With an idempotency key, the same key and request hash return the existing job; the
         same key with another request hash raises ConflictError. An owner missing from
@@ -188,6 +190,7 @@ class JobStore(JobWrites):
             "max_retries": job_max_retries(max_retries),
             "idempotency_key": idempotency_key,
             "request_hash": request_hash,
+            "on_finish": None if on_finish is None else Jsonb(dict(on_finish)),
         }
         # A concurrent insert with the same key commits after our snapshot; then the
         # statement returns nothing and a second try sees the winner.

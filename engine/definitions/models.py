@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.definitions.callback_target import CallbackTarget
 from engine.definitions.wait_steps import ApprovalWait, EventWait, SleepWait, WaitSpec
 from engine.errors import ErrorKind
 
@@ -95,3 +96,7 @@ class WorkflowDefinition(BaseModel):
         description="Log each step's input and output (secret-looking keys redacted).",
     )
     timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
+    on_finish: CallbackTarget | None = Field(
+        default=None,
+        description="Called back (signed JSON POST, retried) when a job completes or fails.",
+    )

@@ -1,11 +1,12 @@
 -- Create a job (service path, after the API verified the caller and validated input).
 -- With an idempotency key, a second insert by the same user finds the first job instead.
 -- A NULL workflow_version is the workflow's default (trigger jobs_pin_versions).
+-- on_finish: the resolved callback target (migration 20261207000300), or NULL.
 with inserted as (
   insert into public.jobs (user_id, workflow_id, workflow_version, input_data, max_retries,
-                           idempotency_key, request_hash, state_history)
+                           idempotency_key, request_hash, on_finish, state_history)
   values (%(user_id)s, %(workflow_id)s, %(workflow_version)s::integer, %(input_data)s, %(max_retries)s,
-          %(idempotency_key)s, %(request_hash)s,
+          %(idempotency_key)s, %(request_hash)s, %(on_finish)s::jsonb,
           jsonb_build_array(jsonb_build_object('status', 'pending', 'at', now())))
   on conflict (user_id, idempotency_key) where idempotency_key is not null do nothing
   returning id, status, created_at, request_hash, workflow_version, true as created
