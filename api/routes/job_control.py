@@ -9,10 +9,10 @@ maintenance flow to dispatch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Body, Response
 
 from api.deps import StarterDep, StartPrincipal, StoreDep
 from api.models import CancelResponse, ErrorBody, RerunRequest, RerunResponse
@@ -95,14 +95,13 @@ def rerun_job(
     store: StoreDep,
     starter: StarterDep,
     response: Response,
-    body: RerunRequest | None = None,
+    body: Annotated[RerunRequest, Body(default_factory=RerunRequest)],
 ) -> RerunResponse:
     """A failed (or cancelled) job runs its pinned workflow version again from its first
     unfinished step, keeping the finished steps' outputs; `from_step` runs that step and every
     step downstream of it again. 409 unless the job is failed; 422 naming `from_step` when it
     is not a step of the job's version."""
-    from_step = body.from_step if body is not None else None
-    rerun = job_control.rerun_job(store, str(job_id), principal.user_id, from_step)
+    rerun = job_control.rerun_job(store, str(job_id), principal.user_id, body.from_step)
     run_id = starter.try_start(str(job_id), idempotency_key=rerun.idempotency_key)
     if run_id is not None:
         store.set_flow_run(str(job_id), run_id)

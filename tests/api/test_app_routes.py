@@ -41,6 +41,8 @@ EXPECTED = {
     ("GET", "/workflows/{workflow_id}/versions/{version}"): "user",
     ("GET", "/jobs"): "user",
     ("GET", "/jobs/{job_id}"): "user",
+    ("POST", "/jobs/{job_id}/cancel"): "user",
+    ("POST", "/jobs/{job_id}/rerun"): "user",
     ("GET", "/operator/alerts"): "operator",
     ("GET", "/metrics"): "operator",
     ("GET", "/health"): "probe",
