@@ -21,7 +21,7 @@ from api.metrics import install_metrics
 from api.probe import ProbeCache
 from api.ratelimit import RateLimiter, RateLimitScopeMiddleware
 from api.responses import ALWAYS, error_responses
-from api.routes import docs, health, job_control, jobs, metrics, operator, workflows
+from api.routes import approvals, docs, health, job_control, jobs, metrics, operator, workflows
 from api.routes.local_auth import local_auth_router
 from api.strict_input import check_parameters
 from api.unhandled import UnhandledErrorMiddleware
@@ -39,6 +39,7 @@ def routers(settings: Settings) -> list[APIRouter]:
         workflows.router,
         jobs.router,
         job_control.router,
+        approvals.router,
         docs.router,
     ]
     if settings.local_auth:

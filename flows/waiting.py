@@ -52,6 +52,7 @@ PAUSED_NAMES: dict[WaitKind, str] = {"approval": "AwaitingApproval", "event": "A
 class Parked:
     """A wait step the job is waiting at."""
 
+    job_id: str
     step_id: str
     wait_id: str
     kind: WaitKind
@@ -110,7 +111,7 @@ def arrive(job: JobInfo, wait: WaitPlan, steps_done: dict[str, Any]) -> Row | Pa
     row = _wake_if_due(store, row)
     if row["status"] == "decided":
         return row
-    return Parked(wait.step_id, str(row["id"]), row["kind"], row["deadline"])
+    return Parked(job.job_id, wait.step_id, str(row["id"]), row["kind"], row["deadline"])
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
@@ -161,6 +162,15 @@ def as_step(wait: WaitPlan) -> StepPlan:
     )
 
 
+def _decided_meanwhile(parked: list[Parked]) -> bool:
+    store = WaitStore(shared_store())
+    for wait in parked:
+        row = store.open_wait(wait.job_id, wait.step_id)
+        if row is not None and row["status"] == "decided":
+            return True
+    return False
+
+
 def end_state(parked: WaitsParked) -> State[Any]:
     """The state the flow run ends in while the job waits (see the module docstring)."""
     sleeps = [p.deadline for p in parked.parked if p.kind == "sleep" and p.deadline]
@@ -169,6 +179,9 @@ def end_state(parked: WaitsParked) -> State[Any]:
         return AwaitingRetry(scheduled_time=parked.later.at, message=str(parked.later))
     if wake is not None:
         return Scheduled(scheduled_time=wake, name="Sleeping", message=str(parked))
+    if _decided_meanwhile(parked.parked):
+        # Decided while other steps were running (the resume found the run not paused).
+        return Scheduled(scheduled_time=datetime.now(UTC), name="Resuming", message=str(parked))
     first = parked.parked[0]
     # One pause key per pass: Prefect refuses a key it has seen on this flow run.
     key = f"{first.wait_id}:{flow_run_runtime.run_count or 1}"

@@ -20,8 +20,7 @@ if TYPE_CHECKING:
     # Annotation only: at run time several conftest modules share the name `conftest`.
     from conftest import ApiUser
 
-#: Every field of GET /jobs/{id}, as SPEC.md's jobs row with `id` named `job_id`, and why a
-#: failed job failed (`error_kind`).
+#: Every field of GET /jobs/{id}, as SPEC.md's jobs row with `id` named `job_id`.
 JOB_FIELDS = {
     "job_id",
     "workflow_id",
@@ -40,7 +39,7 @@ JOB_FIELDS = {
     "started_at",
     "last_updated_at",
     "completed_at",
-    "error_kind",
+    "waiting_for",
 }
 
 AUDIO_INPUT = {

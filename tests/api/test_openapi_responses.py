@@ -12,6 +12,9 @@ from engine.settings import Settings
 
 #: Every documented operation and the statuses it answers: a route that starts answering
 #: another status (or stops) must change this table, on purpose.
+#: What a wait's decision route (an approval's, an event's) answers besides 403.
+DECISION_STATUSES = {200, 400, 401, 404, 409, 413, 422, 429, 431, 500, 503}
+
 STATUSES: dict[tuple[str, str], set[int]] = {
     ("POST", "/workflows/start"): {200, 201, 400, 401, 404, 409, 413, 422, 429, 431, 500, 503},
     ("GET", "/workflows"): {200, 400, 401, 413, 422, 429, 431, 500, 503},
@@ -30,8 +33,9 @@ STATUSES: dict[tuple[str, str], set[int]] = {
     },
     ("GET", "/jobs"): {200, 400, 401, 413, 422, 429, 431, 500, 503},
     ("GET", "/jobs/{job_id}"): {200, 400, 401, 404, 413, 422, 429, 431, 500, 503},
-    ("POST", "/jobs/{job_id}/cancel"): {200, 202, 400, 401, 404, 409, 413, 422, 429, 431, 500, 503},
-    ("POST", "/jobs/{job_id}/rerun"): {202, 400, 401, 404, 409, 413, 422, 429, 431, 500, 503},
+    ("GET", "/jobs/{job_id}/approvals"): {200, 400, 401, 404, 413, 422, 429, 431, 500, 503},
+    ("POST", "/approvals/{approval_id}"): {403} | DECISION_STATUSES,
+    ("POST", "/jobs/{job_id}/events/{name}"): DECISION_STATUSES,
     ("GET", "/operator/alerts"): {200, 400, 401, 403, 413, 422, 429, 431, 500},
     ("GET", "/metrics"): {200, 400, 401, 403, 413, 422, 429, 431, 500},
     ("GET", "/health"): {200, 400, 413, 422, 431, 500, 503},
@@ -46,9 +50,9 @@ BODIES: dict[tuple[str, str, int], str] = {
     ("GET", "/workflows/{workflow_id}/versions/{version}", 200): "WorkflowVersionDetail",
     ("GET", "/jobs", 200): "JobList",
     ("GET", "/jobs/{job_id}", 200): "Job",
-    ("POST", "/jobs/{job_id}/cancel", 200): "CancelResponse",
-    ("POST", "/jobs/{job_id}/cancel", 202): "CancelResponse",
-    ("POST", "/jobs/{job_id}/rerun", 202): "RerunResponse",
+    ("GET", "/jobs/{job_id}/approvals", 200): "ApprovalList",
+    ("POST", "/approvals/{approval_id}", 200): "DecisionResponse",
+    ("POST", "/jobs/{job_id}/events/{name}", 200): "EventResponse",
     ("GET", "/operator/alerts", 200): "AlertList",
     ("GET", "/health", 200): "Health",
     ("GET", "/health", 503): "Health",

@@ -2,7 +2,7 @@
 -- RLS restricts rows to the caller; the user_id predicate lets the planner use the index.
 select id, user_id, workflow_id, workflow_version, current_step_id, status, input_data, step_data, final_result,
        created_at, started_at, last_updated_at, completed_at, error_message, retry_count,
-       max_retries, next_retry_at, state_history
+       max_retries, next_retry_at, state_history, waiting_for
 from public.jobs
 where user_id = %(user_id)s
   and (%(status)s::text is null or status = %(status)s)
