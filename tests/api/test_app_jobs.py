@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     # Annotation only: at run time several conftest modules share the name `conftest`.
     from conftest import ApiUser
 
-#: Every field of GET /jobs/{id}, as SPEC.md's jobs row with `id` named `job_id`.
+#: Every field of GET /jobs/{id}, as SPEC.md's jobs row with `id` named `job_id`, and why a
+#: failed job failed (`error_kind`).
 JOB_FIELDS = {
     "job_id",
     "workflow_id",
@@ -39,6 +40,7 @@ JOB_FIELDS = {
     "started_at",
     "last_updated_at",
     "completed_at",
+    "error_kind",
     "waiting_for",
 }
 

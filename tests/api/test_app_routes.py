@@ -41,6 +41,8 @@ EXPECTED = {
     ("GET", "/workflows/{workflow_id}/versions/{version}"): "user",
     ("GET", "/jobs"): "user",
     ("GET", "/jobs/{job_id}"): "user",
+    ("POST", "/jobs/{job_id}/cancel"): "user",
+    ("POST", "/jobs/{job_id}/rerun"): "user",
     ("GET", "/jobs/{job_id}/approvals"): "user",
     ("POST", "/approvals/{approval_id}"): "user",
     ("POST", "/jobs/{job_id}/events/{name}"): "user",
