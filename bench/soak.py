@@ -3,7 +3,9 @@ every --kill-every seconds.
 
 The stack is `scratch.embedded_stack` (embedded PostgreSQL, Prefect server, warm worker, API)
 with the fault scripts' fast recovery settings. --jobs jobs are posted through the API at
---rate per second, each with its own Idempotency-Key (a post without an answer, or answered
+--rate per second (with --max-in-flight N, only while fewer than N posted jobs are
+unfinished: a machine slower than --rate then holds a bounded backlog), each with its own
+Idempotency-Key (a post without an answer, or answered
 5xx or 429, is sent again with the same key, a bounded number of times). The workflow of job i
 is chosen by i % 20: 70% plain, 10% with a long step (a `delay` of --long seconds), 10% with a
 flaky step that fails once and is retried (max_retries 2, 0.5 s apart), 10% with a step that
@@ -46,8 +48,8 @@ if not __package__:  # run as a file: import `bench` from the project root
 
 from bench.fault_workload import CountingServer
 from bench.faults import FAST_RECOVERY_ENV, MaintenanceLoop
-from bench.report import machine_info, parse, print_table, write_report
-from bench.soak_checks import WORKER, Memory, Outcome, check_jobs
+from bench.report import machine_info, parse, write_report
+from bench.soak_checks import WORKER, Memory, Outcome, check_jobs, print_report
 from bench.stacks import bench_root
 from cli import scratch
 from cli.restart_policy import RestartPolicy
@@ -65,6 +67,7 @@ PROGRESS_SECONDS = 60.0
 OPTIONS = [
     ("--jobs", 10000, "jobs to post (default 10000)", "jobs"),
     ("--rate", 2.0, "jobs posted per second", "rate_per_second"),
+    ("--max-in-flight", 0, "post only while fewer are unfinished (0: no cap)", "max_in_flight"),
     ("--kill-every", 60.0, "seconds between kills of the warm worker (±10%)", "kill_every_s"),
     ("--kill-until", "terminal", "keep killing until `terminal` or `posted`", "kill_until"),
     ("--long", 5.0, "seconds of the long jobs' `delay` step", "long_step_s"),
@@ -130,6 +133,8 @@ class Poster:
     keys: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     retries: int = 0
+    #: Seconds posting waited for unfinished jobs (--max-in-flight).
+    held_back: float = 0.0
 
     def post(self, client: httpx.Client, index: int) -> None:
         """POST /workflows/start for job `index`; without an answer, or answered 5xx or 429,
@@ -227,11 +232,36 @@ def _progress(memory: Memory, poster: Poster, chaos: Chaos, passes: int) -> None
     )
 
 
+class InFlight:
+    """The posted jobs not yet terminal, for --max-in-flight: posting waits while there are
+    that many, so a machine slower than --rate gets a backlog it can hold, not one that
+    grows for the whole soak. Only the unfinished jobs are read again."""
+
+    def __init__(self, poster: Poster, chaos: Chaos) -> None:
+        self.poster, self.chaos, self.open, self.seen = poster, chaos, set[str](), 0
+
+    def wait_below(self, cap: int) -> None:
+        """Return once fewer than `cap` posted jobs are unfinished (at once if cap is 0)."""
+        began = time.monotonic()
+        while cap > 0 and self.chaos.failure is None:
+            posted = list(self.poster.posted)
+            self.open.update(posted[self.seen :])
+            self.seen = len(posted)
+            if len(self.open) < cap:
+                break
+            statuses = shared_store().statuses(list(self.open))
+            self.open -= {j for j, s in statuses.items() if s in ("completed", "failed")}
+            if len(self.open) >= cap:
+                time.sleep(0.5)
+        self.poster.held_back += time.monotonic() - began
+
+
 def post_all(poster: Poster, memory: Memory, chaos: Chaos, loop: MaintenanceLoop) -> float:
     """Post --jobs jobs at --rate per second (stopping past --max-minutes, or once `chaos`
     failed); mark the end of the warm-up on `memory`. The seconds it took."""
     args, started = chaos.args, time.monotonic()
     warm_jobs, shown = min(WARM_UP_JOBS, max(1, args.jobs // 4)), started
+    in_flight = InFlight(poster, chaos)
     with httpx.Client(timeout=10) as client:
         for index in range(args.jobs):
             now = time.monotonic()
@@ -241,6 +271,7 @@ def post_all(poster: Poster, memory: Memory, chaos: Chaos, loop: MaintenanceLoop
                 )
                 break
             time.sleep(max(0.0, started + index / args.rate - now))
+            in_flight.wait_below(args.max_in_flight)
             poster.post(client, index)
             warm = index + 1 >= warm_jobs or time.monotonic() - started >= WARM_UP_SECONDS
             if memory.warm_at is None and warm:
@@ -281,7 +312,8 @@ def soak(stack: LocalStack, counter: CountingServer, args: argparse.Namespace) -
     outcome = check_jobs(stack, counter, poster.posted, poster.keys)
     counts = _counts(outcome, poster, chaos, loop.passes)
     ok = chaos.failure is None and _held(counts)
-    seconds = {"posting": posting, "settle": settling, "checks": time.monotonic() - checking}
+    seconds = {"posting": posting, "posting_held_back": poster.held_back, "settle": settling}
+    seconds["checks"] = time.monotonic() - checking
     return {
         "counts": counts,
         "expected_failures": "the jobs of the failing kind (index % 20 in 18, 19: 10%)",
@@ -331,37 +363,6 @@ def _held(c: Mapping[str, int]) -> bool:
     return all(c[k] == 0 for k in never) and c["failed"] == c["expected_failures"]
 
 
-def _mb(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
-def _print(report: Mapping[str, Any]) -> None:
-    counts, memory = report["counts"], report["memory"]
-    print_table("soak: counts", ["count", "value"], list(counts.items()), align="---:")
-    rows: list[list[str]] = []
-    for name, m in memory["processes"].items():
-        mbs = [m[k] for k in ("start_rss_mb", "end_rss_mb", "growth_rss_mb")]
-        mbs += [m["growth_rss_pct"], m["start_pss_mb"], m["end_pss_mb"], m["growth_pss_pct"]]
-        rows.append([name, *map(_mb, mbs), f"{m['start_processes']} -> {m['end_processes']}"])
-        rows[-1].append("yes" if m["restarted"] else "no")
-    headers = ["process", "start RSS MB", "end RSS MB", "growth MB", "growth %"]
-    headers += ["start PSS MB", "end PSS MB", "PSS growth %", "processes", "restarted"]
-    print_table("soak: memory (RSS and PSS summed over each process tree)", headers, rows)
-    lives = memory["warm_worker"]["per_life"]
-    shown = lives if len(lives) <= 12 else [*lives[:6], *lives[-6:]]
-    keys = ("start_mb", "last_mb", "growth_mb")
-    rows = [
-        [str(x["pid"]), f"{x['began']:.0f}", *(_mb(x[k]) for k in keys), x["end"]] for x in shown
-    ]
-    headers = ["pid", "began s", "start RSS MB", "last RSS MB", "growth MB", "end"]
-    print_table(f"soak: warm worker lives ({len(lives)})", headers, rows)
-    for kind, notes in report["notes"].items():
-        print("".join(f"  {kind}: {note}\n" for note in notes), end="")
-    seconds = " ".join(f"{k}={v} s" for k, v in report["seconds"].items())
-    print(f"seconds: {seconds}; load average at the end: {os.getloadavg()[0]:.2f}")
-    print(f"all_ok: {report['all_ok']}" + (f" ({report['failure']})" if report["failure"] else ""))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the soak with these arguments (None: the command line's); 0 iff it held."""
     args = parse(__doc__, argv, *OPTIONS)
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         "total": round(time.monotonic() - began, 1),
     }
     machine = machine_info() | {"load_average_at_start": load}
-    _print(body)
+    print_report(body)
     settings = {**args.settings, "env": env}
     write_report("soak", {"machine": machine, "settings": settings, **body}, args.report)
     return 0 if body["all_ok"] else 1

@@ -1,10 +1,12 @@
 """What the soak (bench/soak.py) measures and checks: the memory of the stack's long-lived
 processes over the run (`Memory`), and, at the end, every posted job (`check_jobs`): its
-outcome, whether it ran once, whether its row, its events and its Prefect flow run agree."""
+outcome, whether it ran once, whether its row, its events and its Prefect flow run agree;
+and the printed report (`print_report`)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections import Counter
@@ -15,7 +17,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from bench.fault_workload import CountingServer, count_reruns
-from bench.report import query
+from bench.report import print_table, query
 from cli.stack import LocalStack
 from engine.db.embedded import local_pgdata
 from engine.jobs.recovery import ENDED_STATES
@@ -276,3 +278,36 @@ def _tally(out: Outcome, row: Mapping[str, Any], kind: str, flow_state: str | No
         out.note("failing_completed", f"job {job}: completed though its step `a` always fails")
     if problems := inconsistencies(row, flow_state):
         out.note("inconsistent", f"job {job} {status}: " + "; ".join(problems))
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def print_report(report: Mapping[str, Any]) -> None:
+    """Print the soak's counts, memory per process, the warm worker's lives, the notes of
+    each kind of problem, the seconds and whether it held."""
+    counts, memory = report["counts"], report["memory"]
+    print_table("soak: counts", ["count", "value"], list(counts.items()), align="---:")
+    rows: list[list[str]] = []
+    for name, m in memory["processes"].items():
+        mbs = [m[k] for k in ("start_rss_mb", "end_rss_mb", "growth_rss_mb")]
+        mbs += [m["growth_rss_pct"], m["start_pss_mb"], m["end_pss_mb"], m["growth_pss_pct"]]
+        rows.append([name, *map(_mb, mbs), f"{m['start_processes']} -> {m['end_processes']}"])
+        rows[-1].append("yes" if m["restarted"] else "no")
+    headers = ["process", "start RSS MB", "end RSS MB", "growth MB", "growth %"]
+    headers += ["start PSS MB", "end PSS MB", "PSS growth %", "processes", "restarted"]
+    print_table("soak: memory (RSS and PSS summed over each process tree)", headers, rows)
+    lives = memory["warm_worker"]["per_life"]
+    shown = lives if len(lives) <= 12 else [*lives[:6], *lives[-6:]]
+    keys = ("start_mb", "last_mb", "growth_mb")
+    rows = [
+        [str(x["pid"]), f"{x['began']:.0f}", *(_mb(x[k]) for k in keys), x["end"]] for x in shown
+    ]
+    headers = ["pid", "began s", "start RSS MB", "last RSS MB", "growth MB", "end"]
+    print_table(f"soak: warm worker lives ({len(lives)})", headers, rows)
+    for kind, notes in report["notes"].items():
+        print("".join(f"  {kind}: {note}\n" for note in notes), end="")
+    seconds = " ".join(f"{k}={v} s" for k, v in report["seconds"].items())
+    print(f"seconds: {seconds}; load average at the end: {os.getloadavg()[0]:.2f}")
+    print(f"all_ok: {report['all_ok']}" + (f" ({report['failure']})" if report["failure"] else ""))
