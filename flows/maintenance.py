@@ -6,8 +6,10 @@ Each pass:
 2. recovers in-flight jobs whose flow run crashed, was cancelled by infrastructure, was lost
    or stopped beating: resubmitted with backoff (they resume at their first unfinished step),
    or failed once resubmitted `max_retries` times;
-3. evaluates, stores and delivers alerts;
-4. delivers the job callbacks (`on_finish`) that are due: retries, and first attempts the
+3. acts on wait steps: approvals and events past their deadline (decided by on_timeout, or
+   the job failed), and decided waits whose flow run was not resumed (flows/wait_deadlines.py);
+4. evaluates, stores and delivers alerts;
+5. delivers the job callbacks (`on_finish`) that are due: retries, and first attempts the
    flow did not make.
 """
 
@@ -26,6 +28,7 @@ from flows.alerting import run_alerting
 from flows.callbacks import run_callbacks
 from flows.job_control import dispatch_reruns
 from flows.recovery import recover_jobs
+from flows.wait_deadlines import run_wait_deadlines
 
 
 @flow(name="maintenance", persist_result=False)
@@ -41,6 +44,9 @@ def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[st
         outcomes = store.dispatch_pending(starter.try_start, grace_seconds=grace, limit=limit)
         outcomes += dispatch_reruns(store, starter, grace_seconds=grace, limit=limit)
         recovery = recover_jobs(store, settings, log=logger, limit=limit, starter=starter)
+        deadlines = run_wait_deadlines(
+            store, starter, grace_seconds=grace, log=logger, limit=limit
+        ).as_dict()
     dispatched = [job for job, run in outcomes if run is not None]
     waiting = [job for job, run in outcomes if run is None]
     for job_id, run_id in outcomes:
@@ -62,5 +68,6 @@ def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[st
         "dispatched": dispatched,
         "still_pending": waiting,
         "recovery": recovery.as_dict(),
+        "waits": deadlines,
         "alerts": alerting,
     }

@@ -87,6 +87,8 @@ class AlertStore:
                     status=r["status"],
                     last_activity_at=r["last_activity_at"],
                     next_retry_at=r["next_retry_at"],
+                    waiting=r["waiting"],
+                    wait_deadline=r["wait_deadline"],
                 )
                 for r in active
             ],

@@ -119,6 +119,9 @@ class ActiveJob:
     status: str
     last_activity_at: datetime
     next_retry_at: datetime | None = None
+    #: The job is at a wait step (jobs.waiting_for set), healthy until `wait_deadline`.
+    waiting: bool = False
+    wait_deadline: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -204,8 +207,14 @@ def failure_rate_alerts(
 def is_stalled(job: ActiveJob, now: datetime, t: AlertThresholds) -> bool:
     """Whether a running job went silent, or an awaiting_retry job's retry is long overdue.
 
-    An awaiting_retry job without next_retry_at falls back to the running rule.
+    An awaiting_retry job without next_retry_at falls back to the running rule. A job at a
+    wait step is healthy until its deadline (none: as long as it waits); past it by the
+    retry grace, maintenance did not act on it.
     """
+    if job.waiting:
+        if job.wait_deadline is None:
+            return False
+        return _age(now, job.wait_deadline) > t.stalled_retry_grace_seconds
     if job.status == "awaiting_retry" and job.next_retry_at is not None:
         return _age(now, job.next_retry_at) > t.stalled_retry_grace_seconds
     if job.status in ("running", "awaiting_retry"):
