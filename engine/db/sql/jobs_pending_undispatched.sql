@@ -7,6 +7,8 @@ with candidates as (
   from public.jobs
   where status = 'pending' and prefect_flow_run_id is null
     and created_at < now() - make_interval(secs => %(grace_seconds)s)
+    -- A rerun's flow run has a key of its own (jobs_rerun_undispatched.sql), not the job id.
+    and not coalesce(state_history -> -1 ? 'rerun', false)
   order by created_at
   limit %(window)s
   for update skip locked
