@@ -63,6 +63,8 @@ METRIC_NAMES: tuple[str, ...] = (
     f"{PREFIX}_queue_overdue_retries",
     f"{PREFIX}_alerts_open",
     f"{PREFIX}_service_restarts_total",
+    f"{PREFIX}_callbacks_total",
+    f"{PREFIX}_callback_attempts_total",
     f"{PREFIX}_api_request_duration_seconds",
     f"{PREFIX}_rate_limit_local_fallback",
     f"{PREFIX}_rate_limit_fallbacks_total",
@@ -217,6 +219,26 @@ def _restart_families(rows: Iterable[Mapping[str, Any]]) -> list[Metric]:
     return [restarts]
 
 
+def _callback_families(rows: Iterable[Mapping[str, Any]]) -> list[Metric]:
+    """Job callbacks (on_finish) by delivery status, and the attempts they took."""
+    callbacks = CounterMetricFamily(
+        f"{PREFIX}_callbacks",
+        "Job callbacks by delivery status: pending (retrying), delivered, failed (gave up).",
+        labels=["status"],
+    )
+    attempts = CounterMetricFamily(
+        f"{PREFIX}_callback_attempts",
+        "Delivery attempts of job callbacks, by the callback's status.",
+        labels=["status"],
+    )
+    counts = {r["status"]: r for r in rows}
+    for status in ("pending", "delivered", "failed"):
+        row = counts.get(status)
+        callbacks.add_metric([status], float(row["callbacks"]) if row else 0.0)
+        attempts.add_metric([status], float(row["attempts"]) if row else 0.0)
+    return [callbacks, attempts]
+
+
 def snapshot_metrics(snapshot: MetricsSnapshot) -> list[Metric]:
     """The Prometheus metric families of one database snapshot (pure), in exposition order."""
     return [
@@ -226,6 +248,7 @@ def snapshot_metrics(snapshot: MetricsSnapshot) -> list[Metric]:
         *_queue_families(snapshot.queue),
         *_alert_families(snapshot.alerts_open),
         *_restart_families(snapshot.service_restarts),
+        *_callback_families(snapshot.callbacks),
     ]
 
 

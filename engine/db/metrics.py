@@ -56,6 +56,7 @@ class MetricsSnapshot:
     queue: list[Row] = field(default_factory=list)
     alerts_open: list[Row] = field(default_factory=list)
     service_restarts: list[Row] = field(default_factory=list)
+    callbacks: list[Row] = field(default_factory=list)
 
 
 def _bound_text(bound: float) -> str:
@@ -122,4 +123,5 @@ def read_metrics(
             queue=rows("metrics_queue"),
             alerts_open=rows("metrics_alerts_open"),
             service_restarts=rows("metrics_service_restarts"),
+            callbacks=rows("metrics_callbacks"),
         )

@@ -12,7 +12,9 @@ import pytest
 from dbfixtures import as_user, create_user, insert_job, insert_workflow
 from psycopg.rows import dict_row
 
+from api.metrics import snapshot_metrics
 from engine.db.job_writes import Transition
+from engine.db.metrics import read_metrics
 from engine.db.store import JobStore
 from engine.jobs.transitions import JobStatus
 
@@ -145,3 +147,36 @@ def test_rls_the_owner_reads_their_callbacks_and_nobody_else_does(
     with pytest.raises(psycopg.errors.InsufficientPrivilege), as_user(db, None, "anon") as conn:
         conn.execute(read)
     assert rows(db, job_id)[0]["status"] == "pending"
+
+
+def test_metrics_count_callbacks_by_status(
+    store: JobStore, db: psycopg.Connection[Any], workflow: str
+) -> None:
+    """supaflow_callbacks_total{status} and supaflow_callback_attempts_total{status} read the
+    outbox at scrape time; a status with no callback is 0."""
+    user = create_user(db)
+    ids = [running_job(db, user, workflow) for _ in range(3)]
+    db.execute("update public.jobs set status = 'completed' where id = any(%s)", [ids])
+    db.execute(
+        "update public.job_callbacks set status = 'failed', attempts = 3 where job_id = %s",
+        [ids[0]],
+    )
+    db.execute(
+        "update public.job_callbacks set status = 'delivered', attempts = 2 where job_id = %s",
+        [ids[1]],
+    )
+
+    samples = {
+        (s.name, s.labels.get("status")): s.value
+        for family in snapshot_metrics(read_metrics(store.pool))
+        if family.name in ("supaflow_callbacks", "supaflow_callback_attempts")
+        for s in family.samples
+    }
+    assert samples == {
+        ("supaflow_callbacks_total", "delivered"): 1,
+        ("supaflow_callbacks_total", "failed"): 1,
+        ("supaflow_callbacks_total", "pending"): 1,
+        ("supaflow_callback_attempts_total", "delivered"): 2,
+        ("supaflow_callback_attempts_total", "failed"): 3,
+        ("supaflow_callback_attempts_total", "pending"): 0,
+    }
