@@ -247,3 +247,43 @@ def test_cancel_of_a_job_awaiting_a_rescheduled_retry_is_immediate(
     assert last_entry(flow_store, job_id)["kind"] == "cancelled"
     assert run.state is not None and run.state.type.value == "CANCELLED"
     assert api.count == 1
+
+
+@pytest.mark.slow
+def test_cancel_of_a_job_waiting_for_an_approval_is_immediate(
+    flow_store: JobStore,
+    db: psycopg.Connection[Any],
+    http_server: HTTPServer,
+    make_client: Callable[..., TestClient],
+    make_user: Callable[..., ApiUser],
+    warm_deployment: WarmDeployment,
+) -> None:
+    """A job at an approval step (waiting_for set, its flow run Paused, no slot held) has no
+    live step: the cancel fails it at once (200), clears waiting_for, and its flow run is
+    Cancelled instead of waiting for a decision; the step after the approval never runs."""
+    after = Scripted([200])
+    http_transformer(db, "before-api", serve(http_server, "/before", Scripted([200])))
+    http_transformer(db, "after-api", serve(http_server, "/after", after))
+    steps = [
+        {"id": "before", "transformer": "before-api"},
+        {"id": "approve", "approval": {}},
+        {"id": "after", "transformer": "after-api"},
+    ]
+    add_workflow(db, "wf_approve", {"steps": steps})
+    owner = make_user()
+    client = make_client(starter=warm_deployment.starter)
+    with warm_worker(warm_deployment.pool, limit=1, query_seconds=1, prefetch_seconds=0):
+        job_id = flow_store.create_job(
+            user_id=owner.user_id, workflow_id="wf_approve", input_data={}
+        ).id
+        run_id = dispatch(flow_store, warm_deployment.deployment_id, job_id)
+        wait_for_state(run_id, "PAUSED", timeout=60)
+        assert flow_store.get_job(job_id)["waiting_for"]["kind"] == "approval"
+        answer = client.post(f"/jobs/{job_id}/cancel", headers=owner.headers)
+        run = wait_for_state(run_id, "CANCELLED")
+    assert answer.status_code == 200, answer.text
+    row = flow_store.get_job(job_id)
+    assert row["status"] == "failed" and row["waiting_for"] is None
+    assert last_entry(flow_store, job_id)["kind"] == "cancelled"
+    assert run.state is not None and run.state.type.value == "CANCELLED"
+    assert set(row["step_data"]) == {"before"} and after.count == 0
