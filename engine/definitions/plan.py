@@ -93,29 +93,14 @@ def _parse_configs(
     return configs, problems
 
 
-def build_plan(
-    workflow_id: str,
-    raw_definition: Any,
+def _resolve_steps(
+    definition: WorkflowDefinition,
     transformers: Mapping[str, Mapping[str, Any]],
-    *,
-    catalog: TransformerCatalog,
+    configs: Mapping[str, TransformerConfig],
     job_max_retries: int,
-    rng: random.Random | None = None,
-) -> WorkflowPlan:
-    """Check the definition and its transformers and resolve every step.
-
-    Raises DefinitionError listing every problem: a bad definition, a step naming a
-    transformer that is missing, a transformer config that does not parse (against
-    `catalog`), or an unknown executor.
-    """
-    definition, problems = check_definition(raw_definition, transformer_ids=transformers.keys())
-    if definition is None:
-        raise DefinitionError(f"workflow '{workflow_id}' definition is invalid", problems)
-    configs, config_problems = _parse_configs(definition, transformers, catalog)
-    problems += config_problems
-    if problems:
-        raise DefinitionError(f"workflow '{workflow_id}' cannot run", problems)
-
+    rng: random.Random | None,
+) -> tuple[dict[str, StepPlan], dict[str, WaitPlan]]:
+    """The plan of every transformer step and of every wait step (checked definition)."""
     deps = dependencies(definition)
     ups = upstream(definition)
     steps: dict[str, StepPlan] = {}
@@ -147,6 +132,33 @@ def build_plan(
             delays=tuple(retry_delays(policy, rng)),
             timeout_seconds=float(timeout),
         )
+    return steps, waits
+
+
+def build_plan(
+    workflow_id: str,
+    raw_definition: Any,
+    transformers: Mapping[str, Mapping[str, Any]],
+    *,
+    catalog: TransformerCatalog,
+    job_max_retries: int,
+    rng: random.Random | None = None,
+) -> WorkflowPlan:
+    """Check the definition and its transformers and resolve every step.
+
+    Raises DefinitionError listing every problem: a bad definition, a step naming a
+    transformer that is missing, a transformer config that does not parse (against
+    `catalog`), or an unknown executor.
+    """
+    definition, problems = check_definition(raw_definition, transformer_ids=transformers.keys())
+    if definition is None:
+        raise DefinitionError(f"workflow '{workflow_id}' definition is invalid", problems)
+    configs, config_problems = _parse_configs(definition, transformers, catalog)
+    problems += config_problems
+    if problems:
+        raise DefinitionError(f"workflow '{workflow_id}' cannot run", problems)
+
+    steps, waits = _resolve_steps(definition, transformers, configs, job_max_retries, rng)
     return WorkflowPlan(
         workflow_id=workflow_id,
         definition=definition,
