@@ -76,10 +76,13 @@ def wait_workflow(
 
 
 def start_paused(
-    client: TestClient, owner: ApiUser, workflow_id: str = "wf_review"
+    client: TestClient,
+    owner: ApiUser,
+    workflow_id: str = "wf_review",
+    input_data: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Start `workflow_id` as `owner`; (job id, job body) once its flow run is Paused."""
-    body = {"workflow_id": workflow_id, "input_data": {}}
+    body = {"workflow_id": workflow_id, "input_data": input_data or {}}
     started = client.post("/workflows/start", json=body, headers=owner.headers)
     assert started.status_code == 201, started.text
     job_id = started.json()["job_id"]
@@ -262,3 +265,21 @@ def _log() -> Any:
     import logging
 
     return logging.getLogger("test.waits")
+
+
+def test_the_shipped_review_demo_completes_with_its_owners_score(
+    stack: TestClient, make_user: Callable[..., ApiUser], flow_store: JobStore
+) -> None:
+    """definitions/workflows/review_demo_v1.json: the owner approves with a score and the
+    job's result carries the text, the decision and the form."""
+    owner = make_user()
+    job_id, job = start_paused(stack, owner, "review_demo_v1", {"text": "hello"})
+    assert job["waiting_for"]["step"] == "review" and job["waiting_for"]["deadline"]
+    [approval] = stack.get(f"/jobs/{job_id}/approvals", headers=owner.headers).json()["approvals"]
+    decision = {"decision": "approve", "form": {"score": 5, "note": "great"}}
+    url = f"/approvals/{approval['approval_id']}"
+    assert stack.post(url, json=decision, headers=owner.headers).status_code == 200
+    assert wait_for_jobs(flow_store, [job_id]) == {job_id: "completed"}
+    result = flow_store.get_job(job_id)["final_result"]["result"]
+    assert result["text"] == "hello" and result["decision"] == "approved"
+    assert result["form"] == {"score": 5, "note": "great"}
