@@ -283,3 +283,31 @@ def test_the_shipped_review_demo_completes_with_its_owners_score(
     result = flow_store.get_job(job_id)["final_result"]["result"]
     assert result["text"] == "hello" and result["decision"] == "approved"
     assert result["form"] == {"score": 5, "note": "great"}
+
+
+def test_a_decision_made_while_prefect_is_down_is_resumed_by_maintenance(
+    stack: TestClient,
+    make_client: Callable[..., TestClient],
+    db: psycopg.Connection[Any],
+    http_server: HTTPServer,
+    make_user: Callable[..., ApiUser],
+    flow_store: JobStore,
+) -> None:
+    """An API whose Prefect is out of reach keeps the decision and answers resumed false;
+    the job stays running at its wait until the maintenance pass resumes the flow run."""
+    from flows.wait_deadlines import run_wait_deadlines
+
+    wait_workflow(db, http_server, {"approval": {}})
+    owner = make_user()
+    job_id, _job = start_paused(stack, owner)
+    [approval] = stack.get(f"/jobs/{job_id}/approvals", headers=owner.headers).json()["approvals"]
+    offline = make_client()  # the closed-port starter
+    url = f"/approvals/{approval['approval_id']}"
+    decided = offline.post(url, json={"decision": "approve"}, headers=owner.headers)
+    assert decided.status_code == 200 and decided.json()["resumed"] is False
+    assert read_flow_run(str(job_run(stack, owner, job_id))).state.type.value == "PAUSED"  # type: ignore[union-attr]
+    starter: RunStarter = stack.app.state.starter  # type: ignore[attr-defined]
+    outcome = run_wait_deadlines(flow_store, starter, grace_seconds=0, log=_log())
+    assert outcome.resumed == [job_run(stack, owner, job_id)]
+    assert wait_for_jobs(flow_store, [job_id]) == {job_id: "completed"}
+    assert flow_store.get_job(job_id)["step_data"]["review"]["decision"] == "approved"
