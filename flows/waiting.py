@@ -16,6 +16,7 @@ A rescheduled retry of another branch comes first: the run ends AwaitingRetry at
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -25,7 +26,6 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.futures import PrefectFuture
-from prefect.runtime import flow_run as flow_run_runtime
 from prefect.states import AwaitingRetry, Paused, Scheduled
 
 from engine.db.connection import shared_store
@@ -100,14 +100,10 @@ def arrive(job: JobInfo, wait: WaitPlan, steps_done: dict[str, Any]) -> Row | Pa
             row_fields(wait.spec, until),
             waits.waiting_for(kind, wait.step_id, since, until),
         )
-    elif row["status"] == "pending":
+    elif row["status"] == "pending":  # still waiting: say so again (a rerun cleared it)
         since = row["created_at"]
-        store.begin(
-            job.job_id,
-            wait.step_id,
-            {"kind": row["kind"], "spec": row["spec"]},
-            waits.waiting_for(row["kind"], wait.step_id, since, row["deadline"]),
-        )
+        value = waits.waiting_for(row["kind"], wait.step_id, since, row["deadline"])
+        store.set_waiting(job.job_id, value)
     row = _wake_if_due(store, row)
     if row["status"] == "decided":
         return row
@@ -183,7 +179,9 @@ def end_state(parked: WaitsParked) -> State[Any]:
         # Decided while other steps were running (the resume found the run not paused).
         return Scheduled(scheduled_time=datetime.now(UTC), name="Resuming", message=str(parked))
     first = parked.parked[0]
-    # One pause key per pass: Prefect refuses a key it has seen on this flow run.
-    key = f"{first.wait_id}:{flow_run_runtime.run_count or 1}"
+    # The wait id, made unique per pause: Prefect refuses a key this flow run has paused
+    # with before (a run resumed for another wait pauses again at this one), and a refused
+    # pause would leave the run Running, to run the flow again at once.
+    key = f"{first.wait_id}:{uuid.uuid4().hex[:12]}"
     name = PAUSED_NAMES[first.kind]
     return Paused(reschedule=True, pause_key=key, name=name, message=str(parked))

@@ -64,6 +64,11 @@ class WaitStore:
     def _set_waiting(self, conn: psycopg.Connection[Row], job_id: str, value: Any) -> None:
         conn.execute(query("wait_set_job"), {"job_id": job_id, "waiting_for": Jsonb(value)})
 
+    def set_waiting(self, job_id: str, value: Mapping[str, Any]) -> None:
+        """Set the job's waiting_for without an event (a run that found its wait open)."""
+        with self.store.pool.connection() as conn:
+            self._set_waiting(conn, job_id, dict(value))
+
     # -- the flow's side ----------------------------------------------------------------
 
     def open_wait(self, job_id: str, step_id: str) -> Row | None:
@@ -174,10 +179,14 @@ class WaitStore:
             if wait is None:
                 raise NotFoundError(f"approval '{wait_id}' not found")
             decided = change(wait)
-            if wait["status"] != "pending" or wait["job_status"] != "running":
+            details = {"status": wait["status"], "job_status": wait["job_status"]}
+            if wait["status"] != "pending":
+                raise ConflictError(f"approval '{wait_id}' is already decided", details=details)
+            if wait["job_status"] != "running":
                 raise ConflictError(
-                    f"approval '{wait_id}' is already decided",
-                    details={"status": wait["status"], "job_status": wait["job_status"]},
+                    f"approval '{wait_id}' can no longer be decided: its job is "
+                    f"{wait['job_status']}",
+                    details=details,
                 )
             return wait, self._decide(conn, wait, decided)
 

@@ -155,3 +155,67 @@ def test_an_approval_pauses_the_run_and_a_decision_resumes_it(
     assert row["step_data"]["pause"] == output and row["waiting_for"] is None
     assert after.hits[0].body and b'"approved"' in after.hits[0].body
     assert [e["step_id"] for e in job_events(flow_store, job_id, "wait_decided")] == ["pause"]
+
+
+def decide(waits: WaitStore, wait_id: str, user_id: str) -> str | None:
+    """Approve a wait as `user_id` through the store; its job's flow run id."""
+    now = datetime.now(UTC)
+    change = {"decision": "approve", "output": {"by": user_id}, "decided_at": now}
+    _wait, run_id = waits.decide(
+        wait_id, lambda _w: {**change, "decided_by": user_id, "reason": "decision"}
+    )
+    return run_id
+
+
+@pytest.mark.slow
+def test_parallel_waits_park_after_the_other_branches_and_each_decision_resumes(
+    flow_store: JobStore,
+    db: psycopg.Connection[Any],
+    user_id: str,
+    http_server: HTTPServer,
+    prefect_api_url: str,
+) -> None:
+    """Two approvals and an HTTP step in parallel: the HTTP step runs before the flow run
+    pauses; deciding one approval resumes the run, which pauses again at the other (a new
+    pause key); deciding that one completes the job, the HTTP step having run once."""
+    side = Scripted([200])
+    http_transformer(db, "side-api", serve(http_server, "/side", side))
+    join = Scripted([200])
+    http_transformer(db, "join-api", serve(http_server, "/join", join))
+    steps = [
+        {"id": "a", "approval": {}, "depends_on": []},
+        {"id": "b", "approval": {}, "depends_on": []},
+        {"id": "side", "transformer": "side-api", "depends_on": []},
+        {"id": "join", "transformer": "join-api", "depends_on": ["a", "b", "side"]},
+    ]
+    add_workflow(db, "wf_two_waits", {"steps": steps})
+    pool = unique_pool()
+    deployment_id = deploy(pool)
+    starter = RunStarter.own_client(f"run-workflow/warm-{pool}", api_url=prefect_api_url)
+    waits = WaitStore(flow_store)
+    try:
+        with warm_worker(pool, limit=1, query_seconds=1, prefetch_seconds=0) as worker:
+            job = flow_store.create_job(user_id=user_id, workflow_id="wf_two_waits", input_data={})
+            run_id = dispatch(flow_store, deployment_id, job.id)
+            wait_until(lambda: parked(flow_store, job.id, run_id, worker, "PAUSED"), 60, "pause")
+            assert side.count == 1 and join.count == 0
+            by_step = {w["step_id"]: str(w["id"]) for w in waits.list_for_job(job.id)}
+            first_key = read_flow_run(run_id).state.state_details.pause_key  # type: ignore[union-attr]
+            assert decide(waits, by_step["b"], user_id) == run_id and starter.resume(run_id)
+
+            def paused_again() -> bool:
+                run = read_flow_run(run_id)
+                state = run.state
+                return bool(
+                    state and state.is_paused() and state.state_details.pause_key != first_key
+                )
+
+            wait_until(paused_again, 60, "the second pause")
+            assert flow_store.get_job(job.id)["status"] == "running" and join.count == 0
+            assert decide(waits, by_step["a"], user_id) == run_id and starter.resume(run_id)
+            assert wait_for_jobs(flow_store, [job.id]) == {job.id: "completed"}
+    finally:
+        starter.close()
+    assert side.count == 1 and join.count == 1
+    step_data = flow_store.get_job(job.id)["step_data"]
+    assert step_data["a"] == {"by": user_id} and step_data["b"] == {"by": user_id}
