@@ -382,6 +382,28 @@ COLUMNS: list[tuple[str, str, str, bool, str | None]] = [
     ("job_events", "step_id", "text", False, None),
     ("job_events", "attempt", "integer", False, None),
     ("job_events", "detail", "jsonb", True, "'{}'::jsonb"),
+    # Callbacks (20261207000300): the resolved target and the outbox.
+    ("jobs", "on_finish", "jsonb", False, None),
+    ("job_callbacks", "id", "bigint", True, None),
+    ("job_callbacks", "job_id", "uuid", True, None),
+    ("job_callbacks", "user_id", "uuid", False, None),
+    ("job_callbacks", "retry_count", "integer", True, "0"),
+    ("job_callbacks", "url", "text", True, None),
+    ("job_callbacks", "secret_env", "text", False, None),
+    ("job_callbacks", "max_attempts", "integer", True, "5"),
+    ("job_callbacks", "retry_delay_seconds", "double precision", True, "10"),
+    ("job_callbacks", "job_status", "text", True, None),
+    ("job_callbacks", "error_message", "text", False, None),
+    ("job_callbacks", "error_kind", "text", False, None),
+    ("job_callbacks", "finished_at", "timestamp with time zone", True, "now()"),
+    ("job_callbacks", "status", "text", True, "'pending'::text"),
+    ("job_callbacks", "attempts", "integer", True, "0"),
+    ("job_callbacks", "next_attempt_at", "timestamp with time zone", True, "now()"),
+    ("job_callbacks", "last_attempt_at", "timestamp with time zone", False, None),
+    ("job_callbacks", "last_error", "text", False, None),
+    ("job_callbacks", "response_code", "integer", False, None),
+    ("job_callbacks", "delivered_at", "timestamp with time zone", False, None),
+    ("job_callbacks", "created_at", "timestamp with time zone", True, "now()"),
 ]
 
 
@@ -458,6 +480,18 @@ CONSTRAINTS: list[tuple[str, str]] = [
     ("jobs", "CHECK ((resubmissions >= 0))"),
     ("job_events", "PRIMARY KEY (id)"),
     ("job_events", "FOREIGN KEY (job_id) REFERENCES jobs(id) ON DELETE CASCADE"),
+    # Callbacks (20261207000300).
+    ("job_callbacks", "PRIMARY KEY (id)"),
+    ("job_callbacks", "UNIQUE (job_id, retry_count)"),
+    ("job_callbacks", "FOREIGN KEY (job_id) REFERENCES jobs(id) ON DELETE CASCADE"),
+    ("job_callbacks", "CHECK (((max_attempts >= 1) AND (max_attempts <= 50)))"),
+    ("job_callbacks", "CHECK ((retry_delay_seconds > (0)::double precision))"),
+    ("job_callbacks", "CHECK ((job_status = ANY (ARRAY['completed'::text, 'failed'::text])))"),
+    (
+        "job_callbacks",
+        "CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text])))",
+    ),
+    ("job_callbacks", "CHECK ((attempts >= 0))"),
 ]
 
 
@@ -542,6 +576,21 @@ INDEXES: list[tuple[str, str]] = [
         "job_events",
         "CREATE INDEX job_events_kind_at_idx ON public.job_events USING btree (kind, at)",
     ),
+    # Callbacks (20261207000300).
+    (
+        "job_callbacks",
+        "CREATE UNIQUE INDEX job_callbacks_job_id_retry_count_key ON public.job_callbacks "
+        "USING btree (job_id, retry_count)",
+    ),
+    (
+        "job_callbacks",
+        "CREATE INDEX job_callbacks_due_idx ON public.job_callbacks USING btree "
+        "(next_attempt_at) WHERE (status = 'pending'::text)",
+    ),
+    (
+        "job_callbacks",
+        "CREATE INDEX job_callbacks_user_id_idx ON public.job_callbacks USING btree (user_id)",
+    ),
 ]
 
 
@@ -580,6 +629,7 @@ def test_every_trigger(db: psycopg.Connection[Any]) -> None:
             ("jobs", "jobs_pin_versions", "jobs_pin_versions"),
             ("workflow_versions", "workflow_versions_immutable", "versions_immutable"),
             ("transformer_versions", "transformer_versions_immutable", "versions_immutable"),
+            ("jobs", "jobs_enqueue_callback", "jobs_enqueue_callback"),
         ]
     )
 

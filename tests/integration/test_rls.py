@@ -540,6 +540,7 @@ def test_every_policy_is_named_and_listed(db: Conn) -> None:
         "where schemaname = 'public' order by tablename, policyname"
     ).fetchall()
     assert rows == [
+        ("job_callbacks", "job_callbacks_select_own", "SELECT", ["authenticated"]),
         ("job_events", "job_events_select_own", "SELECT", ["authenticated"]),
         ("jobs", "jobs_select_own", "SELECT", ["authenticated"]),
         (
@@ -561,6 +562,7 @@ def test_rls_enabled_on_every_public_table(db: Conn) -> None:
     ).fetchall()
     assert rows == [
         ("alerts", True),
+        ("job_callbacks", True),
         ("job_events", True),
         ("jobs", True),
         ("service_restarts", True),
