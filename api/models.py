@@ -79,6 +79,19 @@ class StartResponse(BaseModel):
     created_at: datetime
 
 
+class JobCallback(BaseModel):
+    """Delivery of the job's latest `on_finish` callback (table job_callbacks)."""
+
+    status: Literal["pending", "delivered", "failed"] = Field(
+        description="pending: owed or to be retried; failed: every attempt failed."
+    )
+    attempts: int
+    next_attempt_at: datetime | None = Field(description="When a pending callback is tried.")
+    last_error: str | None
+    response_code: int | None = Field(description="The receiver's last HTTP status.")
+    delivered_at: datetime | None
+
+
 class Job(BaseModel):
     """A job as its owner sees it (SPEC.md's jobs row, `id` named `job_id`)."""
 
@@ -128,6 +141,9 @@ class Job(BaseModel):
         default=None,
         description="The wait the running job is at: {kind: approval|sleep|event, step, "
         "since, deadline}; null when it is not waiting.",
+    )
+    callback: JobCallback | None = Field(
+        default=None, description="Its on_finish callback's delivery; null when none is owed."
     )
 
     @classmethod

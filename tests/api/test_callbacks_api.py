@@ -150,3 +150,27 @@ def test_an_idempotent_replay_keys_on_the_callback_too(
     )
     assert (first.status_code, again.status_code, other.status_code) == (201, 200, 409)
     assert first.json()["job_id"] == again.json()["job_id"]
+
+
+def test_the_job_body_shows_its_callbacks_delivery(
+    client: TestClient, make_user: Callable[..., ApiUser], db: psycopg.Connection[Any]
+) -> None:
+    """GET /jobs/{id} and GET /jobs carry `callback`: null until the job ends, then the latest
+    callback's status, attempts and last error as the outbox holds them."""
+    user = make_user()
+    job_id = _start(client, user, on_finish={"url": "https://93.184.215.14/cb"}).json()["job_id"]
+    read = lambda: client.get(f"/jobs/{job_id}", headers=user.headers).json()  # noqa: E731
+    assert read()["callback"] is None
+
+    db.execute("update public.jobs set status = 'completed' where id = %s", [job_id])
+    db.execute(
+        "update public.job_callbacks set attempts = 2, last_error = 'receiver answered HTTP 503',"
+        " response_code = 503 where job_id = %s",
+        [job_id],
+    )
+    callback = read()["callback"]
+    assert callback["status"] == "pending" and callback["attempts"] == 2
+    assert callback["last_error"] == "receiver answered HTTP 503"
+    assert callback["response_code"] == 503 and callback["delivered_at"] is None
+    listed = client.get("/jobs", headers=user.headers).json()["jobs"]
+    assert listed[0]["callback"] == callback

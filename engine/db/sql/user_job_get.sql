@@ -1,6 +1,14 @@
 -- One job, as the signed-in user: RLS hides other users' jobs.
 select id, user_id, workflow_id, workflow_version, current_step_id, status, input_data, step_data, final_result,
        created_at, started_at, last_updated_at, completed_at, error_message, retry_count,
-       max_retries, next_retry_at, state_history, waiting_for
+       max_retries, next_retry_at, state_history, waiting_for,
+       -- The latest callback (migration 20261207000300), read under the same RLS.
+       (select jsonb_build_object('status', c.status, 'attempts', c.attempts,
+                                  'next_attempt_at', c.next_attempt_at, 'last_error', c.last_error,
+                                  'response_code', c.response_code, 'delivered_at', c.delivered_at)
+        from public.job_callbacks c
+        where c.job_id = jobs.id
+        order by c.retry_count desc
+        limit 1) as callback
 from public.jobs
 where id = %(job_id)s
