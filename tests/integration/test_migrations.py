@@ -404,6 +404,29 @@ COLUMNS: list[tuple[str, str, str, bool, str | None]] = [
     ("job_callbacks", "response_code", "integer", False, None),
     ("job_callbacks", "delivered_at", "timestamp with time zone", False, None),
     ("job_callbacks", "created_at", "timestamp with time zone", True, "now()"),
+    # Wait steps (20261207000100): what a job waits for, and one row per wait.
+    ("jobs", "waiting_for", "jsonb", False, None),
+    ("job_waits", "id", "uuid", True, "gen_random_uuid()"),
+    ("job_waits", "job_id", "uuid", True, None),
+    ("job_waits", "user_id", "uuid", False, None),
+    ("job_waits", "step_id", "text", True, None),
+    ("job_waits", "run_number", "integer", True, "0"),
+    ("job_waits", "kind", "text", True, None),
+    ("job_waits", "spec", "jsonb", True, "'{}'::jsonb"),
+    ("job_waits", "event_name", "text", False, None),
+    ("job_waits", "deciders", "jsonb", False, None),
+    ("job_waits", "forbid_self_approval", "boolean", True, "false"),
+    ("job_waits", "status", "text", True, "'pending'::text"),
+    ("job_waits", "created_at", "timestamp with time zone", True, "now()"),
+    ("job_waits", "deadline", "timestamp with time zone", False, None),
+    ("job_waits", "decision", "text", False, None),
+    ("job_waits", "comment", "text", False, None),
+    ("job_waits", "form", "jsonb", False, None),
+    ("job_waits", "output", "jsonb", False, None),
+    ("job_waits", "decided_by", "uuid", False, None),
+    ("job_waits", "decided_at", "timestamp with time zone", False, None),
+    ("job_waits", "reason", "text", False, None),
+    ("job_waits", "consumed_at", "timestamp with time zone", False, None),
 ]
 
 
@@ -492,6 +515,27 @@ CONSTRAINTS: list[tuple[str, str]] = [
         "CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text])))",
     ),
     ("job_callbacks", "CHECK ((attempts >= 0))"),
+    ("job_waits", "PRIMARY KEY (id)"),
+    ("job_waits", "FOREIGN KEY (job_id) REFERENCES jobs(id) ON DELETE CASCADE"),
+    ("job_waits", "FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE"),
+    ("job_waits", "CHECK ((kind = ANY (ARRAY['approval'::text, 'sleep'::text, 'event'::text])))"),
+    (
+        "job_waits",
+        "CHECK ((status = ANY (ARRAY['pending'::text, 'decided'::text, 'consumed'::text, "
+        "'expired'::text])))",
+    ),
+    ("job_waits", "CHECK ((decision = ANY (ARRAY['approve'::text, 'reject'::text])))"),
+    (
+        "job_waits",
+        "CHECK ((reason = ANY (ARRAY['decision'::text, 'timeout'::text, 'event'::text, "
+        "'woke'::text])))",
+    ),
+    ("job_waits", "CHECK (((kind <> 'event'::text) OR (event_name IS NOT NULL)))"),
+    (
+        "job_waits",
+        "CHECK ((((status = 'pending'::text) = (decided_at IS NULL)) OR "
+        "(status = 'expired'::text)))",
+    ),
 ]
 
 
@@ -590,6 +634,22 @@ INDEXES: list[tuple[str, str]] = [
     (
         "job_callbacks",
         "CREATE INDEX job_callbacks_user_id_idx ON public.job_callbacks USING btree (user_id)",
+    ),
+    (
+        "job_waits",
+        "CREATE UNIQUE INDEX job_waits_open_idx ON public.job_waits USING btree (job_id, "
+        "step_id) WHERE (status = ANY (ARRAY['pending'::text, 'decided'::text]))",
+    ),
+    ("job_waits", "CREATE INDEX job_waits_job_id_idx ON public.job_waits USING btree (job_id)"),
+    (
+        "job_waits",
+        "CREATE INDEX job_waits_due_idx ON public.job_waits USING btree (deadline) "
+        "WHERE ((status = 'pending'::text) AND (deadline IS NOT NULL))",
+    ),
+    (
+        "job_waits",
+        "CREATE INDEX job_waits_decided_idx ON public.job_waits USING btree (decided_at) "
+        "WHERE (status = 'decided'::text)",
     ),
 ]
 

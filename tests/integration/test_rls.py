@@ -542,6 +542,7 @@ def test_every_policy_is_named_and_listed(db: Conn) -> None:
     assert rows == [
         ("job_callbacks", "job_callbacks_select_own", "SELECT", ["authenticated"]),
         ("job_events", "job_events_select_own", "SELECT", ["authenticated"]),
+        ("job_waits", "job_waits_select_deciders", "SELECT", ["authenticated"]),
         ("jobs", "jobs_select_own", "SELECT", ["authenticated"]),
         (
             "workflow_versions",
@@ -564,6 +565,7 @@ def test_rls_enabled_on_every_public_table(db: Conn) -> None:
         ("alerts", True),
         ("job_callbacks", True),
         ("job_events", True),
+        ("job_waits", True),
         ("jobs", True),
         ("service_restarts", True),
         ("transformer_versions", True),
