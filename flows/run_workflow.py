@@ -31,7 +31,7 @@ from engine.errors import DefinitionError, ErrorKind, MappingError, NotFoundErro
 from engine.jobs.transitions import TERMINAL, JobStatus
 from engine.settings import get_settings
 from flows import waiting
-from flows.callbacks import on_job_finished
+from flows.callbacks import deliver_for_job, on_job_finished
 from flows.job_control import CancelWatch, JobCancelled, finish_cancelled
 from flows.run_step import (
     JobInfo,
@@ -307,7 +307,9 @@ def run_workflow(job_id: str) -> Any:
         raise
     except JobCancelled as cancelled:
         done = sorted(store.get_job(job.job_id)["step_data"] or {})
-        return finish_cancelled(store, job.job_id, job.flow_run_id, cancelled, done, logger)
+        ended = finish_cancelled(store, job.job_id, job.flow_run_id, cancelled, done, logger)
+        deliver_for_job(job.job_id, logger)  # a returned Cancelled state runs no flow hook
+        return ended
     except waiting.WaitsParked as parked:  # the job row says waiting_for (flows/waiting.py)
         logger.info("flow run ends while %s", parked, extra={**log_ctx, "status": "running"})
         return waiting.end_state(parked)

@@ -11,10 +11,19 @@ from typing import Any
 
 import psycopg
 import pytest
-from flow_services import Scripted, add_workflow, delay_transformer, http_transformer, serve
+from flow_services import (
+    Scripted,
+    add_workflow,
+    delay_transformer,
+    held_first,
+    http_transformer,
+    serve,
+)
+from prefect.exceptions import CancelledRun
 from pytest_httpserver import HTTPServer
 from waiting import wait_until
 
+from engine.db import job_control
 from engine.db.callbacks import CallbackStore
 from engine.db.store import JobStore
 from engine.definitions.callback_target import CallbackTarget
@@ -293,3 +302,57 @@ def test_a_row_locked_by_another_pass_is_skipped_not_waited_for(
         skipped = deliver_due(flow_store, get_settings())
     assert skipped.as_dict()["delivered"] == 0 and receiver.count == 0
     assert len(deliver_due(flow_store, get_settings()).delivered) == 1 and receiver.count == 1
+
+
+def test_a_cancel_and_a_rerun_each_call_back_once(
+    flow_store: JobStore, db: psycopg.Connection[Any], user_id: str, http_server: HTTPServer
+) -> None:
+    """The owner cancels mid-step: the job stops at the step boundary and is called back
+    failed with error_kind cancelled; rerun, it completes and is called back again (a second
+    callback, keyed by its retry_count)."""
+    receiver = Scripted([200])
+    held, release = held_first()
+    http_transformer(db, "cb-held", serve(http_server, "/held", held))
+    delay_transformer(db, "cb-after", 0.01)
+    defined = {"url": serve(http_server, "/cancel", receiver), "secret_env": SECRET_ENV}
+    steps = [{"id": "held", "transformer": "cb-held"}, {"id": "after", "transformer": "cb-after"}]
+    add_workflow(db, "cb_cancel", {"steps": steps, "on_finish": defined})
+    job_id = start(flow_store, user_id, "cb_cancel", defined)
+
+    ended: list[str] = []
+
+    def run() -> None:
+        try:
+            run_workflow(job_id)
+        except CancelledRun:  # the flow run ends Cancelled, which raises for a direct call
+            ended.append("cancelled")
+
+    runner = threading.Thread(target=contextvars.copy_context().run, args=(run,))
+    runner.start()
+    wait_until(lambda: held.count == 1, 60, "the held step to be called")
+    job_control.cancel_job(flow_store, job_id, user_id)
+    release.set()
+    runner.join(120)
+    assert ended == ["cancelled"]
+
+    first = wait_until(lambda: settled(flow_store, job_id), 30, "the cancel's callback")
+    assert first["status"] == "delivered" and first["error_kind"] == "cancelled"
+    body = verified_body(receiver.hits[0])
+    assert body["status"] == "failed" and body["error_kind"] == "cancelled"
+
+    rerun = job_control.rerun_job(flow_store, job_id, user_id)
+    run_workflow(job_id)
+
+    rows = wait_until(
+        lambda: (
+            [r for r in callbacks(flow_store, job_id) if r["status"] == "delivered"][1:]
+            and callbacks(flow_store, job_id)
+        ),
+        30,
+        "the rerun's callback",
+    )
+    assert [(r["retry_count"], r["job_status"]) for r in rows] == [
+        (0, "failed"),
+        (rerun.retry_count, "completed"),
+    ]
+    assert receiver.count == 2 and verified_body(receiver.hits[1])["status"] == "completed"
