@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from fastapi.testclient import TestClient
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from json_texts import any_value, strings
 from test_input_properties import PROPERTY_SETTINGS, callers, headers_for, job_ids, make_probe
@@ -51,6 +51,8 @@ def test_generated_control_requests_never_fail_the_server(
         return job
 
     @PROPERTY_SETTINGS
+    @example(action="cancel", target="pending", caller="user", body=None)
+    @example(action="rerun", target="failed", caller="user", body='{"from_step":"normalize"}')
     @given(
         action=st.sampled_from(["cancel", "rerun"]),
         target=st.one_of(st.sampled_from(["failed", "pending"]), job_ids),
