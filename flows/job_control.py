@@ -4,7 +4,8 @@
   `_execute`): once the owner asked to cancel (jobs.cancel_requested_at), no new step starts,
   the running ones finish and their outputs are stored, then `JobCancelled` ends the run.
 - `finish_cancelled`: the job fails with error kind `cancelled` and the flow returns a
-  Prefect Cancelled state saying who cancelled.
+  Prefect Cancelled state saying who cancelled; `finished_state` is that state for a run
+  that starts after its job was cancelled.
 - `cancel_stopped_job`: maintenance fails a job whose run stopped (crashed, lost, silent) or
   is parked (scheduled, paused) while a cancel was requested, instead of resubmitting it.
 - `dispatch_reruns`: maintenance creates the flow runs of reruns Prefect could not take when
@@ -92,6 +93,16 @@ def finish_cancelled(
         message, extra={"job_id": job_id, "status": "failed", "error_kind": CANCELLED_KIND}
     )
     return Cancelled(message=message)
+
+
+def finished_state(store: JobStore, job_id: str) -> State[Any] | None:
+    """The end of a flow run that found its job finished: Cancelled when a cancel failed the
+    job (its run could not be set Cancelled then, Prefect being out of reach), else None (the
+    run completes, having nothing to do)."""
+    by = job_control.cancelled_before_start(store, job_id)
+    if by is None:
+        return None
+    return Cancelled(message=f"job cancelled by {_who(by)} before this flow run started")
 
 
 def cancel_stopped_job(

@@ -32,7 +32,7 @@ from engine.jobs.transitions import TERMINAL, JobStatus
 from engine.settings import get_settings
 from flows import waiting
 from flows.callbacks import deliver_for_job, on_job_finished
-from flows.job_control import CancelWatch, JobCancelled, finish_cancelled
+from flows.job_control import CancelWatch, JobCancelled, finish_cancelled, finished_state
 from flows.run_step import (
     JobInfo,
     RetryRescheduled,
@@ -286,7 +286,7 @@ def run_workflow(job_id: str) -> Any:
         job.flow_run_id is not None and not store.claim(job.job_id, job.flow_run_id)
     ):
         logger.info("job already %s; nothing to do", bundle.job.status.value, extra=log_ctx)
-        return None
+        return finished_state(store, job.job_id)
     try:
         plan = build_plan(
             job.workflow_id,

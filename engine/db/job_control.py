@@ -176,11 +176,23 @@ def rerun_job(
 
 def cancel_flag(store: JobStore, job_id: str) -> tuple[bool, str | None]:
     """Whether the job's owner asked to cancel it, and who (the flow's step-boundary check)."""
-    with store.pool.connection() as conn:
-        row = conn.execute(query("job_cancel_flag"), {"job_id": job_id}).fetchone()
+    row = _cancel_row(store, job_id)
     if row is None or row["cancel_requested_at"] is None:
         return False, None
     return True, row["cancelled_by"]
+
+
+def cancelled_before_start(store: JobStore, job_id: str) -> str | None:
+    """Who cancelled the job, if it is failed by a cancel ("" when unknown); None otherwise."""
+    row = _cancel_row(store, job_id)
+    if row is None or row["status"] != JobStatus.FAILED.value:
+        return None
+    return None if row["cancel_requested_at"] is None else row["cancelled_by"] or ""
+
+
+def _cancel_row(store: JobStore, job_id: str) -> dict[str, Any] | None:
+    with store.pool.connection() as conn:
+        return conn.execute(query("job_cancel_flag"), {"job_id": job_id}).fetchone()
 
 
 def dispatch_reruns(

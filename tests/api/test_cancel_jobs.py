@@ -287,3 +287,31 @@ def test_cancel_of_a_job_waiting_for_an_approval_is_immediate(
     assert last_entry(flow_store, job_id)["kind"] == "cancelled"
     assert run.state is not None and run.state.type.value == "CANCELLED"
     assert set(row["step_data"]) == {"before"} and after.count == 0
+
+
+@pytest.mark.slow
+def test_a_run_that_starts_after_its_job_was_cancelled_ends_cancelled(
+    flow_store: JobStore,
+    db: psycopg.Connection[Any],
+    http_server: HTTPServer,
+    client: TestClient,
+    make_user: Callable[..., ApiUser],
+    warm_deployment: WarmDeployment,
+) -> None:
+    """The API cannot reach Prefect (closed-port starter) when it cancels a pending job
+    whose flow run is Scheduled: the job is failed all the same (200) and the run stays
+    Scheduled; when a worker later takes that run, it finds the job cancelled, runs no step,
+    and ends Cancelled (not Completed)."""
+    first, second = Scripted([200]), Scripted([200])
+    two_steps(db, http_server, first, second)
+    owner = make_user()
+    job_id = flow_store.create_job(user_id=owner.user_id, workflow_id="wf_two", input_data={}).id
+    run_id = dispatch(flow_store, warm_deployment.deployment_id, job_id)
+    answer = client.post(f"/jobs/{job_id}/cancel", headers=owner.headers)
+    assert answer.status_code == 200, answer.text
+    assert read_flow_run(run_id).state.type.value == "SCHEDULED"  # type: ignore[union-attr]
+    with warm_worker(warm_deployment.pool, limit=1, query_seconds=1, prefetch_seconds=0):
+        run = wait_for_state(run_id, "CANCELLED", timeout=60)
+    assert run.state is not None and owner.user_id in (run.state.message or "")
+    assert flow_store.get_job(job_id)["status"] == "failed"
+    assert first.count == 0 and second.count == 0
