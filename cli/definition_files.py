@@ -21,7 +21,8 @@ from engine.db.rows import Upserted
 from engine.db.store import JobStore
 from engine.definitions.checks import check_definition
 from engine.errors import DefinitionError, Problem
-from engine.settings import PROJECT_ROOT
+from engine.security.destinations import url_destination_problem
+from engine.settings import PROJECT_ROOT, get_settings
 from tasks.registry import CATALOG
 
 DEFAULT_DIR = PROJECT_ROOT / "definitions"
@@ -54,6 +55,17 @@ def _flag_problems(where: str, raw: dict[str, Any]) -> list[Problem]:
     if type(raw.get("enabled", True)) is not bool:
         problems.append(Problem(f"{where}: enabled", "must be true or false"))
     return problems
+
+
+def _callback_problems(where: str, definition: Any, problems: list[Problem]) -> list[Problem]:
+    """At save, the SSRF policy (HTTP_ALLOWLIST applies) on a valid `on_finish.url`; the
+    start checks it again, and the delivery (DNS may change)."""
+    target = definition.get("on_finish") if isinstance(definition, dict) else None
+    url = target.get("url") if isinstance(target, dict) else None
+    if not isinstance(url, str) or any(p.location.startswith("on_finish") for p in problems):
+        return []
+    problem = url_destination_problem(url, get_settings().http_allowlist)
+    return [] if problem is None else [Problem(f"{where}: definition.on_finish.url", problem)]
 
 
 def load_definitions(
@@ -90,6 +102,7 @@ def load_definitions(
         result.problems.extend(
             Problem(f"{where}: definition.{p.location}", p.message) for p in problems
         )
+        result.problems.extend(_callback_problems(where, raw.get("definition"), problems))
         if raw["id"] in result.workflows:
             result.problems.append(Problem(where, f"duplicate workflow id '{raw['id']}'"))
         result.workflows[raw["id"]] = raw

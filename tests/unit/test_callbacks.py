@@ -6,17 +6,20 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from cli.definition_files import load_definitions
 from engine.definitions.callback_target import CallbackTarget
 from engine.definitions.models import WorkflowDefinition
 from engine.jobs import callbacks as rules
 from engine.jobs.callbacks import Callback, Outcome
 from engine.security.destinations import url_destination_problem
 from engine.security.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from engine.settings import get_settings
 
 FINISHED = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 COMPLETED = Callback(
@@ -209,3 +212,44 @@ def test_url_destination_problem(url: str, allowlist: str, problem: str | None) 
     """The SSRF policy applied up front: private, loopback, link-local and mapped addresses
     are refused unless HTTP_ALLOWLIST permits them; the message names the host as given."""
     assert url_destination_problem(url, allowlist) == problem
+
+
+@pytest.mark.parametrize(
+    ("url", "allowlist", "problem"),
+    [
+        ("http://10.0.0.5/cb", "", "address not allowed: 10.0.0.5"),
+        ("http://10.0.0.5/cb", "10.0.0.0/8", None),
+        ("https://93.184.215.14/cb", "", None),
+        ("ftp://93.184.215.14/cb", "", "must be an absolute http:// or https:// URL"),
+    ],
+)
+def test_a_saved_definitions_target_goes_through_the_ssrf_policy(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    allowlist: str,
+    problem: str | None,
+) -> None:
+    """Loading definitions for a sync reports an on_finish URL the policy refuses (once, at
+    definition.on_finish.url), following HTTP_ALLOWLIST."""
+    monkeypatch.setenv("HTTP_ALLOWLIST", allowlist)
+    get_settings.cache_clear()
+    folder = tmp_path / "definitions"
+    (folder / "transformers").mkdir(parents=True)
+    (folder / "workflows").mkdir()
+    transformer = {"id": "pause", "type": "delay", "config": {"seconds": 0.01},
+                   "target_function": "execute-delay"}  # fmt: skip
+    (folder / "transformers" / "pause.json").write_text(json.dumps(transformer))
+    definition = {"steps": [{"id": "a", "transformer": "pause"}], "on_finish": {"url": url}}
+    workflow = {"id": "wf", "definition": definition}
+    (folder / "workflows" / "wf.json").write_text(json.dumps(workflow))
+    try:
+        found = [(p.location, p.message) for p in load_definitions(folder).problems]
+    finally:
+        get_settings.cache_clear()
+    callback = [(loc, msg) for loc, msg in found if "on_finish" in loc]
+    if problem is None:
+        assert found == []
+    else:
+        assert len(callback) == 1 and problem in callback[0][1], found
+        assert callback[0][0] == "definitions/workflows/wf.json: definition.on_finish.url"
