@@ -212,20 +212,29 @@ def test_the_per_job_target_overrides_the_definitions(
     assert verified_body(mine.hits[0])["job_id"] == job_id
 
 
-def test_an_unreachable_address_is_stored_without_internal_details(
-    flow_store: JobStore, db: psycopg.Connection[Any], user_id: str
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        # Refused by the SSRF guard at delivery (as if DNS had changed since the start).
+        ("http://10.255.255.1/cb", "address not allowed: 10.255.255.1"),
+        # Allow-listed but closed: the transport's own message (with the address) stays out.
+        ("http://127.0.0.1:9/cb", "could not connect"),
+        ("http://no-such-host.invalid/cb", "host not found"),
+    ],
+)
+def test_an_unreachable_receiver_is_stored_without_internal_details(
+    flow_store: JobStore, db: psycopg.Connection[Any], user_id: str, url: str, error: str
 ) -> None:
-    """At delivery the SSRF guard refuses an address HTTP_ALLOWLIST does not permit (here
-    10.255.255.1, as if DNS had changed since the start): the stored error names the host as
-    given, and no request leaves."""
-    defined = callback_workflow(db, "cb_private", "http://10.255.255.1/cb", max_attempts=1)
-    job_id = start(flow_store, user_id, "cb_private", defined)
+    """A delivery that cannot reach its receiver ends (max_attempts 1) with an error that
+    names at most the host as given, never an address it resolved to or a socket error."""
+    defined = callback_workflow(db, "cb_unreachable", url, max_attempts=1)
+    job_id = start(flow_store, user_id, "cb_unreachable", defined)
 
     run_workflow(job_id)
 
     row = wait_until(lambda: settled(flow_store, job_id), 30, "the callback to settle")
-    assert row["status"] == "failed"
-    assert row["last_error"] == "address not allowed: 10.255.255.1"
+    assert row["status"] == "failed" and row["attempts"] == 1
+    assert row["last_error"] == error and row["response_code"] is None
 
 
 def test_two_maintenance_passes_at_once_deliver_once(
