@@ -404,6 +404,8 @@ COLUMNS: list[tuple[str, str, str, bool, str | None]] = [
     ("job_callbacks", "response_code", "integer", False, None),
     ("job_callbacks", "delivered_at", "timestamp with time zone", False, None),
     ("job_callbacks", "created_at", "timestamp with time zone", True, "now()"),
+    # Job control (20261207000200): when the owner asked to cancel the job.
+    ("jobs", "cancel_requested_at", "timestamp with time zone", False, None),
     # Wait steps (20261207000100): what a job waits for, and one row per wait.
     ("jobs", "waiting_for", "jsonb", False, None),
     ("job_waits", "id", "uuid", True, "gen_random_uuid()"),
