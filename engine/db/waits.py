@@ -182,7 +182,7 @@ class WaitStore:
             details = {"status": wait["status"], "job_status": wait["job_status"]}
             if wait["status"] != "pending":
                 raise ConflictError(f"approval '{wait_id}' is already decided", details=details)
-            if wait["job_status"] != "running":
+            if wait["job_status"] not in ("running", "awaiting_retry"):
                 raise ConflictError(
                     f"approval '{wait_id}' can no longer be decided: its job is "
                     f"{wait['job_status']}",

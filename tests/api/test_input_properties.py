@@ -167,6 +167,7 @@ GET_OPERATIONS = [
     "/health",
     "/jobs",
     "/jobs/{job_id}",
+    "/jobs/{job_id}/approvals",
     "/metrics",
     "/operator/alerts",
     "/workflows",

@@ -10,5 +10,5 @@ update public.job_waits w
        decided_at = %(decided_at)s::timestamptz,
        reason = %(reason)s::text
   from public.jobs j
- where w.id = %(wait_id)s and w.status = 'pending' and j.id = w.job_id and j.status = 'running'
+ where w.id = %(wait_id)s and w.status = 'pending' and j.id = w.job_id and j.status in ('running', 'awaiting_retry')
 returning w.id, w.job_id, w.step_id, w.kind, j.prefect_flow_run_id

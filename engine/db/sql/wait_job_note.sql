@@ -1,5 +1,6 @@
--- A wait's news on its running job, in one statement: jobs.waiting_for (set, or kept when
--- %(set_waiting)s is false), a state_history entry and a job event of kind %(event_kind)s.
+-- A wait's news on its job (running, or awaiting another branch's retry), in one statement:
+-- jobs.waiting_for (set, or kept when %(set_waiting)s is false), a state_history entry and a
+-- job event of kind %(event_kind)s.
 with updated as (
   update public.jobs j
      set waiting_for = case when %(set_waiting)s::boolean then %(waiting_for)s::jsonb
@@ -14,7 +15,7 @@ with updated as (
            where h.i > jsonb_array_length(coalesce(j.state_history, '[]'::jsonb)) + 1
                        - %(history_limit)s::integer
          )
-   where j.id = %(job_id)s and j.status = 'running'
+   where j.id = %(job_id)s and j.status in ('running', 'awaiting_retry')
   returning j.id, j.user_id, j.status
 )
 insert into public.job_events (job_id, user_id, kind, status, step_id, detail)

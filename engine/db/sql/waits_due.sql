@@ -4,7 +4,7 @@ select w.*, j.prefect_flow_run_id
 from public.job_waits w
 join public.jobs j on j.id = w.job_id
 where w.status = 'pending' and w.kind <> 'sleep' and w.deadline <= now()
-  and j.status = 'running'
+  and j.status in ('running', 'awaiting_retry')
 order by w.deadline
 limit %(limit)s
 for update of w skip locked
