@@ -52,5 +52,16 @@ extra_event as (
   from updated
   where %(event_kind)s::text is not null
   returning job_id
+),
+-- A finished job's open waits end with it, so a rerun that reaches the step waits afresh.
+-- SKIP LOCKED: never wait here for a decision in progress (it locks the wait, then the job).
+ended_waits as (
+  update public.job_waits w
+     set status = 'expired'
+   where w.id in (select o.id from public.job_waits o, updated
+                   where o.job_id = updated.id and updated.status in ('completed', 'failed')
+                     and o.status in ('pending', 'decided')
+                   for update of o skip locked)
+  returning w.id
 )
 select job_id from status_event
