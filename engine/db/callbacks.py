@@ -26,7 +26,7 @@ def callback_from_row(row: Row) -> Callback:
     return Callback(
         id=int(row["id"]),
         job_id=str(row["job_id"]),
-        retry_count=int(row["retry_count"]),
+        end_number=int(row["end_number"]),
         workflow_id=str(row["workflow_id"]),
         workflow_version=row["workflow_version"],
         url=str(row["url"]),

@@ -4,7 +4,7 @@ when a failed delivery is tried again.
 The body is compact UTF-8 JSON, signed exactly like execute-webhook-call's
 (engine.security.signing: `X-Supaflow-Timestamp`, `X-Supaflow-Signature: v1=<hex>` over
 `f"{timestamp}.{body}"`). `X-Supaflow-Delivery` is the same on every attempt of one callback
-(`callback-<job_id>-<retry_count>`), so a receiver can drop a duplicate.
+(`callback-<job_id>-<n>`, n counting the job's ends from 1), so a receiver can drop a duplicate.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Callback:
 
     id: int
     job_id: str
-    retry_count: int
+    end_number: int
     workflow_id: str
     workflow_version: int | None
     url: str
@@ -85,16 +85,16 @@ def encode(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def delivery_id(job_id: str, retry_count: int) -> str:
+def delivery_id(job_id: str, end_number: int) -> str:
     """The delivery id every attempt of one callback carries."""
-    return f"callback-{job_id}-{retry_count}"
+    return f"callback-{job_id}-{end_number}"
 
 
 def headers(callback: Callback, body: bytes, *, secret: bytes | None, now: int) -> dict[str, str]:
     """The request headers: JSON, delivery id, event, and the signature when there is a secret."""
     result = {
         "Content-Type": "application/json",
-        DELIVERY_HEADER: delivery_id(callback.job_id, callback.retry_count),
+        DELIVERY_HEADER: delivery_id(callback.job_id, callback.end_number),
         EVENT_HEADER: f"job.{callback.job_status}",
     }
     if secret is not None:

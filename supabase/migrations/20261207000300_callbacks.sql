@@ -8,9 +8,11 @@
 -- public.job_callbacks is the outbox. A trigger inserts exactly one row when a job with a
 -- target reaches completed or failed, whatever ended it (the flow, maintenance giving up, a
 -- cancel), in the same transaction as that status change. The row is keyed by (job_id,
--- retry_count): a rerun that ends the job again owes a new callback. Delivery (flows/
--- callbacks.py) claims due rows with FOR UPDATE SKIP LOCKED and records each attempt:
--- pending (attempts so far, next_attempt_at), then delivered or failed (after max_attempts).
+-- end_number), the job's ends counted 1, 2, ...: a rerun that ends the job again owes a new
+-- callback (retry_count would not do: a step's retries write it, and a rerun's can lower
+-- it). Delivery (flows/callbacks.py) claims due rows with FOR UPDATE SKIP LOCKED and
+-- records each attempt: pending (attempts so far, next_attempt_at), then delivered or failed
+-- (after max_attempts).
 --
 -- The row snapshots what the callback reports (status, error, error kind, finish time), so a
 -- later rerun does not change what an earlier callback says.
@@ -24,7 +26,7 @@ create table if not exists public.job_callbacks (
   id bigint generated always as identity primary key,
   job_id uuid not null references public.jobs (id) on delete cascade,
   user_id uuid,
-  retry_count integer not null default 0,
+  end_number integer not null check (end_number >= 1),
   url text not null,
   secret_env text,
   max_attempts integer not null default 5 check (max_attempts between 1 and 50),
@@ -41,7 +43,7 @@ create table if not exists public.job_callbacks (
   response_code integer,
   delivered_at timestamptz,
   created_at timestamptz not null default now(),
-  unique (job_id, retry_count)
+  unique (job_id, end_number)
 );
 
 -- Delivery claims the due pending rows, oldest due first.
@@ -56,10 +58,13 @@ create or replace function public.jobs_enqueue_callback()
 as $$
 begin
   insert into public.job_callbacks (
-    job_id, user_id, retry_count, url, secret_env, max_attempts, retry_delay_seconds,
+    job_id, user_id, end_number, url, secret_env, max_attempts, retry_delay_seconds,
     job_status, error_message, error_kind, finished_at)
   values (
-    new.id, new.user_id, coalesce(new.retry_count, 0), new.on_finish ->> 'url',
+    -- The update holds the job row's lock, so no other end of this job counts at once.
+    new.id, new.user_id,
+    1 + (select count(*) from public.job_callbacks c where c.job_id = new.id),
+    new.on_finish ->> 'url',
     new.on_finish ->> 'secret_env',
     coalesce((new.on_finish ->> 'max_attempts')::integer, 5),
     coalesce((new.on_finish ->> 'retry_delay_seconds')::double precision, 10),
@@ -67,7 +72,7 @@ begin
     case when new.status = 'failed' then new.error_message end,
     case when new.status = 'failed' then new.state_history -> -1 ->> 'kind' end,
     coalesce(new.completed_at, now()))
-  on conflict (job_id, retry_count) do nothing;
+  on conflict (job_id, end_number) do nothing;
   return null;
 end;
 $$;

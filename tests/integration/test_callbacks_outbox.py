@@ -46,7 +46,7 @@ def rows(db: psycopg.Connection[Any], job_id: str) -> list[dict[str, Any]]:
     """The job's outbox rows, oldest first."""
     with db.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "select * from public.job_callbacks where job_id = %s order by retry_count", [job_id]
+            "select * from public.job_callbacks where job_id = %s order by end_number", [job_id]
         ).fetchall()
 
 
@@ -71,7 +71,7 @@ def test_a_job_ending_owes_one_callback_with_a_snapshot(
 
     (row,) = rows(db, job_id)
     job = store.get_job(job_id)
-    assert (row["status"], row["attempts"], row["retry_count"]) == ("pending", 0, 0)
+    assert (row["status"], row["attempts"], row["end_number"]) == ("pending", 0, 1)
     assert (row["url"], row["secret_env"], row["max_attempts"]) == (TARGET["url"], "CB_SECRET", 3)
     assert row["retry_delay_seconds"] == 2.5 and str(row["user_id"]) == user
     assert (row["job_status"], row["error_kind"]) == ("failed", "cancelled")
@@ -105,7 +105,8 @@ def test_completion_and_every_other_end_path_are_covered(
 def test_a_rerun_that_ends_again_owes_a_new_callback(
     store: JobStore, db: psycopg.Connection[Any], workflow: str
 ) -> None:
-    """Keyed by (job, retry_count): the failed end and the rerun's completion are two rows."""
+    """Keyed by the job's ends counted, not by retry_count: the failed end and the rerun's
+    completion are two rows, even when the rerun's step retries wrote a lower retry_count."""
     user = create_user(db)
     job_id = running_job(db, user, workflow)
     store.transition(job_id, Transition(status=JobStatus.FAILED, error_message="boom"))
@@ -114,11 +115,12 @@ def test_a_rerun_that_ends_again_owes_a_new_callback(
         [job_id],
     )
     store.transition(job_id, Transition(status=JobStatus.RUNNING))
+    db.execute("update public.jobs set retry_count = 0 where id = %s", [job_id])
     store.transition(job_id, Transition(status=JobStatus.COMPLETED, final_result={"n": 1}))
 
-    assert [(r["retry_count"], r["job_status"]) for r in rows(db, job_id)] == [
-        (0, "failed"),
-        (1, "completed"),
+    assert [(r["end_number"], r["job_status"]) for r in rows(db, job_id)] == [
+        (1, "failed"),
+        (2, "completed"),
     ]
 
 

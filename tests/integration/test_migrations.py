@@ -387,7 +387,7 @@ COLUMNS: list[tuple[str, str, str, bool, str | None]] = [
     ("job_callbacks", "id", "bigint", True, None),
     ("job_callbacks", "job_id", "uuid", True, None),
     ("job_callbacks", "user_id", "uuid", False, None),
-    ("job_callbacks", "retry_count", "integer", True, "0"),
+    ("job_callbacks", "end_number", "integer", True, None),
     ("job_callbacks", "url", "text", True, None),
     ("job_callbacks", "secret_env", "text", False, None),
     ("job_callbacks", "max_attempts", "integer", True, "5"),
@@ -507,7 +507,8 @@ CONSTRAINTS: list[tuple[str, str]] = [
     ("job_events", "FOREIGN KEY (job_id) REFERENCES jobs(id) ON DELETE CASCADE"),
     # Callbacks (20261207000300).
     ("job_callbacks", "PRIMARY KEY (id)"),
-    ("job_callbacks", "UNIQUE (job_id, retry_count)"),
+    ("job_callbacks", "UNIQUE (job_id, end_number)"),
+    ("job_callbacks", "CHECK ((end_number >= 1))"),
     ("job_callbacks", "FOREIGN KEY (job_id) REFERENCES jobs(id) ON DELETE CASCADE"),
     ("job_callbacks", "CHECK (((max_attempts >= 1) AND (max_attempts <= 50)))"),
     ("job_callbacks", "CHECK ((retry_delay_seconds > (0)::double precision))"),
@@ -625,8 +626,8 @@ INDEXES: list[tuple[str, str]] = [
     # Callbacks (20261207000300).
     (
         "job_callbacks",
-        "CREATE UNIQUE INDEX job_callbacks_job_id_retry_count_key ON public.job_callbacks "
-        "USING btree (job_id, retry_count)",
+        "CREATE UNIQUE INDEX job_callbacks_job_id_end_number_key ON public.job_callbacks "
+        "USING btree (job_id, end_number)",
     ),
     (
         "job_callbacks",

@@ -23,14 +23,14 @@ from engine.settings import get_settings
 
 FINISHED = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 COMPLETED = Callback(
-    id=1, job_id="j-1", retry_count=0, workflow_id="wf", workflow_version=2,
+    id=1, job_id="j-1", end_number=1, workflow_id="wf", workflow_version=2,
     url="https://hooks.example.com/done", secret_env="CB_SECRET", max_attempts=5,
     retry_delay_seconds=10, job_status="completed", final_result={"words": 2},
     error_message=None, error_kind=None, finished_at=FINISHED, attempt=1,
 )  # fmt: skip
 FAILED = replace(
     COMPLETED, job_status="failed", final_result=None, error_message="step 'a' failed",
-    error_kind="cancelled", retry_count=1,
+    error_kind="cancelled", end_number=2,
 )  # fmt: skip
 
 
@@ -125,9 +125,9 @@ def test_payload(callback: Callback, expected: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("callback", "secret", "signed", "event", "delivery"),
     [
-        (COMPLETED, b"s3cret", True, "job.completed", "callback-j-1-0"),
-        (FAILED, b"s3cret", True, "job.failed", "callback-j-1-1"),
-        (COMPLETED, None, False, "job.completed", "callback-j-1-0"),
+        (COMPLETED, b"s3cret", True, "job.completed", "callback-j-1-1"),
+        (FAILED, b"s3cret", True, "job.failed", "callback-j-1-2"),
+        (COMPLETED, None, False, "job.completed", "callback-j-1-1"),
     ],
 )
 def test_headers_sign_like_webhook_steps(

@@ -23,7 +23,7 @@ claimed as (
   where c.id = due.id
   returning c.*
 )
-select claimed.id, claimed.job_id::text as job_id, claimed.retry_count, claimed.url,
+select claimed.id, claimed.job_id::text as job_id, claimed.end_number, claimed.url,
        claimed.secret_env, claimed.max_attempts, claimed.retry_delay_seconds,
        claimed.job_status, claimed.error_message, claimed.error_kind, claimed.finished_at,
        claimed.attempts as attempt, j.workflow_id, j.workflow_version,

@@ -8,7 +8,7 @@ select id, user_id, workflow_id, workflow_version, current_step_id, status, inpu
                                   'response_code', c.response_code, 'delivered_at', c.delivered_at)
         from public.job_callbacks c
         where c.job_id = jobs.id
-        order by c.retry_count desc
+        order by c.end_number desc
         limit 1) as callback
 from public.jobs
 where id = %(job_id)s

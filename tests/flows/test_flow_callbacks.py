@@ -109,7 +109,7 @@ def test_completed_job_calls_back_once_with_a_valid_signature(
         "finished_at": job["completed_at"].isoformat(),
         "final_result": job["final_result"],
     }
-    assert hit.headers[DELIVERY_HEADER.lower()] == f"callback-{job_id}-0"
+    assert hit.headers[DELIVERY_HEADER.lower()] == f"callback-{job_id}-1"
     assert hit.headers[EVENT_HEADER.lower()] == "job.completed"
 
     deliver_due(flow_store, get_settings())
@@ -172,7 +172,7 @@ def test_two_errors_then_success_is_three_attempts_with_backoff(
     assert receiver.count == 3
     gaps = [b.entered - a.entered for a, b in zip(receiver.hits, receiver.hits[1:], strict=False)]
     assert gaps[0] >= 1.0 and gaps[1] >= 2.0, gaps
-    assert {h.headers[DELIVERY_HEADER.lower()] for h in receiver.hits} == {f"callback-{job_id}-0"}
+    assert {h.headers[DELIVERY_HEADER.lower()] for h in receiver.hits} == {f"callback-{job_id}-1"}
     for hit in receiver.hits:
         verified_body(hit)
 
@@ -318,7 +318,7 @@ def test_a_cancel_and_a_rerun_each_call_back_once(
 ) -> None:
     """The owner cancels mid-step: the job stops at the step boundary and is called back
     failed with error_kind cancelled; rerun, it completes and is called back again (a second
-    callback, keyed by its retry_count)."""
+    callback, the job's second end)."""
     receiver = Scripted([200])
     held, release = held_first()
     http_transformer(db, "cb-held", serve(http_server, "/held", held))
@@ -360,8 +360,6 @@ def test_a_cancel_and_a_rerun_each_call_back_once(
         30,
         "the rerun's callback",
     )
-    assert [(r["retry_count"], r["job_status"]) for r in rows] == [
-        (0, "failed"),
-        (rerun.retry_count, "completed"),
-    ]
+    assert rerun.retry_count == 1
+    assert [(r["end_number"], r["job_status"]) for r in rows] == [(1, "failed"), (2, "completed")]
     assert receiver.count == 2 and verified_body(receiver.hits[1])["status"] == "completed"
