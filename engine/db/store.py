@@ -198,15 +198,7 @@ class JobStore(JobWrites):
             try:
                 row = self._fetchone("job_insert", params)
             except psycopg.errors.ForeignKeyViolation as exc:
-                missing = _JOB_FOREIGN_KEYS.get(exc.diag.constraint_name or "")
-                if missing == "user":
-                    raise UnknownUserError(f"user '{user_id}' does not exist") from None
-                if missing == "workflow":
-                    raise NotFoundError(f"workflow '{workflow_id}' does not exist") from None
-                if missing == "version":
-                    raise NotFoundError(
-                        f"workflow '{workflow_id}' has no version {workflow_version}"
-                    ) from None
+                _raise_missing(exc, user_id, workflow_id, workflow_version)
                 raise
             if row is not None:
                 break
@@ -327,3 +319,19 @@ class JobStore(JobWrites):
         """Current status of several jobs (service path)."""
         rows = self._fetchall("job_statuses", {"job_ids": list(job_ids)})
         return {r["id"]: r["status"] for r in rows}
+
+
+def _raise_missing(
+    exc: psycopg.errors.ForeignKeyViolation,
+    user_id: str,
+    workflow_id: str,
+    workflow_version: int | None,
+) -> None:
+    """Raise what a job insert's foreign-key violation means (returns for another key)."""
+    missing = _JOB_FOREIGN_KEYS.get(exc.diag.constraint_name or "")
+    if missing == "user":
+        raise UnknownUserError(f"user '{user_id}' does not exist") from None
+    if missing == "workflow":
+        raise NotFoundError(f"workflow '{workflow_id}' does not exist") from None
+    if missing == "version":
+        raise NotFoundError(f"workflow '{workflow_id}' has no version {workflow_version}") from None
