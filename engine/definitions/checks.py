@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import ValidationError
 
 from engine.definitions import graph, mapping
+from engine.definitions.inputs import object_schema_problems
 from engine.definitions.locations import format_location
 from engine.definitions.models import RetrySpec, WorkflowDefinition
 from engine.definitions.wait_checks import sleep_template, wait_problems
@@ -200,17 +199,7 @@ def _retry_problems(defn: WorkflowDefinition) -> list[Problem]:
 
 def input_schema_problems(schema: Any, location: str = "input_schema") -> list[Problem]:
     """The schema must be a valid draft 2020-12 JSON Schema with ``"type": "object"`` on top."""
-    problems: list[Problem] = []
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        where = format_location([location, *exc.absolute_path])
-        problems.append(Problem(where, f"not a valid JSON Schema: {exc.message}"))
-    if not isinstance(schema, dict) or schema.get("type") != "object":
-        problems.append(
-            Problem(f"{location}.type", 'the input schema must have "type": "object" at the top')
-        )
-    return problems
+    return object_schema_problems(schema, location, "the input schema")
 
 
 def check_definition(

@@ -1,4 +1,5 @@
-"""Validation of a job's input_data against its workflow's input_schema (JSON Schema 2020-12).
+"""Validation of a job's input_data against its workflow's input_schema (JSON Schema 2020-12),
+and the check that an object schema (an input schema, a form schema) is valid.
 
 Formats are asserted (``uri``, ``email``, ``date-time``, ``uuid``...). jsonschema checks
 ``uri`` only when an optional package is installed, so this module registers its own ``uri``
@@ -12,7 +13,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import SchemaError
 
+from engine.definitions.locations import format_location
 from engine.errors import Problem
 
 #: Longest message kept; jsonschema quotes the offending value, which may be large.
@@ -87,3 +90,18 @@ def input_problems(schema: dict[str, Any], data: Any) -> list[Problem]:
         Problem(_location(error), _message(error.message)) for error in validator.iter_errors(data)
     ]
     return sorted(problems, key=lambda p: (p.location, p.message))
+
+
+def object_schema_problems(schema: Any, location: str, what: str) -> list[Problem]:
+    """`schema` (`what` in messages: "the input schema", "a form schema") must be a valid
+    draft 2020-12 JSON Schema with ``"type": "object"`` on top."""
+    problems: list[Problem] = []
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = format_location([location, *exc.absolute_path])
+        problems.append(Problem(where, f"not a valid JSON Schema: {exc.message}"))
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        message = f'{what} must have "type": "object" at the top'
+        problems.append(Problem(f"{location}.type", message))
+    return problems

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
 from engine.definitions import mapping
-from engine.definitions.locations import format_location
+from engine.definitions.inputs import object_schema_problems
 from engine.definitions.models import StepDefinition, WorkflowDefinition
 from engine.definitions.wait_steps import ApprovalWait, EventWait, SleepWait
 from engine.errors import MappingError, Problem
@@ -44,17 +41,7 @@ def _wait_only_problems(step: StepDefinition, where: str) -> list[Problem]:
 
 def form_schema_problems(schema: Any, location: str) -> list[Problem]:
     """A form schema is a valid draft 2020-12 JSON Schema with ``"type": "object"`` on top."""
-    problems: list[Problem] = []
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        where = format_location([location, *exc.absolute_path])
-        problems.append(Problem(where, f"not a valid JSON Schema: {exc.message}"))
-    if not isinstance(schema, dict) or schema.get("type") != "object":
-        problems.append(
-            Problem(f"{location}.type", 'a form schema must have "type": "object" at the top')
-        )
-    return problems
+    return object_schema_problems(schema, location, "a form schema")
 
 
 def _approval_problems(spec: ApprovalWait, where: str) -> list[Problem]:
