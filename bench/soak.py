@@ -68,7 +68,7 @@ OPTIONS = [
     ("--jobs", 10000, "jobs to post (default 10000)", "jobs"),
     ("--rate", 2.0, "jobs posted per second", "rate_per_second"),
     ("--max-in-flight", 0, "post only while fewer are unfinished (0: no cap)", "max_in_flight"),
-    ("--kill-every", 60.0, "seconds between kills of the warm worker (±10%)", "kill_every_s"),
+    ("--kill-every", 60.0, "seconds between kills of the warm worker (±10%%)", "kill_every_s"),
     ("--kill-until", "terminal", "keep killing until `terminal` or `posted`", "kill_until"),
     ("--long", 5.0, "seconds of the long jobs' `delay` step", "long_step_s"),
     ("--seed", 1, "seed of the kills' jitter", "seed"),
