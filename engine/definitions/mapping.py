@@ -3,260 +3,182 @@
 A template is any JSON value. In a dict, a key ending in ``.$`` holds a JSONPath evaluated over
 the context ``{"input": ..., "steps": ..., "job": ...}``; the result is stored under the key
 without ``.$``. Every other value is literal, so a string starting with ``$`` under a plain key
-stays a string. Lists and nested dicts recurse.
+stays a string. Lists and nested dicts recurse. Paths themselves (singular or not, which steps
+they read) are described in engine.definitions.mapping_paths.
 
-Paths must start with ``$``. A *singular* path (only root, single fields and single indexes,
-e.g. ``$.steps.transcribe.segments[0]``) yields exactly one value and is an error when it
-matches nothing. Any other path (wildcards, slices, filters, ``..``, unions, several fields)
-yields a list of every match, possibly empty.
+Defaults: next to ``name.$``, ``name.default`` holds a literal JSON value (copied as is, its keys
+are not read as paths) used when the path matches nothing. A singular path that finds nothing
+then takes the default instead of failing; a non-singular path with no match takes the default
+instead of ``[]``. A ``name.default`` without ``name.$`` is an error.
 
-Step references: `referenced_steps` tells which step outputs a path can read. A path that can
-read the output of any step (``$.steps``, ``$.steps.*``, ``$..x``, ``$`` itself, a filter over
-``$.steps``) is reported as `ALL_STEPS` (``"*"``, never a valid step id), and the definition
-checks treat it as reading every other step.
+Coalesce: ``name.$`` may hold a non-empty list of paths; the first that matches wins (a singular
+path matches when its value exists, even ``null``; any other path when it has a match, and then
+gives the list of matches). When none matches, the default if there is one, else an error:
+unlike a single non-singular path, a coalesce never yields an empty list on its own.
+E.g. ``{"text.$": ["$.steps.short.text", "$.steps.long.text"], "text.default": ""}`` takes the
+output of whichever branch ran.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
-import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jsonpath_ng import jsonpath as jp
-from jsonpath_ng.ext.parser import parse as _ext_parse
-
+from engine.definitions.mapping_paths import (
+    ALL_STEPS,
+    CONTEXT_KEYS,
+    PathInfo,
+    compile_path,
+    evaluate,
+    is_singular,
+    lookup,
+    path_info,
+    referenced_steps,
+    step_reference,
+)
 from engine.errors import MappingError
 
-#: Suffix marking a key whose value is a JSONPath.
+__all__ = [
+    "ALL_STEPS",
+    "CONTEXT_KEYS",
+    "DEFAULT_SUFFIX",
+    "PATH_SUFFIX",
+    "PathField",
+    "PathInfo",
+    "compile_path",
+    "evaluate",
+    "is_singular",
+    "iter_fields",
+    "iter_paths",
+    "path_info",
+    "referenced_steps",
+    "render",
+    "step_reference",
+    "template_problems",
+]
+
+#: Suffix marking a key whose value is a JSONPath (or a list of them: a coalesce).
 PATH_SUFFIX = ".$"
+#: Suffix marking the default of the path key with the same name.
+DEFAULT_SUFFIX = ".default"
 
-#: Marker returned by `step_reference` (and held by `referenced_steps`) for a path that can
-#: read the output of every step. Step ids start with a letter, so it never names a step.
-ALL_STEPS = "*"
-
-#: The top-level keys of the mapping context.
-CONTEXT_KEYS = frozenset({"input", "steps", "job"})
+_NO_DEFAULT = object()
 
 
-@functools.lru_cache(maxsize=1024)
-def compile_path(expr: str) -> Any:
-    """Parse a JSONPath with jsonpath-ng's extended grammar (filters, arithmetic); cached.
+@dataclass(frozen=True)
+class PathField:
+    """One ``name.$`` key of a template: where it is, its path(s), and whether it has a default.
 
-    Raises MappingError when the expression does not start with ``$`` or does not parse.
+    `paths` pairs each path with its own location (``input.x.$`` for a single path,
+    ``input.x.$[1]`` for the second path of a coalesce); non-string entries are left out.
     """
-    if not isinstance(expr, str):
-        raise MappingError(f"a JSONPath must be a string, not {type(expr).__name__}")
-    if not expr.strip().startswith("$"):
-        raise MappingError(f"invalid JSONPath {expr!r}: it must start with '$'")
-    try:
-        # jsonpath-ng warns about deprecated syntax (e.g. `|`); the path still works.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return _ext_parse(expr)
-    except Exception as exc:  # the parser raises several unrelated exception types
-        raise MappingError(f"invalid JSONPath {expr!r}: {exc}") from exc
 
-
-# ---------------------------------------------------------------------------------------------
-# Static analysis of a parsed path
-# ---------------------------------------------------------------------------------------------
-
-
-def _relative_segments(node: Any) -> list[tuple[str, str | int]] | None:
-    """Segments of a relative chain of single fields / single indexes, else None."""
-    kind = type(node)
-    if kind is jp.Fields and len(node.fields) == 1 and node.fields[0] != "*":
-        return [("field", node.fields[0])]
-    if kind is jp.Index and len(node.indices) == 1:
-        return [("index", node.indices[0])]
-    if kind is jp.Child:
-        left = _relative_segments(node.left)
-        right = _relative_segments(node.right)
-        return None if left is None or right is None else [*left, *right]
-    return None
-
-
-def _singular_segments(node: Any) -> list[tuple[str, str | int]] | None:
-    """The (kind, key) segments of a singular path after the root, or None if not singular."""
-    kind = type(node)
-    if kind is jp.Root:
-        return []
-    if kind is jp.Child:
-        left = _singular_segments(node.left)
-        right = _relative_segments(node.right)
-        return None if left is None or right is None else [*left, *right]
-    return None
-
-
-def is_singular(expr: str) -> bool:
-    """True when the path is only root, single fields and single indexes (one value at most)."""
-    return _singular_segments(compile_path(expr)) is not None
-
-
-_ROOT = "root"  # at the context itself
-_STEPS = "steps"  # at context["steps"]
-_OTHER = "other"  # anywhere below (inside input, job, or one step's output)
-
-
-@dataclass
-class PathInfo:
-    """What a path reads: named steps, whether it can read every step, and top-level keys."""
-
-    steps: set[str]
-    all_steps: bool
-    root_keys: set[str]
-
-
-def _walk(node: Any, positions: set[str], info: PathInfo) -> set[str]:
-    """Follow `node` from `positions`, recording what it reads in `info`; return new positions."""
-    kind = type(node)
-    if kind is jp.Root:
-        return {_ROOT}
-    if kind is jp.This:
-        return set(positions)
-    if kind is jp.Child:
-        return _walk(node.right, _walk(node.left, positions, info), info)
-    if kind is jp.Fields:
-        out: set[str] = set()
-        for pos in positions:
-            for name in node.fields:
-                if pos == _ROOT:
-                    if name == "*":
-                        info.all_steps = True
-                        out |= {_STEPS, _OTHER}
-                    else:
-                        info.root_keys.add(name)
-                        out.add(_STEPS if name == "steps" else _OTHER)
-                elif pos == _STEPS:
-                    if name == "*":
-                        info.all_steps = True
-                    else:
-                        info.steps.add(name)
-                    out.add(_OTHER)
-                else:
-                    out.add(_OTHER)
-        return out
-    if kind is jp.Index:
-        return {_OTHER}
-    if kind is jp.Descendants:
-        left = _walk(node.left, positions, info)
-        if left & {_ROOT, _STEPS}:
-            info.all_steps = True
-        _walk(node.right, {_OTHER}, info)
-        return {_OTHER}
-    if kind in (jp.Where, jp.WhereNot):
-        left = _walk(node.left, positions, info)
-        _walk(node.right, {_OTHER}, info)
-        return left
-    if kind is jp.Parent:
-        # Going up can land back on the steps dict: assume the worst.
-        info.all_steps = True
-        return {_OTHER}
-    left_node = getattr(node, "left", None)
-    right_node = getattr(node, "right", None)
-    if left_node is not None or right_node is not None:
-        # Union, Intersect and arithmetic: read both sides (constants are not paths).
-        out = set()
-        for side in (left_node, right_node):
-            if isinstance(side, jp.JSONPath):
-                out |= _walk(side, positions, info)
-        return out or {_OTHER}
-    # Wildcard, Slice, Filter, sorting, `len`, string functions...: they may touch every member.
-    if positions & {_ROOT, _STEPS}:
-        info.all_steps = True
-    return {_OTHER}
-
-
-def path_info(expr: str) -> PathInfo:
-    """Analyse which parts of the context a path can read (raises MappingError if invalid)."""
-    info = PathInfo(steps=set(), all_steps=False, root_keys=set())
-    final = _walk(compile_path(expr), {_ROOT}, info)
-    if final & {_ROOT, _STEPS}:
-        # The whole context or the whole steps dict is read.
-        info.all_steps = True
-    return info
-
-
-def referenced_steps(expr: str) -> frozenset[str]:
-    """Ids of the steps whose output the path reads; holds `ALL_STEPS` if it can read any."""
-    info = path_info(expr)
-    names = set(info.steps)
-    if info.all_steps:
-        names.add(ALL_STEPS)
-    return frozenset(names)
-
-
-def step_reference(expr: str) -> str | None:
-    """The step id X for a path reading ``$.steps.X`` (also ``$['steps']['X']``), else None.
-
-    Returns `ALL_STEPS` when the path can read more than one step's output (``$.steps``,
-    ``$.steps.*``, ``$..x``, ``$``, several names); use `referenced_steps` for the exact set.
-    """
-    names = referenced_steps(expr)
-    if not names:
-        return None
-    if len(names) == 1:
-        return next(iter(names))
-    return ALL_STEPS
-
-
-# ---------------------------------------------------------------------------------------------
-# Templates
-# ---------------------------------------------------------------------------------------------
+    location: str
+    paths: tuple[tuple[str, str], ...]
+    has_default: bool
 
 
 def _join(location: str, key: str) -> str:
     return f"{location}.{key}" if location else key
 
 
-def iter_paths(template: Any, location: str = "") -> Iterator[tuple[str, str]]:
-    """Yield (location, expression) for every ``.$`` key holding a string, depth first.
+def _is_path_key(key: Any) -> bool:
+    return isinstance(key, str) and key.endswith(PATH_SUFFIX)
 
-    Locations look like ``input.url.$`` or ``input.items[0].x.$`` (with `location` as prefix).
+
+def _is_default_key(key: Any) -> bool:
+    return isinstance(key, str) and key.endswith(DEFAULT_SUFFIX)
+
+
+def _path_list(value: Any, here: str) -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(here, value)]
+    if isinstance(value, list):
+        return [(f"{here}[{i}]", v) for i, v in enumerate(value)]
+    return []
+
+
+def iter_fields(template: Any, location: str = "") -> Iterator[PathField]:
+    """Yield every ``name.$`` key of the template as a `PathField`, depth first.
+
+    Defaults are literal, so nothing inside a ``name.default`` value is visited.
     """
     if isinstance(template, Mapping):
         for key, value in template.items():
             here = _join(location, str(key))
-            if isinstance(key, str) and key.endswith(PATH_SUFFIX):
-                if isinstance(value, str):
-                    yield here, value
-            else:
-                yield from iter_paths(value, here)
+            if _is_path_key(key):
+                target = key[: -len(PATH_SUFFIX)]
+                paths = tuple((w, e) for w, e in _path_list(value, here) if isinstance(e, str))
+                yield PathField(here, paths, f"{target}{DEFAULT_SUFFIX}" in template)
+            elif not _is_default_key(key):
+                yield from iter_fields(value, here)
     elif isinstance(template, list):
         for index, item in enumerate(template):
-            yield from iter_paths(item, f"{location}[{index}]")
+            yield from iter_fields(item, f"{location}[{index}]")
+
+
+def iter_paths(template: Any, location: str = "") -> Iterator[tuple[str, str]]:
+    """Yield (location, expression) for every JSONPath of the template, depth first.
+
+    Locations look like ``input.url.$``, ``input.items[0].x.$`` or, for the paths of a
+    coalesce, ``input.text.$[1]`` (with `location` as prefix).
+    """
+    for field in iter_fields(template, location):
+        yield from field.paths
+
+
+def _key_problems(template: Mapping[Any, Any], key: Any, here: str) -> list[tuple[str, str]]:
+    """The static errors of one ``.$`` or ``.default`` key of a dict template."""
+    value = template[key]
+    if not _is_path_key(key):
+        target = key[: -len(DEFAULT_SUFFIX)]
+        if not target:
+            return [(here, "a '.default' key needs a name before '.default'")]
+        if f"{target}{PATH_SUFFIX}" not in template:
+            return [(here, f"{key!r} is the default of {target + PATH_SUFFIX!r}, which is not set")]
+        return []
+    found: list[tuple[str, str]] = []
+    target = key[: -len(PATH_SUFFIX)]
+    if not target:
+        found.append((here, "a '.$' key needs a name before '.$'"))
+    if target in template:
+        found.append((here, f"both {target!r} and {key!r} are set; keep only one of them"))
+    if isinstance(value, list) and not value:
+        found.append((here, "a '.$' list (a coalesce) needs at least one JSONPath"))
+    elif not isinstance(value, (str, list)):
+        found.append(
+            (
+                here,
+                f"a '.$' key takes a JSONPath string, not {type(value).__name__} "
+                "(or a list of JSONPath strings: the first that matches wins)",
+            )
+        )
+    for where, expr in _path_list(value, here):
+        if not isinstance(expr, str):
+            found.append((where, f"a '.$' list takes JSONPath strings, not {type(expr).__name__}"))
+            continue
+        try:
+            compile_path(expr)
+        except MappingError as exc:
+            found.append((where, exc.message))
+    return found
 
 
 def template_problems(template: Any, location: str = "") -> list[tuple[str, str]]:
     """Static errors of a template as (location, message): bad keys and unparsable paths.
 
-    Finds: a dict holding both ``a`` and ``a.$``; a ``.$`` key with an empty name or a
-    non-string value; a JSONPath that does not parse.
+    Finds: a dict holding both ``a`` and ``a.$``; a ``.$`` key with an empty name or a value
+    that is neither a JSONPath string nor a non-empty list of them; a JSONPath that does not
+    parse (each path of a coalesce list is checked); an ``a.default`` without ``a.$``.
     """
     found: list[tuple[str, str]] = []
     if isinstance(template, Mapping):
         for key, value in template.items():
             here = _join(location, str(key))
-            if isinstance(key, str) and key.endswith(PATH_SUFFIX):
-                target = key[: -len(PATH_SUFFIX)]
-                if not target:
-                    found.append((here, "a '.$' key needs a name before '.$'"))
-                if target in template:
-                    found.append(
-                        (here, f"both {target!r} and {key!r} are set; keep only one of them")
-                    )
-                if not isinstance(value, str):
-                    found.append(
-                        (here, f"a '.$' key takes a JSONPath string, not {type(value).__name__}")
-                    )
-                else:
-                    try:
-                        compile_path(value)
-                    except MappingError as exc:
-                        found.append((here, exc.message))
+            if _is_path_key(key) or _is_default_key(key):
+                found.extend(_key_problems(template, key, here))
             else:
                 found.extend(template_problems(value, here))
     elif isinstance(template, list):
@@ -265,84 +187,41 @@ def template_problems(template: Any, location: str = "") -> list[tuple[str, str]
     return found
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
+def _coalesce(
+    paths: list[Any], default: Any, context: Mapping[str, Any], *, where: str, key: str
+) -> Any:
+    """The value of the first path that matches, else the default, else a MappingError."""
+    reasons: list[str] = []
+    for expr in paths:
+        found = lookup(expr, context, where=where, key=key)
+        if found.matched:
+            return found.value
+        reasons.append(f"{expr!r}: {found.reason}")
+    if default is not _NO_DEFAULT:
+        return copy.deepcopy(default)
+    raise MappingError(
+        f"{where}: key {key!r}: none of the paths matched ({'; '.join(reasons)})",
+        details={"where": where, "key": key, "paths": list(paths)},
+    )
+
+
+def _render_field(
+    template: Mapping[Any, Any], key: str, context: Mapping[str, Any], *, where: str, here: str
+) -> Any:
+    """The value of the ``key`` (``name.$``) field, with its default and coalesce list."""
+    problems = _key_problems(template, key, here)
+    if problems:
+        location, message = problems[0]
+        raise MappingError(f"{where}: key {location!r}: {message}")
+    value = template[key]
+    target = key[: -len(PATH_SUFFIX)]
+    default = template.get(f"{target}{DEFAULT_SUFFIX}", _NO_DEFAULT)
     if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "an object"
-    return f"a {type(value).__name__}"
-
-
-def _path_text(segments: list[tuple[str, str | int]]) -> str:
-    text = "$"
-    for kind, key in segments:
-        if kind == "index":
-            text += f"[{key}]"
-        elif isinstance(key, str) and key.replace("_", "").replace("-", "").isalnum():
-            text += f".{key}"
-        else:
-            text += f"[{key!r}]"
-    return text
-
-
-def _resolve_singular(
-    segments: list[tuple[str, str | int]], context: Mapping[str, Any]
-) -> tuple[bool, Any, str]:
-    """Walk singular segments; return (found, value, reason when not found)."""
-    current: Any = context
-    for depth, (kind, key) in enumerate(segments):
-        parent = _path_text(segments[:depth])
-        if kind == "field":
-            if not isinstance(current, Mapping):
-                return False, None, f"{parent} is {_describe(current)}, not an object"
-            if key not in current:
-                return False, None, f"{parent} has no key {key!r}"
-            current = current[key]
-        else:
-            assert isinstance(key, int)
-            if not isinstance(current, list):
-                return False, None, f"{parent} is {_describe(current)}, not a list"
-            if not -len(current) <= key < len(current):
-                return False, None, f"{parent} has {len(current)} item(s), no index {key}"
-            current = current[key]
-    return True, current, ""
-
-
-def evaluate(expr: str, context: Mapping[str, Any], *, where: str, key: str = "") -> Any:
-    """Evaluate one path: the value for a singular path, a list of matches otherwise.
-
-    Raises MappingError naming `where`, the key and the path when a singular path finds nothing.
-    """
-    try:
-        compiled = compile_path(expr)
-    except MappingError as exc:
-        raise MappingError(f"{where}: key {key!r}: {exc.message}") from exc
-    segments = _singular_segments(compiled)
-    if segments is not None:
-        found, value, reason = _resolve_singular(segments, context)
-        if not found:
-            raise MappingError(
-                f"{where}: key {key!r}: path {expr!r} matched nothing ({reason})",
-                details={"where": where, "key": key, "path": expr, "reason": reason},
-            )
-        # A copy, so an executor that mutates its input cannot change another step's output.
-        return copy.deepcopy(value)
-    try:
-        matches = compiled.find(dict(context))
-    except Exception as exc:  # filters and arithmetic can fail on unexpected data types
-        raise MappingError(
-            f"{where}: key {key!r}: path {expr!r} could not be evaluated: {exc}",
-            details={"where": where, "key": key, "path": expr},
-        ) from exc
-    return [copy.deepcopy(match.value) for match in matches]
+        return _coalesce(value, default, context, where=where, key=here)
+    if default is _NO_DEFAULT:
+        return evaluate(value, context, where=where, key=here)
+    found = lookup(value, context, where=where, key=here)
+    return found.value if found.matched else copy.deepcopy(default)
 
 
 def render(template: Any, context: Mapping[str, Any], *, where: str, location: str = "") -> Any:
@@ -355,20 +234,13 @@ def render(template: Any, context: Mapping[str, Any], *, where: str, location: s
         result: dict[str, Any] = {}
         for key, value in template.items():
             here = _join(location, str(key))
-            if isinstance(key, str) and key.endswith(PATH_SUFFIX):
+            if _is_path_key(key):
                 target = key[: -len(PATH_SUFFIX)]
-                if not target:
-                    raise MappingError(f"{where}: key {here!r}: a '.$' key needs a name")
-                if target in template:
-                    raise MappingError(
-                        f"{where}: key {here!r}: both {target!r} and {key!r} are set"
-                    )
-                if not isinstance(value, str):
-                    raise MappingError(
-                        f"{where}: key {here!r}: a '.$' key takes a JSONPath string, "
-                        f"not {type(value).__name__}"
-                    )
-                result[target] = evaluate(value, context, where=where, key=here)
+                result[target] = _render_field(template, key, context, where=where, here=here)
+            elif _is_default_key(key):
+                problems = _key_problems(template, key, here)
+                if problems:
+                    raise MappingError(f"{where}: key {here!r}: {problems[0][1]}")
             else:
                 result[str(key)] = render(value, context, where=where, location=here)
         return result

@@ -50,7 +50,16 @@ class WebhookReceiver:
         return Response('{"received": true}', status=200, content_type="application/json")
 
 
+@pytest.mark.parametrize(
+    ("extra_input", "hint"),
+    [
+        pytest.param({}, "auto-detect", id="no-hint"),
+        pytest.param({"language_hint": "fr"}, "fr", id="hint"),
+    ],
+)
 def test_audio_transcription_job_completes_end_to_end(
+    extra_input: dict[str, str],
+    hint: str,
     flow_store: JobStore,
     db: psycopg.Connection[Any],
     user_id: str,
@@ -59,7 +68,8 @@ def test_audio_transcription_job_completes_end_to_end(
 ) -> None:
     """download -> transcribe -> notify: the audio is stored with its size and hash, the
     transcript segments come back from (fake) Gemini into final_result, the webhook receives
-    them with a valid signature, and every step is recorded as an event."""
+    them with a valid signature, and every step is recorded as an event. The prompt carries
+    the input's language_hint, or its default "auto-detect" when the input has none."""
     sync_definitions(flow_store)
     fake = FakeGemini(http_server)
     fake.queue_transcript(SEGMENTS, language="en")
@@ -82,6 +92,7 @@ def test_audio_transcription_job_completes_end_to_end(
         input_data={
             "audio_url": http_server.url_for("/media/talk.mp3"),
             "callback_url": http_server.url_for("/hooks/transcripts"),
+            **extra_input,
         },
     )
     result = run_workflow(job.id)
@@ -101,6 +112,8 @@ def test_audio_transcription_job_completes_end_to_end(
     # Gemini got the downloaded bytes (inline) with the API key.
     assert len(fake.generate_calls) == 1
     assert fake.generate_calls[0].headers["x-goog-api-key"] == fake.api_key
+    prompt = fake.generate_calls[0].json["contents"][0]["parts"][-1]["text"]
+    assert prompt.endswith(f"Language hint: {hint}."), prompt
 
     assert len(receiver.deliveries) == 1
     valid, payload, _headers = receiver.deliveries[0]
