@@ -42,6 +42,7 @@ from flows.run_step import (
     pop_rescheduled,
     submit_step,
 )
+from flows.skipping import Skips
 from tasks import registry
 
 #: Logger of the flow run (Prefect's run logger or an adapter of it).
@@ -62,8 +63,11 @@ def _start(
     steps_done: dict[str, Any],
     first_attempts: dict[str, int],
     parked: list[waiting.Parked],
+    skips: Skips,
 ) -> PrefectFuture[Any] | None:
     """Submit a ready step; a wait step parks (None) or records its decided output."""
+    if (decided := skips.start(job, step_id, steps_done)) is not None:  # skipped, or a switch
+        return decided
     if step_id in plan.waits:
         return waiting.start(job, plan.waits[step_id], steps_done, parked)
     return submit_step(
@@ -93,11 +97,12 @@ def _execute(
     later: RetryRescheduled | None = None
     parked: list[waiting.Parked] = []
     cancel = CancelWatch(shared_store(), job.job_id)  # the owner's cancel, at each boundary
+    skips = Skips(job, plan, steps_done)  # steps skipped by a condition or a branch
     while True:
         if failure is None and later is None and not cancel.check():
-            for step_id in ready_steps(plan, steps_done.keys(), started):
+            for step_id in ready_steps(plan, skips.done(steps_done), started):
                 started.add(step_id)
-                future = _start(job, plan, step_id, steps_done, first_attempts, parked)
+                future = _start(job, plan, step_id, steps_done, first_attempts, parked, skips)
                 if future is not None:  # None: a wait step the job now waits at
                     future.add_done_callback(_notify(finished, step_id))
                     running[step_id] = future
@@ -109,14 +114,14 @@ def _execute(
         state = future.state
         attempts = pop_last_attempt(job.job_id, step_id)  # in every case: forget it
         if state.is_completed():
-            steps_done[step_id] = future.result()
+            skips.keep_output(step_id, future, steps_done)  # none for a skipped step
             continue
         if (at := pop_rescheduled(job.job_id, step_id)) is not None:
             if later is None or at > later.at:
                 later = RetryRescheduled(step_id, at)
             continue
         exc = state.result(raise_on_failure=False)
-        step = plan.steps.get(step_id) or waiting.as_step(plan.waits[step_id])
+        step = skips.step_plan(step_id)  # any kind of step, in the shape errors name
         if failure is None:
             if isinstance(exc, BaseException):
                 failure = StepFailedError(

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine.definitions import graph, mapping
+from engine.definitions.condition_checks import branch_condition_problems
 from engine.definitions.inputs import object_schema_problems
 from engine.definitions.locations import format_location
 from engine.definitions.models import RetrySpec, WorkflowDefinition
@@ -223,6 +224,7 @@ def check_definition(
     problems += _retry_problems(defn)
     problems += input_schema_problems(defn.input_schema)
     problems += wait_problems(defn)
+    problems += branch_condition_problems(defn, deps)
     return defn, problems
 
 

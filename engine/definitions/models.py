@@ -11,6 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.definitions.callback_target import CallbackTarget
+from engine.definitions.conditions import MAX_LENGTH as MAX_CONDITION_LENGTH
+from engine.definitions.switch_steps import SwitchSpec
 from engine.definitions.wait_steps import ApprovalWait, EventWait, SleepWait, WaitSpec
 from engine.errors import ErrorKind
 
@@ -47,7 +49,8 @@ class RetrySpec(BaseModel):
 
 class StepDefinition(BaseModel):
     """One step: a transformer applied to an input built by the mapping, or a wait
-    (`approval`, `sleep`, `wait_for_event`; exactly one of the four)."""
+    (`approval`, `sleep`, `wait_for_event`), or a branch (`switch`); exactly one. Any step
+    may have a condition (`when`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -56,6 +59,9 @@ class StepDefinition(BaseModel):
     approval: ApprovalWait | None = None
     sleep: SleepWait | None = None
     wait_for_event: EventWait | None = None
+    switch: SwitchSpec | None = Field(
+        default=None, description="A branch: the first case whose condition holds runs its steps."
+    )
     input: dict[str, Any] = Field(
         default_factory=dict,
         description="Keys ending in '.$' take a JSONPath over {input, steps, job}; "
@@ -68,6 +74,12 @@ class StepDefinition(BaseModel):
     )
     retry: RetrySpec | None = None
     timeout_seconds: float | None = Field(default=None, gt=0, le=86400)
+    when: str | None = Field(
+        default=None,
+        max_length=MAX_CONDITION_LENGTH,
+        description="A condition over {input, steps, job}, e.g. "
+        "'$.steps.transcribe.word_count > 100'; when false the step is skipped.",
+    )
 
     @property
     def wait(self) -> WaitSpec | None:

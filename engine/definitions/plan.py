@@ -11,6 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.definitions.branching import SwitchPlan, switch_plan
 from engine.definitions.checks import check_definition
 from engine.definitions.graph import dependencies, topological_order, upstream
 from engine.definitions.mapping import render
@@ -59,11 +60,14 @@ class WorkflowPlan:
     order: tuple[str, ...]
     steps: dict[str, StepPlan] = field(default_factory=dict)
     waits: dict[str, WaitPlan] = field(default_factory=dict)
+    switches: dict[str, SwitchPlan] = field(default_factory=dict)
 
     def depends_on(self, step_id: str) -> tuple[str, ...]:
         """The direct dependencies of any step, transformer or wait."""
         if step_id in self.waits:
             return self.waits[step_id].depends_on
+        if step_id in self.switches:
+            return self.switches[step_id].depends_on
         return self.steps[step_id].depends_on
 
 
@@ -109,6 +113,8 @@ def _resolve_steps(
         if step.wait is not None:
             waits[step.id] = WaitPlan(step.id, step.wait, tuple(deps[step.id]))
             continue
+        if step.switch is not None:
+            continue  # a switch plan (build_plan)
         assert step.transformer is not None  # checked: a step has exactly one kind
         row = transformers[step.transformer]
         config = configs[step.transformer]
@@ -159,12 +165,19 @@ def build_plan(
         raise DefinitionError(f"workflow '{workflow_id}' cannot run", problems)
 
     steps, waits = _resolve_steps(definition, transformers, configs, job_max_retries, rng)
+    deps = dependencies(definition)
+    switches = {
+        s.id: switch_plan(s.id, s.switch, tuple(deps[s.id]))
+        for s in definition.steps
+        if s.switch is not None
+    }
     return WorkflowPlan(
         workflow_id=workflow_id,
         definition=definition,
         order=tuple(topological_order(definition)),
         steps=steps,
         waits=waits,
+        switches=switches,
     )
 
 

@@ -13,7 +13,7 @@ from engine.definitions.wait_steps import ApprovalWait, EventWait, SleepWait
 from engine.errors import MappingError, Problem
 
 #: The fields that make a step's kind; exactly one is set.
-KIND_FIELDS = ("transformer", "approval", "sleep", "wait_for_event")
+KIND_FIELDS = ("transformer", "approval", "sleep", "wait_for_event", "switch")
 
 
 def _kind_problems(step: StepDefinition, where: str) -> list[Problem]:
