@@ -5,8 +5,9 @@ Before a ready step starts, `Skips.start` decides whether it is skipped
 input needs a skipped step's output). A skipped step:
 
 - runs as a Prefect task run named after the step whose state is Completed, named "Skipped",
-  with the reason as its message; the task writes a `step_skipped` event whose detail gives
-  ``reason`` (``condition``, ``branch`` or ``needs``) and ``message``;
+  with the reason as its message; the task writes a `state_history` entry (``running`` at the
+  step, ``skipped: <reason>``) and a `step_skipped` event whose detail gives ``reason``
+  (``condition``, ``branch`` or ``needs``) and ``message``;
 - has no output in step_data (so the default final_result lacks it) and counts as finished
   for `ready_steps` once that task run ends: its dependents go on (and are decided in turn).
 
@@ -15,8 +16,9 @@ outputs and stores ``{"case", "steps"}`` as its output, like a finished step.
 
 Resume: a resubmitted or resumed flow run decides again from the same stored outputs, so the
 same steps are skipped. The skipped steps show again as Skipped task runs of the new run
-(Prefect shows what each run did), but their `step_skipped` events are written once per run of
-the job: events already written since the job's last rerun are not written again.
+(Prefect shows what each run did), but their history entries and `step_skipped` events are
+written once per run of the job: skips recorded since the job's last rerun are not recorded
+again.
 """
 
 from __future__ import annotations
@@ -54,12 +56,18 @@ SKIPPED_STATE = "Skipped"
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-def skip_step(job_id: str, skip: Skip, record: bool) -> State[Any]:
-    """Record that a step is skipped (its `step_skipped` event, unless `record` is False: it
-    was written by an earlier flow run) and end as Completed named "Skipped"."""
+def skip_step(job: JobInfo, skip: Skip, record: bool) -> State[Any]:
+    """Record that a step is skipped and end as Completed named "Skipped". Unless `record` is
+    False (an earlier flow run wrote it), one transition writes a `state_history` entry
+    (running, the step, ``skipped: <reason>``) and the `step_skipped` event."""
     if record:
-        shared_store().add_event(
-            job_id, "step_skipped", step_id=skip.step_id, detail=skip.event_detail()
+        shared_store().transition(
+            job.job_id,
+            Transition(
+                status=JobStatus.RUNNING, step_id=skip.step_id, detail={"skipped": skip.reason}
+            ),
+            flow_run_id=job.flow_run_id,
+            event=("step_skipped", skip.event_detail()),
         )
     return Completed(name=SKIPPED_STATE, message=f"step '{skip.step_id}' skipped: {skip.message}")
 
@@ -130,7 +138,7 @@ class Skips:
             if skip is not None:
                 self.decided.add(step_id)
                 record = step_id not in self.recorded
-                return _named("skip", step_id).submit(job.job_id, quote(skip), record)
+                return _named("skip", step_id).submit(quote(job), quote(skip), record)
         if step_id in self.plan.switches:
             switch = self.plan.switches[step_id]
             return _named("switch", step_id).submit(

@@ -91,8 +91,13 @@ class SkipRules:
 
 
 def _template(step: StepDefinition) -> Any:
-    """What a step's input is rendered from (a sleep's `until.$` for a sleep)."""
-    return step.input or sleep_template(step)
+    """What a step's input is rendered from: its input, a sleep's `until.$`, and a fan-out's
+    `for_each` list (read as a template key, so a path into a skipped step fails to render)."""
+    template: dict[str, Any] = {"input": step.input, "sleep": sleep_template(step)}
+    for_each = getattr(step, "for_each", None)  # fan-out steps only
+    if isinstance(for_each, str):
+        template["for_each.$"] = for_each
+    return template
 
 
 def skip_rules(definition: WorkflowDefinition, switches: Mapping[str, SwitchPlan]) -> SkipRules:

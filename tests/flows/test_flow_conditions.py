@@ -61,8 +61,10 @@ def test_a_false_condition_skips_the_step_and_dependents_go_on(
     """`notify` has a false `when` (5 words, not over 100): it is never called and has no
     output. `audit` depends on it but reads nothing of it, so it runs; `report` maps
     `notify`'s output, so it is skipped too (reason `needs`); `after_report` depends on
-    `report` only and runs. Each skipped step has one `step_skipped` event with its reason,
-    and a task run of its name Completed in a state named "Skipped"."""
+    `report` only and runs. The approval `review` has a condition on an absent input: it is
+    skipped too, so the job never waits. Each skipped step has one `step_skipped` event and
+    one state_history entry with its reason, and a task run of its name Completed in a state
+    named "Skipped"."""
     endpoint(db, http_server, "count", {"words": 5})
     notify = endpoint(db, http_server, "notify", {"sent": True})
     audit = endpoint(db, http_server, "audit", {"ok": True})
@@ -87,6 +89,7 @@ def test_a_false_condition_skips_the_step_and_dependents_go_on(
                     "input": {"body": {"sent.$": "$.steps.notify.body.sent"}},
                 },
                 {"id": "after_report", "transformer": "after-api", "depends_on": ["report"]},
+                {"id": "review", "approval": {}, "when": "$.input.review", "depends_on": []},
             ]
         },
     )
@@ -102,14 +105,17 @@ def test_a_false_condition_skips_the_step_and_dependents_go_on(
     assert set(result) == {"count", "audit", "after_report"} == set(row["final_result"])
     assert (notify.count, report.count, audit.count, after.count) == (0, 0, 1, 1)
     skipped = skipped_events(flow_store, job_id)
-    assert set(skipped) == {"notify", "report"}
-    assert skipped["notify"]["reason"] == "condition"
+    assert set(skipped) == {"notify", "report", "review"}
+    assert row["waiting_for"] is None
+    assert skipped["notify"]["reason"] == skipped["review"]["reason"] == "condition"
     assert "$.steps.count.body.words > 100" in skipped["notify"]["message"]
     assert skipped["report"]["reason"] == "needs" and skipped["report"]["steps"] == ["notify"]
     started = [e["step_id"] for e in flow_store.events(job_id) if e["kind"] == "step_started"]
     assert sorted(started) == ["after_report", "audit", "count"]
-    runs = task_runs(str(row["prefect_flow_run_id"]), {"notify", "report", "audit"})
-    for name in ("notify", "report"):
+    history = {h["step_id"]: h["skipped"] for h in row["state_history"] if "skipped" in h}
+    assert history == {"notify": "condition", "report": "needs", "review": "condition"}
+    runs = task_runs(str(row["prefect_flow_run_id"]), {"notify", "report", "review", "audit"})
+    for name in ("notify", "report", "review"):
         state = runs[name].state
         assert state is not None and state.is_completed() and state.name == "Skipped"
         assert state.message and skipped[name]["message"] in state.message
