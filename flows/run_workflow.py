@@ -97,7 +97,7 @@ def _execute(
     later: RetryRescheduled | None = None
     parked: list[waiting.Parked] = []
     cancel = CancelWatch(shared_store(), job.job_id)  # the owner's cancel, at each boundary
-    skips = Skips(job, plan, steps_done)  # steps skipped by a condition or a branch
+    skips = Skips(job, plan)  # steps skipped by a condition or a branch
     while True:
         if failure is None and later is None and not cancel.check():
             for step_id in ready_steps(plan, skips.done(steps_done), started):

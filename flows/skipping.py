@@ -115,14 +115,15 @@ def recorded_skips(store: JobStore, job_id: str) -> set[str]:
 class Skips:
     """The skip decisions of one flow run of a job."""
 
-    def __init__(self, job: JobInfo, plan: WorkflowPlan, steps_done: dict[str, Any]) -> None:
+    def __init__(self, job: JobInfo, plan: WorkflowPlan) -> None:
         self.plan = plan
         self.rules = skip_rules(plan.definition, plan.switches)
         self.decided: set[str] = set()  # skipped, their task run maybe still running
         self.finished: set[str] = set()  # skipped, their task run ended
-        # Only a resumed run (some outputs stored) can find skips recorded already.
-        resumed = self.rules.active and bool(steps_done)
-        self.recorded = recorded_skips(shared_store(), job.job_id) if resumed else set()
+        # Any run may be a resumed one (even with no output stored: a skip, then a wait), so
+        # a workflow that can skip reads the skips recorded so far (one query per flow run).
+        active = self.rules.active
+        self.recorded = recorded_skips(shared_store(), job.job_id) if active else set()
 
     def done(self, steps_done: dict[str, Any]) -> set[str]:
         """The steps finished for `ready_steps`: with an output, or skipped."""

@@ -198,11 +198,11 @@ def test_a_switch_takes_exactly_one_branch_and_a_join_takes_its_output(
 def test_a_resumed_run_decides_the_same_skips_and_records_them_once(
     flow_store: JobStore, db: psycopg.Connection[Any], user_id: str, http_server: HTTPServer
 ) -> None:
-    """A job skips `maybe` and then sleeps: its first flow run ends at the sleep. The next
-    flow run decides again from the stored outputs: `maybe` is skipped again (never called,
-    a Skipped task run of that run too) but its `step_skipped` event is not written twice;
-    the job completes with `last` run after the sleep."""
-    endpoint(db, http_server, "first", {"n": 1})
+    """A job skips its first step `maybe` and then sleeps: its first flow run ends at the
+    sleep with no output stored. The next flow run decides again from the same data: `maybe`
+    is skipped again (never called, a Skipped task run of that run too) but its
+    `step_skipped` event and history entry are not written twice; the job completes with
+    `last` run after the sleep."""
     maybe = endpoint(db, http_server, "maybe", {"ok": True})
     last = endpoint(db, http_server, "last", {"ok": True})
     add_workflow(
@@ -210,30 +210,32 @@ def test_a_resumed_run_decides_the_same_skips_and_records_them_once(
         "resume_cond_wf",
         {
             "steps": [
-                {"id": "first", "transformer": "first-api"},
-                {"id": "maybe", "transformer": "maybe-api", "when": "$.steps.first.body.n == 2"},
+                {"id": "maybe", "transformer": "maybe-api", "when": "$.input.n == 2"},
                 {"id": "pause", "sleep": {"seconds": 1}},
                 {"id": "last", "transformer": "last-api"},
             ]
         },
     )
-    job_id = flow_store.create_job(user_id=user_id, workflow_id="resume_cond_wf", input_data={}).id
+    job_id = flow_store.create_job(
+        user_id=user_id, workflow_id="resume_cond_wf", input_data={"n": 1}
+    ).id
 
     # The job sleeps: its flow run ends Scheduled, named "Sleeping".
     first_end = cast(State[Any], run_workflow(job_id, return_state=True))
     assert first_end.name == "Sleeping"
     parked = flow_store.get_job(job_id)
     assert parked["waiting_for"] is not None and parked["waiting_for"]["step"] == "pause"
-    assert set(parked["step_data"]) == {"first"}
+    assert parked["step_data"] == {}
     wait_until(lambda: _past_deadline(parked), 30, "the sleep's deadline")
     run_workflow(job_id)
 
     row = flow_store.get_job(job_id)
     assert row["status"] == "completed", row["error_message"]
-    assert set(row["step_data"]) == {"first", "pause", "last"}
+    assert set(row["step_data"]) == {"pause", "last"}
     assert (maybe.count, last.count) == (0, 1)
     events = [e for e in flow_store.events(job_id) if e["kind"] == "step_skipped"]
     assert [e["detail"]["reason"] for e in events if e["step_id"] == "maybe"] == ["condition"]
+    assert [h["step_id"] for h in row["state_history"] if "skipped" in h] == ["maybe"]
     second_run = task_runs(str(row["prefect_flow_run_id"]), {"maybe", "last"})
     state = second_run["maybe"].state
     assert state is not None and state.name == "Skipped"
