@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         "again for the retry (the job stays awaiting_retry and holds no worker slot); shorter "
         "delays wait inside the flow run.",
     )
+    max_fan_out_items: int = Field(
+        default=1000,
+        ge=1,
+        description="Most items a step's for_each may yield; a longer list fails the step "
+        "(error kind 'mapping') before any item runs.",
+    )
     local_background_nice: int = Field(
         default=10,
         ge=0,

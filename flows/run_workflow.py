@@ -30,7 +30,7 @@ from engine.definitions.retry import classify_exception
 from engine.errors import DefinitionError, ErrorKind, MappingError, NotFoundError
 from engine.jobs.transitions import TERMINAL, JobStatus
 from engine.settings import get_settings
-from flows import waiting
+from flows import fan_out, waiting
 from flows.callbacks import deliver_for_job, on_job_finished
 from flows.job_control import CancelWatch, JobCancelled, finish_cancelled, finished_state
 from flows.run_step import (
@@ -70,6 +70,10 @@ def _start(
         return decided
     if step_id in plan.waits:
         return waiting.start(job, plan.waits[step_id], steps_done, parked)
+    if (fan := fan_out.fan_out_of(plan, step_id)) is not None:  # for_each: one run per item
+        return fan_out.submit_fan_out(
+            job, plan.steps[step_id], fan, steps_done, plan.definition.log_step_io
+        )
     return submit_step(
         job,
         plan.steps[step_id],

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from engine.definitions import graph, mapping
 from engine.definitions.condition_checks import branch_condition_problems
+from engine.definitions.fan_out_checks import fan_out_problems, input_roots, unknown_root_hint
 from engine.definitions.inputs import object_schema_problems
 from engine.definitions.locations import format_location
 from engine.definitions.models import RetrySpec, WorkflowDefinition
@@ -80,10 +81,13 @@ def _path_problems(
     ids: Collection[str],
     step_id: str | None,
     allowed: set[str],
+    roots: frozenset[str] = mapping.CONTEXT_KEYS,
 ) -> list[Problem]:
     """Template errors plus step references: to existing steps, and (for a step) upstream ones.
 
     `allowed` is the set of steps `step_id` may read (its upstream); unused for the output.
+    `roots`: the context keys the template may read (a fan-out step's input also has
+    `item` and `index`).
     """
     problems = [
         Problem(where, message) for where, message in mapping.template_problems(template, location)
@@ -93,13 +97,13 @@ def _path_problems(
             info = mapping.path_info(expr)
         except MappingError:
             continue  # already reported by template_problems
-        unknown_roots = sorted(info.root_keys - mapping.CONTEXT_KEYS)
+        unknown_roots = sorted(info.root_keys - roots)
         if unknown_roots:
             problems.append(
                 Problem(
                     where,
                     f"path {expr!r} reads {', '.join(map(repr, unknown_roots))}; the context "
-                    "has only 'input', 'steps' and 'job'",
+                    "has only 'input', 'steps' and 'job'" + unknown_root_hint(unknown_roots),
                 )
             )
         for name in sorted(info.steps):
@@ -147,6 +151,7 @@ def _mapping_problems(defn: WorkflowDefinition, deps: dict[str, list[str]]) -> l
             ids=ids,
             step_id=None if duplicate else step.id,
             allowed=ups.get(step.id, set()),
+            roots=input_roots(step),
         )
         problems += _path_problems(
             sleep_template(step),
@@ -225,6 +230,7 @@ def check_definition(
     problems += input_schema_problems(defn.input_schema)
     problems += wait_problems(defn)
     problems += branch_condition_problems(defn, deps)
+    problems += fan_out_problems(defn, deps)
     return defn, problems
 
 

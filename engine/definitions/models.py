@@ -80,6 +80,20 @@ class StepDefinition(BaseModel):
         description="A condition over {input, steps, job}, e.g. "
         "'$.steps.transcribe.word_count > 100'; when false the step is skipped.",
     )
+    for_each: str | None = Field(
+        default=None,
+        description="Fan-out: a JSONPath over {input, steps, job} yielding a list; the step "
+        "runs once per item, its input mapping reading the item as $.item and its position "
+        "as $.index. The output is the list of results, in item order.",
+    )
+    max_concurrency: int | None = Field(
+        default=None, ge=1, le=100, description="Fan-out: items running at once (default 10)."
+    )
+    on_item_error: Literal["fail", "collect"] = Field(
+        default="fail",
+        description="Fan-out: 'fail' fails the step when an item fails after its retries; "
+        "'collect' completes it with {results (null for failed items), errors}.",
+    )
 
     @property
     def wait(self) -> WaitSpec | None:
