@@ -4,6 +4,7 @@ flow run reusing the items a killed one finished."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import subprocess
@@ -20,10 +21,12 @@ import pytest
 from flow_services import add_workflow, http_transformer
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.exceptions import CancelledRun
 from pytest_httpserver import HTTPServer
 from waiting import wait_until
 from werkzeug import Request, Response
 
+from engine.db import job_control
 from engine.db.store import JobStore
 from engine.settings import PROJECT_ROOT, get_settings
 from flows.run_step import StepFailedError
@@ -329,3 +332,48 @@ def test_resubmitted_run_reuses_items_the_killed_run_finished(
     assert echo.calls[0] in (1, 2)  # the killed attempt's call may not have arrived yet
     (step_done,) = events(flow_store, job_id, "step_succeeded")
     assert step_done["detail"]["reused_items"] == 3
+
+
+def test_a_cancel_stops_new_items_and_a_rerun_runs_every_item_again(
+    flow_store: JobStore, db: psycopg.Connection[Any], user_id: str, http_server: HTTPServer
+) -> None:
+    """One item at a time; the owner cancels while item 0's call is held open: item 0
+    finishes, no other item starts, and the job fails as cancelled. Rerun, every item runs
+    again: item 0's result stored before the rerun is not reused."""
+    echo = Echo(held=frozenset({0}))
+    fan_out_workflow(db, http_server, echo, max_concurrency=1)
+    job_id = flow_store.create_job(
+        user_id=user_id, workflow_id="fan_out_wf", input_data=items(3)
+    ).id
+    ended: list[str] = []
+
+    def run() -> None:
+        try:
+            run_workflow(job_id)
+        except CancelledRun:  # the flow run ends Cancelled, which raises for a direct call
+            ended.append("cancelled")
+
+    runner = threading.Thread(target=contextvars.copy_context().run, args=(run,))
+    runner.start()
+    wait_until(lambda: echo.calls.get(0) == 1, 60, "item 0 to be called")
+    job_control.cancel_job(flow_store, job_id, user_id)
+    echo.release.set()
+    runner.join(120)
+
+    assert ended == ["cancelled"]
+    row = flow_store.get_job(job_id)
+    assert row["status"] == "failed"
+    assert row["state_history"][-1]["kind"] == "cancelled"
+    assert echo.calls == {0: 1}
+    assert [e["detail"]["index"] for e in events(flow_store, job_id, "item_succeeded")] == [0]
+
+    echo.held = frozenset()
+    job_control.rerun_job(flow_store, job_id, user_id)
+    run_workflow(job_id)
+
+    row = flow_store.get_job(job_id)
+    assert row["status"] == "completed", row["error_message"]
+    assert [r["body"]["echo"]["index"] for r in row["step_data"]["work"]] == [0, 1, 2]
+    assert echo.calls == {0: 2, 1: 1, 2: 1}
+    (step_done,) = events(flow_store, job_id, "step_succeeded")
+    assert step_done["detail"]["reused_items"] == 0
