@@ -142,6 +142,12 @@ class Job(BaseModel):
         description="The wait the running job is at: {kind: approval|sleep|event, step, "
         "since, deadline}; null when it is not waiting.",
     )
+    deadline_at: datetime | None = Field(
+        default=None,
+        description="When the job must be finished by (its workflow's timeout_seconds after "
+        "it was created or last rerun); past it the job fails with error kind `timeout`. "
+        "Null when the workflow sets no timeout.",
+    )
     callback: JobCallback | None = Field(
         default=None, description="Its on_finish callback's delivery; null when none is owed."
     )

@@ -1,6 +1,9 @@
 """The maintenance flow, on a Prefect schedule: the engine's periodic tick.
 
 Each pass:
+0. fails every unfinished job past its deadline (the workflow's `timeout_seconds`) with error
+   kind `timeout` and stops its flow run (flows/job_deadlines.py), before anything could
+   dispatch or resubmit it;
 1. dispatches `pending` jobs that never reached Prefect (the API could not create their flow
    run: Prefect down, API restarted mid-request), reruns too (each with its rerun's key);
 2. recovers in-flight jobs whose flow run crashed, was cancelled by infrastructure, was lost
@@ -27,6 +30,7 @@ from engine.settings import get_settings
 from flows.alerting import run_alerting
 from flows.callbacks import run_callbacks
 from flows.job_control import dispatch_reruns
+from flows.job_deadlines import run_job_deadlines
 from flows.recovery import recover_jobs
 from flows.wait_deadlines import run_wait_deadlines
 
@@ -41,6 +45,7 @@ def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[st
     grace = settings.dispatch_grace_seconds if grace_seconds is None else grace_seconds
     with get_client(sync_client=True) as client:
         starter = RunStarter(client, settings.prefect_deployment)
+        timed_out = run_job_deadlines(store, starter, log=logger, limit=limit).as_dict()
         outcomes = store.dispatch_pending(starter.try_start, grace_seconds=grace, limit=limit)
         outcomes += dispatch_reruns(store, starter, grace_seconds=grace, limit=limit)
         recovery = recover_jobs(store, settings, log=logger, limit=limit, starter=starter)
@@ -65,6 +70,7 @@ def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[st
     callbacks = run_callbacks(store, settings, limit=limit, log=logger)
     return {
         "callbacks": callbacks,
+        "job_deadlines": timed_out,
         "dispatched": dispatched,
         "still_pending": waiting,
         "recovery": recovery.as_dict(),

@@ -32,7 +32,8 @@ from engine.jobs.transitions import TERMINAL, JobStatus
 from engine.settings import get_settings
 from flows import fan_out, waiting
 from flows.callbacks import deliver_for_job, on_job_finished
-from flows.job_control import CancelWatch, JobCancelled, finish_cancelled, finished_state
+from flows.job_control import JobCancelled, finish_cancelled, finished_state
+from flows.job_deadlines import BoundaryWatch, JobTimedOut
 from flows.run_step import (
     JobInfo,
     RetryRescheduled,
@@ -93,6 +94,7 @@ def _execute(
     step retries before its own time). Wait steps park (flows/waiting.py) while the others
     go on; then WaitsParked. A cancel requested by the job's owner stops it the
     same way at the next step boundary, and wins: JobCancelled (flows/job_control.py).
+    Past the job's deadline likewise, then JobTimedOut (flows/job_deadlines.py).
     """
     finished: queue.Queue[str] = queue.Queue()
     running: dict[str, PrefectFuture[Any]] = {}
@@ -100,7 +102,7 @@ def _execute(
     failure: StepFailedError | None = None
     later: RetryRescheduled | None = None
     parked: list[waiting.Parked] = []
-    cancel = CancelWatch(shared_store(), job.job_id)  # the owner's cancel, at each boundary
+    cancel = BoundaryWatch(shared_store(), job.job_id)  # owner's cancel, job's deadline
     skips = Skips(job, plan)  # steps skipped by a condition or a branch
     while True:
         if failure is None and later is None and not cancel.check():
@@ -135,7 +137,7 @@ def _execute(
                 failure = StepFailedError(
                     step, ErrorKind.INTERNAL, state.message or state.name or "failed", 1
                 )
-    cancel.raise_if_requested()  # JobCancelled: outputs stored, no step running
+    cancel.raise_if_requested()  # JobCancelled (or JobTimedOut): outputs stored, none running
     if failure is not None:
         raise failure
     if parked:
@@ -313,6 +315,9 @@ def run_workflow(job_id: str) -> Any:
         result = _run_to_result(store, job, plan, bundle)
     except StepFailedError as failed:
         _fail_on_step(store, job, failed, logger)
+        raise
+    except JobTimedOut as timed_out:  # the flow run ends Failed
+        timed_out.fail_job(store, job.flow_run_id, logger)
         raise
     except JobCancelled as cancelled:
         done = sorted(store.get_job(job.job_id)["step_data"] or {})

@@ -42,6 +42,7 @@ JOB_FIELDS = {
     "completed_at",
     "error_kind",
     "waiting_for",
+    "deadline_at",
     "callback",
 }
 

@@ -406,6 +406,8 @@ COLUMNS: list[tuple[str, str, str, bool, str | None]] = [
     ("job_callbacks", "created_at", "timestamp with time zone", True, "now()"),
     # Job control (20261207000200): when the owner asked to cancel the job.
     ("jobs", "cancel_requested_at", "timestamp with time zone", False, None),
+    # Job deadlines (20261207000800): when the job must be finished by.
+    ("jobs", "deadline_at", "timestamp with time zone", False, None),
     # Wait steps (20261207000100): what a job waits for, and one row per wait.
     ("jobs", "waiting_for", "jsonb", False, None),
     ("job_waits", "id", "uuid", True, "gen_random_uuid()"),
@@ -644,6 +646,13 @@ INDEXES: list[tuple[str, str]] = [
         "step_id) WHERE (status = ANY (ARRAY['pending'::text, 'decided'::text]))",
     ),
     ("job_waits", "CREATE INDEX job_waits_job_id_idx ON public.job_waits USING btree (job_id)"),
+    # Job deadlines (20261207000800): unfinished jobs by deadline.
+    (
+        "jobs",
+        "CREATE INDEX jobs_deadline_idx ON public.jobs USING btree (deadline_at) "
+        "WHERE ((deadline_at IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, "
+        "'running'::text, 'awaiting_retry'::text])))",
+    ),
     (
         "job_waits",
         "CREATE INDEX job_waits_due_idx ON public.job_waits USING btree (deadline) "
@@ -693,6 +702,7 @@ def test_every_trigger(db: psycopg.Connection[Any]) -> None:
             ("workflow_versions", "workflow_versions_immutable", "versions_immutable"),
             ("transformer_versions", "transformer_versions_immutable", "versions_immutable"),
             ("jobs", "jobs_enqueue_callback", "jobs_enqueue_callback"),
+            ("jobs", "jobs_set_deadline", "jobs_set_deadline"),
         ]
     )
 

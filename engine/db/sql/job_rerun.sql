@@ -17,6 +17,13 @@ with updated as (
          waiting_for = null,
          dispatched_at = null,
          heartbeat_at = now(),
+         -- A fresh job deadline from now (migration 20261207000800; null: no timeout).
+         deadline_at = (
+           select now() + make_interval(secs => (v.definition ->> 'timeout_seconds')::double precision)
+           from public.workflow_versions v
+           where v.workflow_id = j.workflow_id and v.version = j.workflow_version
+             and jsonb_typeof(v.definition -> 'timeout_seconds') = 'number'
+         ),
          step_data = coalesce(j.step_data, '{}'::jsonb) - %(redo)s::text[],
          state_history = (
            select coalesce(jsonb_agg(h.e order by h.i), '[]'::jsonb)
