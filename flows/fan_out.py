@@ -19,8 +19,12 @@ starts, and the step fails with that item's error kind, naming the item. With
 
 Resubmission: every finished item stores its output in its `item_succeeded` event; the step
 run by a resubmitted flow run (a worker killed mid-fan-out) reuses the results stored since
-the job's last rerun whose rendered input is unchanged, and runs only the other items. A
-cancel requested by the job's owner stops new items from starting.
+the job's last rerun whose rendered input is unchanged, and runs only the other items.
+
+Before each item starts, the job is read once: a cancel requested by its owner, the job's end
+(e.g. failed by its deadline) or another flow run owning it (resubmitted) stops new items from
+starting; the running ones finish, and the step fails (after a cancel the flow then ends the
+job as cancelled).
 """
 
 from __future__ import annotations
@@ -47,7 +51,6 @@ from engine.definitions.retry import classify_exception, remaining_retries
 from engine.errors import ErrorKind, MappingError, StepError
 from engine.settings import get_settings
 from flows import fan_out_items
-from flows.job_control import CancelWatch
 from flows.run_step import (
     _LAST_ATTEMPT,
     JobInfo,
@@ -191,18 +194,20 @@ def _run_items(
     log_io: bool,
 ) -> None:
     """Run every item not in `skip`, at most `max_concurrency` at once, in index order;
-    after a failure (in "fail" mode) or a cancel request no new item starts."""
+    after a failure (in "fail" mode), a cancel request, or the job's end or takeover, no new
+    item starts."""
     retries, delays = remaining_retries(step.policy.max_retries, step.delays, 1)
     item_task = fan_out_items.item_task(step.step_id, retries, delays)
     todo = deque(i for i in range(len(items)) if i not in skip)
     finished: queue.Queue[int] = queue.Queue()
     running: dict[int, PrefectFuture[Any]] = {}
-    cancel = CancelWatch(shared_store(), job.job_id)
-    stop = cancelled = False
+    store = shared_store()
+    stop = False
+    halted: str | None = None  # why no new item may start (cancel, finished, resubmitted)
     while True:
         while todo and len(running) < fan.max_concurrency and not stop:
-            if cancel.check():
-                stop = cancelled = True
+            if (halted := fan_out_items.stop_reason(store, job)) is not None:
+                stop = True
                 break
             index = todo.popleft()
             future = item_task.submit(
@@ -226,9 +231,10 @@ def _run_items(
         attempts = fan_out_items.pop_item_attempts(job.job_id, step.step_id, index)
         if outcome.record(index, state, result, attempts) and fan.on_item_error == "fail":
             stop = True
-    if cancelled:
-        # The flow then ends the job as cancelled (flows/job_control.py), not failed.
-        raise StepError(ErrorKind.INTERNAL, f"cancelled with {len(todo)} item(s) not started")
+    if halted is not None:
+        # After a cancel the flow ends the job as cancelled (flows/job_control.py), not failed;
+        # otherwise another flow run owns the job, or it has ended, as for a step attempt.
+        raise StepError(ErrorKind.INTERNAL, f"{halted}: {len(todo)} item(s) not started")
 
 
 def _fail_on_items(job: JobInfo, step: StepPlan, outcome: _Outcome, total: int) -> None:

@@ -32,11 +32,17 @@ from engine.definitions.mapping import render
 from engine.definitions.plan import StepPlan
 from engine.definitions.retry import classify_exception, should_retry
 from engine.errors import ErrorKind, MappingError, StepError
+from engine.jobs.transitions import TERMINAL
 from engine.security.redaction import redact
 from engine.settings import get_settings
 from flows.run_step import JobInfo, _within_timeout, error_text
 from tasks.context import StepContext
 from tasks.registry import get_executor
+
+#: The `stop_reason` of a cancel requested by the job's owner.
+CANCELLED = "the job's owner asked to cancel it"
+
+TERMINAL_VALUES = frozenset(status.value for status in TERMINAL)
 
 #: Last attempt number of each (job, step, index) item run in this process (popped by the
 #: step once the item is done, for its error report).
@@ -81,6 +87,20 @@ def stored_results(store: JobStore, job_id: str, step_id: str) -> dict[int, tupl
             query("fan_out_items_done"), {"job_id": job_id, "step_id": step_id}
         ).fetchall()
     return {int(row["index"]): (str(row["input_hash"]), row["output"]) for row in rows}
+
+
+def stop_reason(store: JobStore, job: JobInfo) -> str | None:
+    """Why no further item may start (None: it may): the owner asked to cancel, or the job
+    finished (e.g. failed by its deadline) or a resubmitted flow run took it over."""
+    with store.pool.connection() as conn:
+        row = conn.execute(query("fan_out_job_live"), {"job_id": job.job_id}).fetchone()
+    if row is None or row["status"] in TERMINAL_VALUES:
+        return "the job is finished"
+    if job.flow_run_id is not None and row["flow_run_id"] != job.flow_run_id:
+        return "the job is no longer owned by this flow run (resubmitted)"
+    if row["cancel_requested"]:
+        return CANCELLED
+    return None
 
 
 def _log_fields(job: JobInfo, step: StepPlan, index: int, attempt: int) -> dict[str, Any]:

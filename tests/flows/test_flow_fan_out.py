@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
@@ -254,10 +254,10 @@ def test_the_maximum_bounds_the_fan_out(
 def test_fifty_items_never_exceed_max_concurrency(
     flow_store: JobStore, db: psycopg.Connection[Any], user_id: str, http_server: HTTPServer
 ) -> None:
-    """50 items under max_concurrency 5, each request held open 0.2 s by a server counting
+    """50 items under max_concurrency 5, each request held open 0.5 s by a server counting
     the requests in flight: at most 5 are ever open at once, and more than one is (they do
     overlap). The measured maximum is printed."""
-    echo = Echo(hold_seconds=0.2)
+    echo = Echo(hold_seconds=0.5)
     fan_out_workflow(db, http_server, echo, max_concurrency=5)
     job_id = flow_store.create_job(
         user_id=user_id, workflow_id="fan_out_wf", input_data=items(50)
@@ -377,3 +377,38 @@ def test_a_cancel_stops_new_items_and_a_rerun_runs_every_item_again(
     assert echo.calls == {0: 2, 1: 1, 2: 1}
     (step_done,) = events(flow_store, job_id, "step_succeeded")
     assert step_done["detail"]["reused_items"] == 0
+
+
+def test_a_superseded_flow_run_starts_no_more_items(
+    flow_store: JobStore, db: psycopg.Connection[Any], user_id: str, http_server: HTTPServer
+) -> None:
+    """One item at a time; while item 0's call is held open another flow run takes the job
+    over (as a resubmission does): item 0 finishes, no other item starts, and this run's step
+    fails without touching the job, which stays running for its new owner."""
+    echo = Echo(held=frozenset({0}))
+    fan_out_workflow(db, http_server, echo, max_concurrency=1)
+    job_id = flow_store.create_job(
+        user_id=user_id, workflow_id="fan_out_wf", input_data=items(3)
+    ).id
+    failures: list[str] = []
+
+    def run() -> None:
+        try:
+            run_workflow(job_id)
+        except StepFailedError as exc:
+            failures.append(str(exc))
+
+    runner = threading.Thread(target=contextvars.copy_context().run, args=(run,))
+    runner.start()
+    wait_until(lambda: echo.calls.get(0) == 1, 60, "item 0 to be called")
+    successor = str(uuid4())
+    assert flow_store.claim(job_id, successor)
+    echo.release.set()
+    runner.join(120)
+
+    assert len(failures) == 1 and "no longer owned by this flow run" in failures[0], failures
+    assert echo.calls == {0: 1}
+    row = flow_store.get_job(job_id)
+    assert row["status"] == "running"
+    assert str(row["prefect_flow_run_id"]) == successor
+    assert "work" not in (row["step_data"] or {})
