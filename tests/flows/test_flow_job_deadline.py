@@ -23,6 +23,7 @@ from engine.db.job_writes import Transition
 from engine.db.store import JobStore
 from engine.dispatch import RunStarter
 from engine.jobs.transitions import JobStatus
+from engine.settings import get_settings
 from flows.job_deadlines import JobTimedOut, run_job_deadlines
 from flows.maintenance import maintenance
 from flows.run_workflow import run_workflow
@@ -149,6 +150,49 @@ def test_a_flow_run_starts_no_step_past_the_deadline(
     assert after.count == 0
     run = read_flow_run(str(row["prefect_flow_run_id"]))
     assert run.state is not None and run.state.type.value == "FAILED"
+
+
+def test_a_job_parked_for_a_retry_is_failed_and_its_run_ended(
+    flow_store: JobStore,
+    db: psycopg.Connection[Any],
+    user_id: str,
+    http_server: HTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    engine_env: str,
+) -> None:
+    """A step failing 503 whose retry (in 20 s) is rescheduled past its flow run, under a job
+    timeout of 3 s: the job waits awaiting_retry with its run Scheduled; past the deadline the
+    maintenance pass fails it as `timeout` and sets the run Failed, so it never runs again."""
+    monkeypatch.setenv("RETRY_RESCHEDULE_SECONDS", "1")
+    get_settings.cache_clear()
+    api = Scripted([503])
+    http_transformer(db, "later-api", serve(http_server, "/later", api))
+    add_workflow(
+        db,
+        "parked_wf",
+        {
+            "timeout_seconds": 3,
+            "retry": {"max_retries": 2, "strategy": "fixed", "initial_delay_seconds": 20},
+            "steps": [{"id": "fetch", "transformer": "later-api"}],
+        },
+    )
+    job_id = flow_store.create_job(user_id=user_id, workflow_id="parked_wf", input_data={}).id
+    first_end = run_workflow(job_id, return_state=True)
+    assert first_end.name == "AwaitingRetry"
+    row = flow_store.get_job(job_id)
+    run_id = str(row["prefect_flow_run_id"])
+    assert row["status"] == "awaiting_retry"
+    wait_until(lambda: past_deadline(db, [job_id]), 30, "the job's deadline to pass")
+
+    outcome = maintenance(grace_seconds=60)
+
+    assert outcome["job_deadlines"]["ended"] == [run_id]
+    row = flow_store.get_job(job_id)
+    assert row["status"] == "failed" and row["state_history"][-1]["kind"] == "timeout"
+    run = read_flow_run(run_id)
+    assert run.state is not None and run.state.type.value == "FAILED"
+    assert "timed out" in (run.state.message or "")
+    assert api.count == 1
 
 
 def test_two_passes_at_once_fail_each_job_once(
