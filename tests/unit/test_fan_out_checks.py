@@ -175,6 +175,17 @@ def test_valid_for_each_paths(for_each: str) -> None:
             "has no transformer",
             id="wait-step",
         ),
+        pytest.param(
+            variant(
+                1,
+                transformer=None,
+                input=None,
+                switch={"cases": [{"when": "$.input.lang == 'fr'", "then": ["notify"]}]},
+            ),
+            "steps[1].for_each",
+            "has no transformer",
+            id="switch-step",
+        ),
     ],
 )
 def test_fan_out_problems(raw: dict[str, Any], location: str, fragment: str) -> None:
