@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
 from flow_services import Scripted, add_workflow, delay_transformer, http_transformer, serve
+from prefect.client.schemas.objects import State
 from pytest_httpserver import HTTPServer
 from waiting import wait_until
 from warm_workers import deploy, dispatch, read_flow_run, unique_pool, wait_for_state, warm_worker
@@ -177,7 +178,7 @@ def test_a_job_parked_for_a_retry_is_failed_and_its_run_ended(
         },
     )
     job_id = flow_store.create_job(user_id=user_id, workflow_id="parked_wf", input_data={}).id
-    first_end = run_workflow(job_id, return_state=True)
+    first_end = cast(State[Any], run_workflow(job_id, return_state=True))
     assert first_end.name == "AwaitingRetry"
     row = flow_store.get_job(job_id)
     run_id = str(row["prefect_flow_run_id"])
