@@ -162,7 +162,7 @@ def test_a_job_parked_for_a_retry_is_failed_and_its_run_ended(
     engine_env: str,
 ) -> None:
     """A step failing 503 whose retry (in 20 s) is rescheduled past its flow run, under a job
-    timeout of 3 s: the job waits awaiting_retry with its run Scheduled; past the deadline the
+    timeout of 8 s: the job waits awaiting_retry with its run Scheduled; past the deadline the
     maintenance pass fails it as `timeout` and sets the run Failed, so it never runs again."""
     monkeypatch.setenv("RETRY_RESCHEDULE_SECONDS", "1")
     get_settings.cache_clear()
@@ -172,7 +172,7 @@ def test_a_job_parked_for_a_retry_is_failed_and_its_run_ended(
         db,
         "parked_wf",
         {
-            "timeout_seconds": 3,
+            "timeout_seconds": 8,
             "retry": {"max_retries": 2, "strategy": "fixed", "initial_delay_seconds": 20},
             "steps": [{"id": "fetch", "transformer": "later-api"}],
         },
