@@ -64,8 +64,9 @@ class StepDefinition(BaseModel):
     )
     input: dict[str, Any] = Field(
         default_factory=dict,
-        description="Keys ending in '.$' take a JSONPath over {input, steps, job}; "
-        "other values are literal.",
+        description="Keys ending in '.$' take a JSONPath over {input, steps, job}, or a list of "
+        "them (the first that matches wins); 'name.default' next to 'name.$' is used when "
+        "nothing matches; other values are literal.",
     )
     depends_on: list[str] | None = Field(
         default=None,
@@ -121,7 +122,14 @@ class WorkflowDefinition(BaseModel):
         default=False,
         description="Log each step's input and output (secret-looking keys redacted).",
     )
-    timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
+    timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 86400,
+        description="The job's deadline: seconds from its creation (or its last rerun) within "
+        "which it must finish, across retries, waits and resubmissions; past it the job fails "
+        "with error kind 'timeout'. Unset: no job timeout.",
+    )
     on_finish: CallbackTarget | None = Field(
         default=None,
         description="Called back (signed JSON POST, retried) when a job completes or fails.",
