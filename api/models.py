@@ -139,8 +139,16 @@ class Job(BaseModel):
     )
     waiting_for: dict[str, Any] | None = Field(
         default=None,
-        description="The wait the running job is at: {kind: approval|sleep|event, step, "
-        "since, deadline}; null when it is not waiting.",
+        description="The wait the running job is at: {kind: approval|sleep|event|workflow, "
+        "step, since, deadline}, and for a sub-workflow step {child_job_id, workflow_id}; "
+        "null when it is not waiting.",
+    )
+    parent_job_id: UUID | None = Field(
+        default=None,
+        description="On a child job: the job whose sub-workflow step started it; else null.",
+    )
+    parent_step_id: str | None = Field(
+        default=None, description="On a child job: the parent's step that started it."
     )
     deadline_at: datetime | None = Field(
         default=None,

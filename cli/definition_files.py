@@ -19,7 +19,9 @@ from typing import Any
 
 from engine.db.rows import Upserted
 from engine.db.store import JobStore
+from engine.db.sub_workflows import stored_workflows
 from engine.definitions.checks import check_definition
+from engine.definitions.sub_workflow_checks import StoredWorkflows, sub_workflow_problems
 from engine.errors import DefinitionError, Problem
 from engine.security.destinations import url_destination_problem
 from engine.settings import PROJECT_ROOT, get_settings
@@ -68,11 +70,37 @@ def _callback_problems(where: str, definition: Any, problems: list[Problem]) -> 
     return [] if problem is None else [Problem(f"{where}: definition.on_finish.url", problem)]
 
 
+def _sub_workflow_problems(
+    result: DefinitionSet, files: dict[str, str], stored: StoredWorkflows | None
+) -> list[Problem]:
+    """The `workflow` steps' problems: cycles through children (in the files and, with
+    `stored`, through the tables), and children (and versions) that do not exist (`stored`)."""
+    saved = {wid: raw.get("definition") for wid, raw in result.workflows.items()}
+    found = sub_workflow_problems(
+        saved,
+        None if stored is None else stored.definitions,
+        None if stored is None else stored.versions,
+    )
+    return [
+        Problem(f"{files[wid]}: definition.{p.location}", p.message)
+        for wid, problems in found.items()
+        for p in problems
+    ]
+
+
 def load_definitions(
-    directory: Path = DEFAULT_DIR, *, extra_transformer_ids: set[str] | None = None
+    directory: Path = DEFAULT_DIR,
+    *,
+    extra_transformer_ids: set[str] | None = None,
+    stored: StoredWorkflows | None = None,
 ) -> DefinitionSet:
-    """Load and check every definition file; problems name the file and the field."""
+    """Load and check every definition file; problems name the file and the field.
+
+    `stored` (what the tables hold) is followed for cycles through sub-workflow steps, and
+    each step's child (and version) must be in it or in the files; without it (`definitions
+    validate`, no database), only cycles among the files are checked."""
     result = DefinitionSet()
+    files: dict[str, str] = {}
     root = directory.parent
     for path in sorted((directory / "transformers").glob("*.json")):
         raw = _read_json(path, result.problems, root)
@@ -106,6 +134,8 @@ def load_definitions(
         if raw["id"] in result.workflows:
             result.problems.append(Problem(where, f"duplicate workflow id '{raw['id']}'"))
         result.workflows[raw["id"]] = raw
+        files[raw["id"]] = where
+    result.problems.extend(_sub_workflow_problems(result, files, stored))
     return result
 
 
@@ -133,7 +163,11 @@ def sync_definitions(store: JobStore, directory: Path = DEFAULT_DIR) -> list[Syn
     Returns what changed (unchanged rows are not listed): running it twice writes nothing
     and creates no version the second time.
     """
-    loaded = load_definitions(directory, extra_transformer_ids=set(store.transformer_ids()))
+    loaded = load_definitions(
+        directory,
+        extra_transformer_ids=set(store.transformer_ids()),
+        stored=stored_workflows(store),
+    )
     if loaded.problems:
         raise DefinitionError("definitions are invalid; nothing was synced", loaded.problems)
     # The versions before the sync, read once: sync is an operator's command, not a
@@ -186,7 +220,11 @@ def _lines(value: Any) -> list[str]:
 def diff_definitions(store: JobStore, directory: Path = DEFAULT_DIR) -> list[str]:
     """What `sync_definitions` would change, as text: a heading per row that differs
     (added / new version / updated) and a unified diff of its JSON. Writes nothing."""
-    loaded = load_definitions(directory, extra_transformer_ids=set(store.transformer_ids()))
+    loaded = load_definitions(
+        directory,
+        extra_transformer_ids=set(store.transformer_ids()),
+        stored=stored_workflows(store),
+    )
     if loaded.problems:
         raise DefinitionError("definitions are invalid; sync would refuse them", loaded.problems)
     current = {(r["kind"], r["id"]): r for r in store.definitions_current()}

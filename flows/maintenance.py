@@ -11,6 +11,8 @@ Each pass:
    or failed once resubmitted `max_retries` times;
 3. acts on wait steps: approvals and events past their deadline (decided by on_timeout, or
    the job failed), and decided waits whose flow run was not resumed (flows/wait_deadlines.py);
+   sub-workflow waits whose child ended unseen are decided and their parents resumed, and
+   children whose parent no longer waits for them are cancelled (flows/sub_workflows.py);
 4. evaluates, stores and delivers alerts;
 5. delivers the job callbacks (`on_finish`) that are due: retries, and first attempts the
    flow did not make.
@@ -32,6 +34,7 @@ from flows.callbacks import run_callbacks
 from flows.job_control import dispatch_reruns
 from flows.job_deadlines import run_job_deadlines
 from flows.recovery import recover_jobs
+from flows.sub_workflows import run_sub_workflows
 from flows.wait_deadlines import run_wait_deadlines
 
 
@@ -52,6 +55,7 @@ def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[st
         deadlines = run_wait_deadlines(
             store, starter, grace_seconds=grace, log=logger, limit=limit
         ).as_dict()
+        children = run_sub_workflows(store, starter, log=logger, limit=limit)
     dispatched = [job for job, run in outcomes if run is not None]
     waiting = [job for job, run in outcomes if run is None]
     for job_id, run_id in outcomes:
@@ -75,5 +79,6 @@ def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[st
         "still_pending": waiting,
         "recovery": recovery.as_dict(),
         "waits": deadlines,
+        "sub_workflows": children,
         "alerts": alerting,
     }

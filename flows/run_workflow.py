@@ -30,7 +30,7 @@ from engine.definitions.retry import classify_exception
 from engine.errors import DefinitionError, ErrorKind, MappingError, NotFoundError
 from engine.jobs.transitions import TERMINAL, JobStatus
 from engine.settings import get_settings
-from flows import fan_out, waiting
+from flows import fan_out, sub_workflows, waiting
 from flows.callbacks import deliver_for_job, on_job_finished
 from flows.job_control import JobCancelled, finish_cancelled, finished_state
 from flows.job_deadlines import BoundaryWatch, JobTimedOut
@@ -69,6 +69,8 @@ def _start(
     """Submit a ready step; a wait step parks (None) or records its decided output."""
     if (decided := skips.start(job, step_id, steps_done)) is not None:  # skipped, or a switch
         return decided
+    if step_id in plan.waits and sub_workflows.is_call(plan.waits[step_id]):
+        return sub_workflows.start(job, plan.waits[step_id], steps_done, parked)  # a child job
     if step_id in plan.waits:
         return waiting.start(job, plan.waits[step_id], steps_done, parked)
     if (fan := fan_out.fan_out_of(plan, step_id)) is not None:  # for_each: one run per item
@@ -278,10 +280,10 @@ def _mark_cancelled(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) 
     name="run-workflow",
     flow_run_name="job-{job_id}",
     persist_result=False,
-    on_cancellation=[_mark_cancelled, on_job_finished],
+    on_cancellation=[_mark_cancelled, on_job_finished, sub_workflows.on_child_finished],
     # The job's on_finish callback goes out right after its terminal transition.
-    on_completion=[on_job_finished],
-    on_failure=[on_job_finished],
+    on_completion=[on_job_finished, sub_workflows.on_child_finished],
+    on_failure=[on_job_finished, sub_workflows.on_child_finished],
 )
 def run_workflow(job_id: str) -> Any:
     """Execute one job: resume at its first unfinished step and sync every transition."""

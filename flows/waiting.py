@@ -45,7 +45,11 @@ from flows.run_step import JobInfo, RetryRescheduled
 WAKE_TOLERANCE = timedelta(seconds=0.5)
 
 #: The name of the Paused state of each kind of wait that a decision ends.
-PAUSED_NAMES: dict[WaitKind, str] = {"approval": "AwaitingApproval", "event": "AwaitingEvent"}
+PAUSED_NAMES: dict[WaitKind, str] = {
+    "approval": "AwaitingApproval",
+    "event": "AwaitingEvent",
+    "workflow": "AwaitingWorkflow",  # a sub-workflow step waits for its child job
+}
 
 
 @dataclass(frozen=True)

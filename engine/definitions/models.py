@@ -13,7 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.definitions.callback_target import CallbackTarget
 from engine.definitions.conditions import MAX_LENGTH as MAX_CONDITION_LENGTH
 from engine.definitions.switch_steps import SwitchSpec
-from engine.definitions.wait_steps import ApprovalWait, EventWait, SleepWait, WaitSpec
+from engine.definitions.wait_steps import (
+    ApprovalWait,
+    EventWait,
+    SleepWait,
+    WaitSpec,
+    WorkflowCall,
+)
 from engine.errors import ErrorKind
 
 STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
@@ -49,8 +55,8 @@ class RetrySpec(BaseModel):
 
 class StepDefinition(BaseModel):
     """One step: a transformer applied to an input built by the mapping, or a wait
-    (`approval`, `sleep`, `wait_for_event`), or a branch (`switch`); exactly one. Any step
-    may have a condition (`when`)."""
+    (`approval`, `sleep`, `wait_for_event`), or a sub-workflow (`workflow`), or a branch
+    (`switch`); exactly one. Any step may have a condition (`when`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -59,6 +65,11 @@ class StepDefinition(BaseModel):
     approval: ApprovalWait | None = None
     sleep: SleepWait | None = None
     wait_for_event: EventWait | None = None
+    workflow: WorkflowCall | None = Field(
+        default=None,
+        description="A sub-workflow: start this workflow as a child job (its input_data: the "
+        "rendered `input`) and wait for it; its final_result is the step's output.",
+    )
     switch: SwitchSpec | None = Field(
         default=None, description="A branch: the first case whose condition holds runs its steps."
     )
@@ -99,7 +110,7 @@ class StepDefinition(BaseModel):
     @property
     def wait(self) -> WaitSpec | None:
         """The step's wait kind (None for a transformer step)."""
-        return self.approval or self.sleep or self.wait_for_event
+        return self.approval or self.sleep or self.wait_for_event or self.workflow
 
 
 class WorkflowDefinition(BaseModel):

@@ -48,6 +48,8 @@ class WaitPlan:
     step_id: str
     spec: WaitSpec
     depends_on: tuple[str, ...]
+    #: A sub-workflow step's input mapping (its child's input_data); empty for other waits.
+    input_template: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ def _resolve_steps(
     waits: dict[str, WaitPlan] = {}
     for step in definition.steps:
         if step.wait is not None:
-            waits[step.id] = WaitPlan(step.id, step.wait, tuple(deps[step.id]))
+            waits[step.id] = WaitPlan(step.id, step.wait, tuple(deps[step.id]), step.input)
             continue
         if step.switch is not None:
             continue  # a switch plan (build_plan)

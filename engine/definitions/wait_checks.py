@@ -1,6 +1,8 @@
-"""Static checks of wait steps (`approval`, `sleep`, `wait_for_event`), run on save with the
-rest of engine.definitions.checks. A sleep's `until.$` is checked there too, as a mapping
-path (it may read only upstream steps)."""
+"""Static checks of wait steps (`approval`, `sleep`, `wait_for_event`, `workflow`), run on save
+with the rest of engine.definitions.checks. A sleep's `until.$` is checked there too, as a
+mapping path (it may read only upstream steps), and so is a `workflow` step's `input`; its
+child workflow and the cycles through children are checked against the other workflows
+(engine.definitions.sub_workflow_checks)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from engine.definitions.wait_steps import ApprovalWait, EventWait, SleepWait
 from engine.errors import MappingError, Problem
 
 #: The fields that make a step's kind; exactly one is set.
-KIND_FIELDS = ("transformer", "approval", "sleep", "wait_for_event", "switch")
+KIND_FIELDS = ("transformer", "approval", "sleep", "wait_for_event", "switch", "workflow")
 
 
 def _kind_problems(step: StepDefinition, where: str) -> list[Problem]:
@@ -28,13 +30,18 @@ def _kind_problems(step: StepDefinition, where: str) -> list[Problem]:
 def _wait_only_problems(step: StepDefinition, where: str) -> list[Problem]:
     """Fields that mean nothing on a wait step."""
     problems: list[Problem] = []
-    if step.input:
+    if step.input and step.workflow is None:  # a sub-workflow's input is its child's input
         problems.append(Problem(f"{where}.input", "a wait step takes no input"))
     if step.retry is not None:
         problems.append(Problem(f"{where}.retry", "a wait step is not retried"))
     if step.timeout_seconds is not None:
         problems.append(
-            Problem(f"{where}.timeout_seconds", "a wait step's timeout is set in its wait kind")
+            Problem(
+                f"{where}.timeout_seconds",
+                "a sub-workflow step has no timeout (the child workflow's own timeout applies)"
+                if step.workflow is not None
+                else "a wait step's timeout is set in its wait kind",
+            )
         )
     return problems
 

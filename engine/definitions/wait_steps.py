@@ -1,4 +1,5 @@
-"""The wait step kinds of the definition language: `approval`, `sleep`, `wait_for_event`.
+"""The wait step kinds of the definition language: `approval`, `sleep`, `wait_for_event`,
+and `workflow` (a sub-workflow: the step starts another workflow as a child job).
 
 A step has exactly one of `transformer` or a wait kind (checked in engine.definitions.checks).
 A wait step runs nothing: the job waits, holding no worker, until a person decides, a time
@@ -7,6 +8,10 @@ comes or the app sends an event; what arrives becomes the step's output:
 - approval -> ``{decision, comment, form, decided_by, decided_at}``
 - sleep -> ``{slept_until}``
 - wait_for_event -> the event's payload
+- workflow -> the child job's `final_result` (a failed child fails the step)
+
+Unlike the other wait kinds, a `workflow` step takes an `input` mapping: rendered, it is the
+child job's input_data (validated against the child workflow's input_schema).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ EVENT_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$"
 CLAIM_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}(\.[A-Za-z_][A-Za-z0-9_-]{0,62}){0,7}$"
 
 OnTimeout = Literal["reject", "approve", "fail"]
-WaitKind = Literal["approval", "sleep", "event"]
+WaitKind = Literal["approval", "sleep", "event", "workflow"]
+#: A workflow id (the same pattern as engine.definitions.models.WORKFLOW_ID_PATTERN).
+CHILD_WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 
 class DeciderRule(BaseModel):
@@ -91,7 +98,23 @@ class EventWait(BaseModel):
     timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_WAIT_SECONDS)
 
 
-WaitSpec = ApprovalWait | SleepWait | EventWait
+class WorkflowCall(BaseModel):
+    """Start workflow `workflow_id` as a child job (same owner) with the step's rendered
+    `input` as its input_data, and wait, holding no worker, until the child ends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow_id: str = Field(pattern=CHILD_WORKFLOW_ID_PATTERN, description="The child workflow.")
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="The child workflow's version; unset: its default version when the child "
+        "starts.",
+    )
+
+
+WaitSpec = ApprovalWait | SleepWait | EventWait | WorkflowCall
 
 
 def wait_kind(spec: WaitSpec) -> WaitKind:
@@ -100,4 +123,6 @@ def wait_kind(spec: WaitSpec) -> WaitKind:
         return "approval"
     if isinstance(spec, SleepWait):
         return "sleep"
+    if isinstance(spec, WorkflowCall):
+        return "workflow"
     return "event"

@@ -11,6 +11,7 @@ from engine.definitions.wait_steps import (
     SleepWait,
     WaitKind,
     WaitSpec,
+    WorkflowCall,
     wait_kind,
 )
 
@@ -37,4 +38,6 @@ def spec_of(kind: WaitKind | str, stored: Any) -> WaitSpec:
         return ApprovalWait.model_validate(stored)
     if kind == "sleep":
         return SleepWait.model_validate(stored)
+    if kind == "workflow":
+        return WorkflowCall.model_validate(stored)
     return EventWait.model_validate(stored)

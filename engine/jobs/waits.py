@@ -19,6 +19,7 @@ from engine.definitions.wait_steps import (
     SleepWait,
     WaitKind,
     WaitSpec,
+    WorkflowCall,
     wait_kind,
 )
 from engine.errors import MappingError
@@ -54,8 +55,8 @@ def deadline(
         where = f"step '{step_id}' sleep"
         value = evaluate(str(spec.until), context, where=where, key="until.$")
         return max(since, parse_time(value, where=where))
-    if spec.timeout_seconds is None:
-        return None
+    if isinstance(spec, WorkflowCall) or spec.timeout_seconds is None:
+        return None  # a sub-workflow waits for its child (bounded by the child's own deadline)
     return since + timedelta(seconds=spec.timeout_seconds)
 
 

@@ -43,6 +43,8 @@ JOB_FIELDS = {
     "error_kind",
     "waiting_for",
     "deadline_at",
+    "parent_job_id",
+    "parent_step_id",
     "callback",
 }
 

@@ -431,6 +431,10 @@ COLUMNS: list[tuple[str, str, str, bool, str | None]] = [
     ("job_waits", "decided_at", "timestamp with time zone", False, None),
     ("job_waits", "reason", "text", False, None),
     ("job_waits", "consumed_at", "timestamp with time zone", False, None),
+    # Sub-workflows (20261207000500): a child job's parent, and the child a wait is for.
+    ("jobs", "parent_job_id", "uuid", False, None),
+    ("jobs", "parent_step_id", "text", False, None),
+    ("job_waits", "child_job_id", "uuid", False, None),
 ]
 
 
@@ -523,7 +527,15 @@ CONSTRAINTS: list[tuple[str, str]] = [
     ("job_waits", "PRIMARY KEY (id)"),
     ("job_waits", "FOREIGN KEY (job_id) REFERENCES jobs(id) ON DELETE CASCADE"),
     ("job_waits", "FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE"),
-    ("job_waits", "CHECK ((kind = ANY (ARRAY['approval'::text, 'sleep'::text, 'event'::text])))"),
+    (
+        "job_waits",
+        "CHECK ((kind = ANY (ARRAY['approval'::text, 'sleep'::text, 'event'::text, "
+        "'workflow'::text])))",
+    ),
+    # Sub-workflows (20261207000500).
+    ("job_waits", "CHECK (((kind = 'workflow'::text) OR (child_job_id IS NULL)))"),
+    ("job_waits", "FOREIGN KEY (child_job_id) REFERENCES jobs(id) ON DELETE SET NULL"),
+    ("jobs", "FOREIGN KEY (parent_job_id) REFERENCES jobs(id) ON DELETE SET NULL"),
     (
         "job_waits",
         "CHECK ((status = ANY (ARRAY['pending'::text, 'decided'::text, 'consumed'::text, "
@@ -533,7 +545,7 @@ CONSTRAINTS: list[tuple[str, str]] = [
     (
         "job_waits",
         "CHECK ((reason = ANY (ARRAY['decision'::text, 'timeout'::text, 'event'::text, "
-        "'woke'::text])))",
+        "'woke'::text, 'child'::text])))",
     ),
     ("job_waits", "CHECK (((kind <> 'event'::text) OR (event_name IS NOT NULL)))"),
     (
@@ -646,6 +658,17 @@ INDEXES: list[tuple[str, str]] = [
         "step_id) WHERE (status = ANY (ARRAY['pending'::text, 'decided'::text]))",
     ),
     ("job_waits", "CREATE INDEX job_waits_job_id_idx ON public.job_waits USING btree (job_id)"),
+    # Sub-workflows (20261207000500): a parent's children, and the wait for a child.
+    (
+        "jobs",
+        "CREATE INDEX jobs_parent_job_id_idx ON public.jobs USING btree (parent_job_id) "
+        "WHERE (parent_job_id IS NOT NULL)",
+    ),
+    (
+        "job_waits",
+        "CREATE INDEX job_waits_child_job_id_idx ON public.job_waits USING btree "
+        "(child_job_id) WHERE (child_job_id IS NOT NULL)",
+    ),
     # Job deadlines (20261207000800): unfinished jobs by deadline.
     (
         "jobs",
@@ -702,6 +725,7 @@ def test_every_trigger(db: psycopg.Connection[Any]) -> None:
             ("workflow_versions", "workflow_versions_immutable", "versions_immutable"),
             ("transformer_versions", "transformer_versions_immutable", "versions_immutable"),
             ("jobs", "jobs_enqueue_callback", "jobs_enqueue_callback"),
+            ("jobs", "jobs_decide_parent_wait", "jobs_decide_parent_wait"),
             ("jobs", "jobs_set_deadline", "jobs_set_deadline"),
         ]
     )

@@ -2,6 +2,7 @@
 select id, user_id, workflow_id, workflow_version, current_step_id, status, input_data, step_data, final_result,
        created_at, started_at, last_updated_at, completed_at, error_message, retry_count,
        max_retries, next_retry_at, state_history, waiting_for,
+       parent_job_id, parent_step_id, -- a child job's parent (migration 20261207000500)
        deadline_at, -- the job timeout (migration 20261207000800)
        -- The latest callback (migration 20261207000300), read under the same RLS.
        (select jsonb_build_object('status', c.status, 'attempts', c.attempts,
