@@ -116,14 +116,16 @@ def _tag_child_run(starter: RunStarter, flow_run_id: str, parent_job_id: str) ->
 
 def _ensure_run(store: ChildStore, child_id: str, parent_job_id: str) -> None:
     """Create the child's flow run unless it has one (Prefect out of reach: the child stays
-    pending and the dispatcher or maintenance creates it, with the same key)."""
-    if store.store.get_job(child_id)["prefect_flow_run_id"] is not None:
-        return
+    pending and the dispatcher or maintenance creates it, with the same key), and tag it.
+    A run the admission dispatcher created first is tagged too."""
     starter = _starter(_own_deployment())
-    run = starter.try_start(child_id)
+    run = store.store.get_job(child_id)["prefect_flow_run_id"]
+    if run is None:
+        run = starter.try_start(child_id)
+        if run is not None:
+            store.set_child_run(child_id, run)
     if run is not None:
-        store.set_child_run(child_id, run)
-        _tag_child_run(starter, run, parent_job_id)
+        _tag_child_run(starter, str(run), parent_job_id)
 
 
 def arrive(job: JobInfo, wait: WaitPlan, steps_done: dict[str, Any]) -> Row | Parked:

@@ -2,12 +2,14 @@
 (same owner, linked ids, its own flow run tagged with the parent), parks holding no worker
 slot (its flow run Paused "AwaitingWorkflow"), and resumes when the child ends, the child's
 final_result becoming the step's output; a failed child fails the step, naming the child;
-a child input that does not fit its schema fails the step before any child exists; and a
-resubmitted parent flow run finds its child instead of starting a second one."""
+a child input that does not fit its schema fails the step before any child exists; a
+resubmitted parent flow run finds its child instead of starting a second one; and a
+cancelled parent's child is cancelled by the maintenance pass."""
 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,13 +25,17 @@ from warm_workers import (
     read_flow_run,
     unique_pool,
     wait_for_jobs,
+    wait_for_state,
     wait_for_task_runs,
     warm_worker,
 )
 
+from engine.db import job_control
 from engine.db.store import JobStore
 from engine.db.waits import WaitStore
 from engine.dispatch import RunStarter
+from engine.jobs.control import error_kind
+from flows.sub_workflows import run_sub_workflows
 
 CHILD_SCHEMA = {
     "type": "object",
@@ -224,3 +230,44 @@ def test_a_resubmitted_parent_finds_its_child_instead_of_starting_another(
         starter.close()
     assert flow_store.get_job(parent.id)["step_data"]["kid"] == {"ok": {"ok": True}}
     assert read_flow_run(second_run).state_type.value == "COMPLETED"
+
+
+@pytest.mark.slow
+def test_cancelling_a_parent_cancels_its_child_at_the_next_maintenance_pass(
+    flow_store: JobStore,
+    db: psycopg.Connection[Any],
+    user_id: str,
+    prefect_api_url: str,
+) -> None:
+    """A waiting parent cancelled by its owner fails at once; its child (waiting at an
+    approval) is no longer waited for, so the maintenance pass cancels it: the child fails
+    with error kind `cancelled` and its flow run is set Cancelled. A second pass does
+    nothing."""
+    add_workflow(db, "wf_child", {"steps": [{"id": "ok", "approval": {}}]})
+    add_workflow(
+        db, "wf_parent", {"steps": [{"id": "kid", "workflow": {"workflow_id": "wf_child"}}]}
+    )
+    pool = unique_pool()
+    deployment_id = deploy(pool)
+    starter = RunStarter.own_client(f"run-workflow/warm-{pool}", api_url=prefect_api_url)
+    log = logging.getLogger("test.sub_workflows")
+    try:
+        with warm_worker(pool, limit=2, query_seconds=1, prefetch_seconds=0):
+            parent = flow_store.create_job(user_id=user_id, workflow_id="wf_parent", input_data={})
+            dispatch(flow_store, deployment_id, parent.id)
+            row = wait_until(lambda: paused(flow_store, parent.id), 60, "the parent to park")
+            child_id = row["waiting_for"]["child_job_id"]
+            child = wait_until(lambda: paused(flow_store, child_id), 60, "the child to park")
+            outcome = job_control.cancel_job(flow_store, parent.id, user_id)
+            assert outcome.status.value == "failed" and outcome.flow_run_id is not None
+            starter.cancel(outcome.flow_run_id, "cancelled by its owner")
+            assert flow_store.get_job(child_id)["status"] == "running"
+            done = run_sub_workflows(flow_store, starter, log=log)
+            assert done["cancelled"] == [child_id]
+            assert wait_for_jobs(flow_store, [child_id]) == {child_id: "failed"}
+            wait_for_state(str(child["prefect_flow_run_id"]), "CANCELLED")
+            assert run_sub_workflows(flow_store, starter, log=log)["cancelled"] == []
+    finally:
+        starter.close()
+    ended = flow_store.get_job(child_id)
+    assert error_kind(ended["status"], ended["state_history"]) == "cancelled"
