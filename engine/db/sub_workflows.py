@@ -10,7 +10,6 @@ could not see.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -191,9 +190,3 @@ class ChildStore(WaitStore):
     def orphaned_children(self, limit: int = 100) -> list[Row]:
         """Live children whose parent no longer waits for them (see children_orphaned.sql)."""
         return self.store._fetchall("children_orphaned", {"limit": limit})
-
-
-def child_output(wait: Mapping[str, Any]) -> dict[str, Any]:
-    """The decided output of a workflow wait: {child_job_id, status, final_result,
-    error_message, error_kind}."""
-    return dict(wait.get("output") or {})
