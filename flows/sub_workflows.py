@@ -2,11 +2,12 @@
 
 When `_execute` finds a `workflow` step ready, `start`:
 - first time: renders the step's input, checks it against the child workflow's input_schema
-  (a mismatch, a missing or disabled workflow fails the step), then records the parent's wait
-  and the child job in one transaction (engine.db.sub_workflows) and creates the child's flow
-  run on the parent's deployment (engine.dispatch.RunStarter, key: the child's job id; the
-  run is tagged `parent-job-<id>`); the step parks like any wait (flows/waiting.py), its flow
-  run Paused "AwaitingWorkflow", holding no worker;
+  (a mismatch, a missing or disabled workflow, or a parent nested `MAX_NESTING_DEPTH` deep
+  fails the step), then records the parent's wait and the child job in one transaction
+  (engine.db.sub_workflows) and creates the child's flow run on the parent's deployment
+  (engine.dispatch.RunStarter, key: the child's job id; the run is tagged
+  `parent-job-<id>`); the step parks like any wait (flows/waiting.py), its flow run Paused
+  "AwaitingWorkflow", holding no worker;
 - again (a resubmitted or resumed flow run): finds the same wait and child, never a second
   one; a child that has no flow run yet gets it (same key, so at most one);
 - decided (the child ended: a trigger decided the wait in the child's terminal transition):
@@ -52,6 +53,10 @@ from flows.waiting import Parked
 
 logger = logging.getLogger("supaflow.sub_workflows")
 Log = logging.Logger | logging.LoggerAdapter[Any]
+
+#: The deepest a child may be nested (a parent started by the API is at depth 0). Cycles are
+#: refused on save; this bounds a chain that was stored some other way.
+MAX_NESTING_DEPTH = 10
 
 _STARTERS: dict[str, RunStarter] = {}
 _STARTERS_LOCK = threading.Lock()
@@ -137,6 +142,12 @@ def arrive(job: JobInfo, wait: WaitPlan, steps_done: dict[str, Any]) -> Row | Pa
     assert isinstance(spec, WorkflowCall)
     if row is None:
         data, version = _child_input(job, wait, steps_done)
+        if store.nesting_depth(job.job_id, MAX_NESTING_DEPTH) >= MAX_NESTING_DEPTH:
+            raise StepError(
+                ErrorKind.CONFIG,
+                f"sub-workflows nest at most {MAX_NESTING_DEPTH} deep: this job is a child "
+                f"{MAX_NESTING_DEPTH} levels down, so it starts no child",
+            )
         try:
             begun = store.begin_child(
                 job.job_id, wait.step_id, (spec, version, data), datetime.now(UTC)

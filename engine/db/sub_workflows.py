@@ -176,6 +176,11 @@ class ChildStore(WaitStore):
                 query("child_waits_ended"), {"job_id": parent_job_id, "limit": limit}
             ).fetchall()
 
+    def nesting_depth(self, job_id: str, limit: int = 100) -> int:
+        """0 for a job started by the API, 1 for its child, ... (at most `limit`)."""
+        row = self.store._fetchone("job_nesting_depth", {"job_id": job_id, "limit": limit})
+        return 0 if row is None else int(row["depth"])
+
     def parent_run(self, child_job_id: str) -> Row | None:
         """The parent's job id and flow run when its wait for this child is decided."""
         return self.store._fetchone("child_parent_run", {"child_job_id": child_job_id})

@@ -35,6 +35,7 @@ from engine.db.store import JobStore
 from engine.db.waits import WaitStore
 from engine.dispatch import RunStarter
 from engine.jobs.control import error_kind
+from flows import sub_workflows
 from flows.sub_workflows import run_sub_workflows
 
 CHILD_SCHEMA = {
@@ -271,3 +272,34 @@ def test_cancelling_a_parent_cancels_its_child_at_the_next_maintenance_pass(
         starter.close()
     ended = flow_store.get_job(child_id)
     assert error_kind(ended["status"], ended["state_history"]) == "cancelled"
+
+
+@pytest.mark.slow
+def test_a_chain_stored_around_the_save_checks_stops_at_the_nesting_limit(
+    flow_store: JobStore,
+    db: psycopg.Connection[Any],
+    user_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A workflow that starts itself (stored directly, so no save check refused it) nests
+    only MAX_NESTING_DEPTH deep (2 here): the job at depth 2 fails its step without a child,
+    and each parent fails in turn, naming its child."""
+    monkeypatch.setattr(sub_workflows, "MAX_NESTING_DEPTH", 2)
+    add_workflow(
+        db, "wf_loop", {"steps": [{"id": "again", "workflow": {"workflow_id": "wf_loop"}}]}
+    )
+    pool = unique_pool()
+    deployment_id = deploy(pool)
+    with warm_worker(pool, limit=2, query_seconds=1, prefetch_seconds=0):
+        root = flow_store.create_job(user_id=user_id, workflow_id="wf_loop", input_data={}).id
+        dispatch(flow_store, deployment_id, root)
+        assert wait_for_jobs(flow_store, [root], timeout=90) == {root: "failed"}
+    [child] = children(db, root)
+    [grandchild] = children(db, str(child["id"]))
+    assert children(db, str(grandchild["id"])) == []
+    assert "nest at most 2 deep" in flow_store.get_job(str(grandchild["id"]))["error_message"]
+    assert (
+        f"child job {grandchild['id']} failed"
+        in flow_store.get_job(str(child["id"]))["error_message"]
+    )
+    assert f"child job {child['id']} failed" in flow_store.get_job(root)["error_message"]

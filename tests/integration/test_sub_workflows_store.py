@@ -170,3 +170,14 @@ def test_rls_shows_the_child_to_its_owner_only(
     for table in ("jobs", "job_waits"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege), as_user(db, None, "anon") as c:
             c.execute(f"select 1 from public.{table}")  # type: ignore[arg-type]
+
+
+def test_nesting_depth_counts_the_ancestors(store: JobStore, parent: str) -> None:
+    """A job started by the API is at depth 0, its child at 1, a grandchild at 2; the count
+    stops at its limit."""
+    child = str(begin(store, parent).child_job_id)
+    assert store.transition(child, Transition(status=JobStatus.RUNNING, step_id="call"))
+    grandchild = str(begin(store, child).child_job_id)
+    children = ChildStore(store)
+    assert [children.nesting_depth(j) for j in (parent, child, grandchild)] == [0, 1, 2]
+    assert children.nesting_depth(grandchild, limit=1) == 1
