@@ -435,6 +435,27 @@ COLUMNS: list[tuple[str, str, str, bool, str | None]] = [
     ("jobs", "parent_job_id", "uuid", False, None),
     ("jobs", "parent_step_id", "text", False, None),
     ("job_waits", "child_job_id", "uuid", False, None),
+    # Recurring schedules (20261207001000).
+    ("schedules", "id", "uuid", True, "gen_random_uuid()"),
+    ("schedules", "user_id", "uuid", False, None),
+    ("schedules", "name", "text", False, None),
+    ("schedules", "workflow_id", "text", True, None),
+    ("schedules", "workflow_version", "integer", False, None),
+    ("schedules", "kind", "text", True, None),
+    ("schedules", "cron", "text", False, None),
+    ("schedules", "interval_seconds", "double precision", False, None),
+    ("schedules", "rrule", "text", False, None),
+    ("schedules", "timezone", "text", True, "'UTC'::text"),
+    ("schedules", "input_data", "jsonb", True, "'{}'::jsonb"),
+    ("schedules", "active", "boolean", True, "true"),
+    ("schedules", "catch_up", "text", True, "'latest'::text"),
+    ("schedules", "prefect_schedule_id", "uuid", False, None),
+    ("schedules", "created_at", "timestamp with time zone", True, "now()"),
+    ("schedules", "updated_at", "timestamp with time zone", True, "now()"),
+    ("schedules", "last_fired_for", "timestamp with time zone", False, None),
+    ("schedules", "last_job_id", "uuid", False, None),
+    ("schedules", "last_status", "text", False, None),
+    ("schedules", "consecutive_failures", "integer", True, "0"),
 ]
 
 
@@ -552,6 +573,29 @@ CONSTRAINTS: list[tuple[str, str]] = [
         "job_waits",
         "CHECK ((((status = 'pending'::text) = (decided_at IS NULL)) OR "
         "(status = 'expired'::text)))",
+    ),
+    # Recurring schedules (20261207001000).
+    ("schedules", "CHECK ((catch_up = ANY (ARRAY['none'::text, 'latest'::text])))"),
+    ("schedules", "CHECK ((consecutive_failures >= 0))"),
+    ("schedules", "CHECK (((length(cron) >= 1) AND (length(cron) <= 200)))"),
+    ("schedules", "CHECK ((jsonb_typeof(input_data) = 'object'::text))"),
+    ("schedules", "CHECK ((interval_seconds > (0)::double precision))"),
+    ("schedules", "CHECK ((kind = ANY (ARRAY['cron'::text, 'interval'::text, 'rrule'::text])))"),
+    (
+        "schedules",
+        "CHECK ((((kind = 'cron'::text) = (cron IS NOT NULL)) AND ((kind = 'interval'::text) "
+        "= (interval_seconds IS NOT NULL)) AND ((kind = 'rrule'::text) = (rrule IS NOT NULL))))",
+    ),
+    ("schedules", "PRIMARY KEY (id)"),
+    ("schedules", "CHECK (((length(rrule) >= 1) AND (length(rrule) <= 2000)))"),
+    ("schedules", "CHECK (((length(timezone) >= 1) AND (length(timezone) <= 64)))"),
+    ("schedules", "FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE"),
+    ("schedules", "FOREIGN KEY (workflow_id) REFERENCES workflows(id)"),
+    ("schedules", "CHECK ((workflow_version >= 1))"),
+    (
+        "schedules",
+        "FOREIGN KEY (workflow_id, workflow_version) REFERENCES "
+        "workflow_versions(workflow_id, version)",
     ),
 ]
 
@@ -686,6 +730,21 @@ INDEXES: list[tuple[str, str]] = [
         "CREATE INDEX job_waits_decided_idx ON public.job_waits USING btree (decided_at) "
         "WHERE (status = 'decided'::text)",
     ),
+    # Recurring schedules (20261207001000).
+    (
+        "schedules",
+        "CREATE INDEX schedules_user_id_created_at_id_idx ON public.schedules USING btree "
+        "(user_id, created_at DESC, id DESC)",
+    ),
+    (
+        "schedules",
+        "CREATE INDEX schedules_workflow_id_idx ON public.schedules USING btree (workflow_id)",
+    ),
+    (
+        "schedules",
+        "CREATE UNIQUE INDEX schedules_operator_name_key ON public.schedules USING btree "
+        "(name) WHERE (user_id IS NULL)",
+    ),
 ]
 
 
@@ -727,6 +786,7 @@ def test_every_trigger(db: psycopg.Connection[Any]) -> None:
             ("jobs", "jobs_enqueue_callback", "jobs_enqueue_callback"),
             ("jobs", "jobs_decide_parent_wait", "jobs_decide_parent_wait"),
             ("jobs", "jobs_set_deadline", "jobs_set_deadline"),
+            ("schedules", "schedules_set_updated_at", "set_touched_at"),
         ]
     )
 

@@ -544,6 +544,10 @@ def test_every_policy_is_named_and_listed(db: Conn) -> None:
         ("job_events", "job_events_select_own", "SELECT", ["authenticated"]),
         ("job_waits", "job_waits_select_deciders", "SELECT", ["authenticated"]),
         ("jobs", "jobs_select_own", "SELECT", ["authenticated"]),
+        ("schedules", "schedules_delete_own", "DELETE", ["authenticated"]),
+        ("schedules", "schedules_insert_own", "INSERT", ["authenticated"]),
+        ("schedules", "schedules_select_own", "SELECT", ["authenticated"]),
+        ("schedules", "schedules_update_own", "UPDATE", ["authenticated"]),
         (
             "workflow_versions",
             "workflow_versions_select_authenticated",
@@ -567,6 +571,7 @@ def test_rls_enabled_on_every_public_table(db: Conn) -> None:
         ("job_events", True),
         ("job_waits", True),
         ("jobs", True),
+        ("schedules", True),
         ("service_restarts", True),
         ("transformer_versions", True),
         ("transformers", True),

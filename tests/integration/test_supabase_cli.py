@@ -160,8 +160,9 @@ def test_db_push_applies_our_migrations_and_runner_skips_them(
         ).fetchall()
         policies = conn.execute("select count(*) from pg_policies").fetchone()
     assert [n[0] for n in names] == [m.name for m in discover_migrations()]
-    # jobs, job_events, workflows, workflow_versions, job_waits, job_callbacks
-    assert policies == (6,)
+    # jobs, job_events, workflows, workflow_versions, job_waits, job_callbacks, and four on
+    # schedules (select, insert, update, delete)
+    assert policies == (10,)
     assert schema_fingerprint(empty_database_url) == schema_fingerprint(database_url)
 
 
