@@ -34,9 +34,7 @@ from engine.definitions.retry import classify_exception, should_retry
 from engine.errors import ErrorKind, MappingError, StepError
 from engine.jobs.transitions import TERMINAL
 from engine.security.redaction import redact
-from engine.settings import get_settings
-from flows.run_step import JobInfo, _within_timeout, error_text
-from tasks.context import StepContext
+from flows.run_step import JobInfo, error_text, step_context, within_timeout
 from tasks.registry import get_executor
 
 #: The `stop_reason` of a cancel requested by the job's owner.
@@ -116,15 +114,7 @@ def _log_fields(job: JobInfo, step: StepPlan, index: int, attempt: int) -> dict[
 
 def _call(job: JobInfo, step: StepPlan, step_input: Any, attempt: int, log_io: bool) -> Any:
     """Run the step's executor on one item's input."""
-    ctx = StepContext(
-        job_id=job.job_id,
-        workflow_id=job.workflow_id,
-        step_id=step.step_id,
-        transformer_id=step.transformer_id,
-        attempt=attempt,
-        user_id=job.user_id,
-        settings=get_settings(),
-    )
+    ctx = step_context(job, step, attempt)
     if log_io:
         get_run_logger().info("item input: %s", json.dumps(redact(step_input), default=str))
     return get_executor(step.target_function)(step.config, step_input, ctx)
@@ -140,7 +130,7 @@ def _attempt(
         step_input = item_input(job, step, steps_done, item, index)
         return input_hash(step_input), _call(job, step, step_input, attempt, log_io)
 
-    return _within_timeout(step.timeout_seconds, call)
+    return within_timeout(step.timeout_seconds, call)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)

@@ -220,6 +220,19 @@ def _start_attempt(store: JobStore, job: JobInfo, step: StepPlan, attempt: int) 
         )
 
 
+def step_context(job: JobInfo, step: StepPlan, attempt: int) -> StepContext:
+    """What an executor is told about the attempt it runs (a step's, or a fan-out item's)."""
+    return StepContext(
+        job_id=job.job_id,
+        workflow_id=job.workflow_id,
+        step_id=step.step_id,
+        transformer_id=step.transformer_id,
+        attempt=attempt,
+        user_id=job.user_id,
+        settings=get_settings(),
+    )
+
+
 def _call_executor(
     job: JobInfo, step: StepPlan, steps_done: dict[str, Any], attempt: int, log_io: bool
 ) -> Any:
@@ -231,15 +244,7 @@ def _call_executor(
     except MappingError as exc:
         raise StepError(ErrorKind.MAPPING, exc.message) from exc
     executor = get_executor(step.target_function)
-    ctx = StepContext(
-        job_id=job.job_id,
-        workflow_id=job.workflow_id,
-        step_id=step.step_id,
-        transformer_id=step.transformer_id,
-        attempt=attempt,
-        user_id=job.user_id,
-        settings=get_settings(),
-    )
+    ctx = step_context(job, step, attempt)
     if log_io:
         get_run_logger().info(
             "step input: %s",
@@ -249,7 +254,7 @@ def _call_executor(
     return executor(step.config, step_input, ctx)
 
 
-def _within_timeout(seconds: float, call: Callable[[], T]) -> T:
+def within_timeout(seconds: float, call: Callable[[], T]) -> T:
     """`call()` as a step attempt with `seconds` to finish. Past the deadline the attempt
     fails with the step's timeout error, whatever `call` returned or raised (a call cut short
     by the deadline raises an error of its own, e.g. an HTTP read timeout, replaced here)."""
@@ -310,7 +315,7 @@ def run_step(
     logger.info("step started", extra=log_ctx)
     started = time.perf_counter()
     try:
-        output = _within_timeout(
+        output = within_timeout(
             step.timeout_seconds, lambda: _call_executor(job, step, steps_done, attempt, log_io)
         )
     except BaseException as exc:
