@@ -161,6 +161,20 @@ class Settings(BaseSettings):
     resubmit_backoff_seconds: float = Field(
         default=5.0, ge=0, description="First delay of job-level resubmission (doubles)."
     )
+    schedule_deployment: str = Field(
+        default="fire-schedule/fire-schedule",
+        description="Deployment whose Prefect schedules fire the schedules rows "
+        "(flows/schedules.py).",
+    )
+    schedule_misfire_grace_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="A schedule firing starting later than this is missed, unless it is the "
+        "schedule's latest due firing and its catch_up is 'latest' (it then runs once).",
+    )
+    alert_schedule_failures: int = Field(
+        default=3, ge=1, description="Failed jobs in a row that make a schedule alert."
+    )
     alert_failure_rate_threshold: float = Field(
         default=0.5, ge=0, le=1, description="Failed/finished share per workflow that alerts."
     )

@@ -163,7 +163,7 @@ class JobStore(JobWrites):
     def create_job(
         self,
         *,
-        user_id: str,
+        user_id: str | None,
         workflow_id: str,
         input_data: Any,
         max_retries: int | None = None,
@@ -180,7 +180,8 @@ class JobStore(JobWrites):
         With an idempotency key, the same key and request hash return the existing job; the
         same key with another request hash raises ConflictError. An owner missing from
         auth.users raises UnknownUserError; a workflow or version that does not exist (or was
-        deleted meanwhile), NotFoundError.
+        deleted meanwhile), NotFoundError. `user_id` None is a job owned by the app (an
+        operator schedule's firing), seen by no user.
         """
         params = {
             "user_id": user_id,
@@ -323,7 +324,7 @@ class JobStore(JobWrites):
 
 def _raise_missing(
     exc: psycopg.errors.ForeignKeyViolation,
-    user_id: str,
+    user_id: str | None,
     workflow_id: str,
     workflow_version: int | None,
 ) -> None:

@@ -1,5 +1,6 @@
 -- Create a job (service path, after the API verified the caller and validated input).
--- With an idempotency key, a second insert by the same user finds the first job instead.
+-- With an idempotency key, a second insert by the same user finds the first job instead
+-- (user_id null: a job of an operator schedule; the key index treats nulls as equal).
 -- A NULL workflow_version is the workflow's default (trigger jobs_pin_versions).
 -- on_finish: the resolved callback target (migration 20261207000300), or NULL.
 with inserted as (
@@ -20,5 +21,6 @@ select id, status, created_at, request_hash, created from inserted
 union all
 select id, status, created_at, request_hash, false
 from public.jobs
-where user_id = %(user_id)s and idempotency_key = %(idempotency_key)s
+where idempotency_key = %(idempotency_key)s
+  and (user_id = %(user_id)s or (%(user_id)s::uuid is null and user_id is null))
   and not exists (select 1 from inserted)
