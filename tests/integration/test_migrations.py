@@ -456,6 +456,10 @@ COLUMNS: list[tuple[str, str, str, bool, str | None]] = [
     ("schedules", "last_job_id", "uuid", False, None),
     ("schedules", "last_status", "text", False, None),
     ("schedules", "consecutive_failures", "integer", True, "0"),
+    # Schedule firings (20261207001100).
+    ("schedule_firing_counts", "outcome", "text", True, None),
+    ("schedule_firing_counts", "total", "bigint", True, "0"),
+    ("schedule_firing_counts", "updated_at", "timestamp with time zone", True, "now()"),
 ]
 
 
@@ -597,6 +601,14 @@ CONSTRAINTS: list[tuple[str, str]] = [
         "FOREIGN KEY (workflow_id, workflow_version) REFERENCES "
         "workflow_versions(workflow_id, version)",
     ),
+    # Schedule firings (20261207001100).
+    (
+        "schedule_firing_counts",
+        "CHECK ((outcome = ANY (ARRAY['created'::text, 'duplicate'::text, 'missed'::text, "
+        "'inactive'::text])))",
+    ),
+    ("schedule_firing_counts", "PRIMARY KEY (outcome)"),
+    ("schedule_firing_counts", "CHECK ((total >= 0))"),
 ]
 
 
@@ -671,7 +683,8 @@ INDEXES: list[tuple[str, str]] = [
     (
         "jobs",
         "CREATE UNIQUE INDEX jobs_user_id_idempotency_key_key ON public.jobs "
-        "USING btree (user_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)",
+        "USING btree (user_id, idempotency_key) NULLS NOT DISTINCT "
+        "WHERE (idempotency_key IS NOT NULL)",
     ),
     (
         "job_events",
@@ -787,6 +800,7 @@ def test_every_trigger(db: psycopg.Connection[Any]) -> None:
             ("jobs", "jobs_decide_parent_wait", "jobs_decide_parent_wait"),
             ("jobs", "jobs_set_deadline", "jobs_set_deadline"),
             ("schedules", "schedules_set_updated_at", "set_touched_at"),
+            ("jobs", "jobs_schedule_outcome", "jobs_schedule_outcome"),
         ]
     )
 

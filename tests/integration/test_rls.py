@@ -571,6 +571,7 @@ def test_rls_enabled_on_every_public_table(db: Conn) -> None:
         ("job_events", True),
         ("job_waits", True),
         ("jobs", True),
+        ("schedule_firing_counts", True),
         ("schedules", True),
         ("service_restarts", True),
         ("transformer_versions", True),
