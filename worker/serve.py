@@ -28,6 +28,7 @@ from worker.command_options import (
     HELP,
 )
 from worker.deployments import ensure_warm_deployment
+from worker.schedule_deployment import ensure_schedule_deployment
 from worker.worker import WarmWorker
 
 logger = logging.getLogger("supaflow.warm_worker")
@@ -105,6 +106,7 @@ def run_command(
         print(ensure_warm_deployment(pool), flush=True)
         if deploy_only:
             return
+    _ensure_schedules_deployed(pool)
     abandoned = serve_warm_worker(
         pool,
         limit,
@@ -116,6 +118,15 @@ def run_command(
     )
     if abandoned:
         _exit_now()
+
+
+def _ensure_schedules_deployed(pool: str) -> None:
+    """The fire-schedule deployment on this worker's pool, so the schedules' Prefect runs have
+    a worker (best effort: without Prefect the worker's own start fails and says why)."""
+    try:
+        ensure_schedule_deployment(pool)
+    except Exception as exc:
+        logger.warning("could not create the fire-schedule deployment: %s", exc)
 
 
 def _exit_now() -> None:
