@@ -21,13 +21,24 @@ from api.metrics import install_metrics
 from api.probe import ProbeCache
 from api.ratelimit import RateLimiter, RateLimitScopeMiddleware
 from api.responses import ALWAYS, error_responses
-from api.routes import approvals, docs, health, job_control, jobs, metrics, operator, workflows
+from api.routes import (
+    approvals,
+    docs,
+    health,
+    job_control,
+    jobs,
+    metrics,
+    operator,
+    schedules,
+    workflows,
+)
 from api.routes.local_auth import local_auth_router
 from api.strict_input import check_parameters
 from api.unhandled import UnhandledErrorMiddleware
 from engine.admission import PendingDispatcher
 from engine.db.store import JobStore
 from engine.dispatch import RunStarter
+from engine.schedule_sync import PrefectSchedules
 from engine.settings import Settings, get_settings
 
 
@@ -39,6 +50,7 @@ def routers(settings: Settings) -> list[APIRouter]:
         workflows.router,
         jobs.router,
         job_control.router,
+        schedules.router,
         approvals.router,
         docs.router,
     ]
@@ -49,10 +61,13 @@ def routers(settings: Settings) -> list[APIRouter]:
 
 
 def _lifespan(
-    settings: Settings, store: JobStore | None, starter: RunStarter | None
+    settings: Settings,
+    store: JobStore | None,
+    starter: RunStarter | None,
+    prefect_schedules: PrefectSchedules | None = None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Open the store, the run starter and the admission dispatcher; close what the app
-    opened (a given store or starter is the caller's)."""
+    """Open the store, the run starter, the schedules' Prefect side and the admission
+    dispatcher; close what the app opened (a given part is the caller's)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,6 +77,10 @@ def _lifespan(
         # Fails fast: a job Prefect cannot take now stays `pending`, and admission retries.
         app.state.starter = starter or RunStarter.own_client(
             settings.prefect_deployment, fail_fast=True
+        )
+        # Fails fast too: a schedule Prefect cannot take now is synced by maintenance.
+        app.state.prefect_schedules = prefect_schedules or PrefectSchedules.own_client(
+            settings.schedule_deployment, fail_fast=True
         )
         admission = None
         if settings.api_admission:
@@ -73,6 +92,8 @@ def _lifespan(
         yield
         if admission is not None:
             admission.stop()
+        if prefect_schedules is None:
+            app.state.prefect_schedules.close()
         if starter is None:
             app.state.starter.close()
 
@@ -85,6 +106,7 @@ def create_app(
     store: JobStore | None = None,
     starter: RunStarter | None = None,
     verifier: TokenVerifier | None = None,
+    prefect_schedules: PrefectSchedules | None = None,
 ) -> FastAPI:
     """Build the app. Parts not given are created from settings when the app starts."""
     settings = settings or get_settings()
@@ -93,7 +115,7 @@ def create_app(
         title="Supaflow",
         version="0.1.0",
         summary="Start multi-step workflow jobs and follow them to completion.",
-        lifespan=_lifespan(settings, store, starter),
+        lifespan=_lifespan(settings, store, starter, prefect_schedules),
         # FastAPI's pages load their assets from a CDN; api/routes/docs.py serves its own.
         docs_url=None,
         redoc_url=None,

@@ -175,6 +175,12 @@ class Settings(BaseSettings):
     alert_schedule_failures: int = Field(
         default=3, ge=1, description="Failed jobs in a row that make a schedule alert."
     )
+    min_schedule_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Shortest interval_seconds a schedule may have (POST/PATCH /schedules).",
+    )
     alert_failure_rate_threshold: float = Field(
         default=0.5, ge=0, le=1, description="Failed/finished share per workflow that alerts."
     )

@@ -15,7 +15,8 @@ Each pass:
    children whose parent no longer waits for them are cancelled (flows/sub_workflows.py);
 4. evaluates, stores and delivers alerts;
 5. delivers the job callbacks (`on_finish`) that are due: retries, and first attempts the
-   flow did not make.
+   flow did not make;
+6. makes Prefect's schedules match the schedules rows (flows/schedule_sync_pass.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from flows.callbacks import run_callbacks
 from flows.job_control import dispatch_reruns
 from flows.job_deadlines import run_job_deadlines
 from flows.recovery import recover_jobs
+from flows.schedule_sync_pass import run_schedule_sync
 from flows.sub_workflows import run_sub_workflows
 from flows.wait_deadlines import run_wait_deadlines
 
@@ -56,6 +58,7 @@ def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[st
             store, starter, grace_seconds=grace, log=logger, limit=limit
         ).as_dict()
         children = run_sub_workflows(store, starter, log=logger, limit=limit)
+        schedules = run_schedule_sync(store, settings, client, log=logger)
     dispatched = [job for job, run in outcomes if run is not None]
     waiting = [job for job, run in outcomes if run is None]
     for job_id, run_id in outcomes:
@@ -80,5 +83,6 @@ def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[st
         "recovery": recovery.as_dict(),
         "waits": deadlines,
         "sub_workflows": children,
+        "schedules": schedules,
         "alerts": alerting,
     }

@@ -170,6 +170,8 @@ GET_OPERATIONS = [
     "/jobs/{job_id}/approvals",
     "/metrics",
     "/operator/alerts",
+    "/schedules",
+    "/schedules/{schedule_id}",
     "/workflows",
     "/workflows/{workflow_id}",
     "/workflows/{workflow_id}/versions/{version}",
@@ -206,6 +208,7 @@ def test_generated_reads_never_fail_the_server(
     )
     def check(job_id: str, workflow_id: str, version: str, query: str, caller: str) -> None:
         path = template.replace("{job_id}", job_id).replace("{workflow_id}", workflow_id)
+        path = path.replace("{schedule_id}", job_id)
         url = path.replace("{version}", version) + (f"?{query}" if query else "")
         probe.send("GET", template, url, caller)
 

@@ -1,0 +1,213 @@
+"""A recurring schedule's rule: checking it, its next firing, and its Prefect form (pure).
+
+A schedule fires on exactly one of a cron expression, a fixed interval or an RRule, read in an
+IANA timezone. What this module accepts is exactly what Prefect accepts, because it uses
+Prefect's own schedule models to check: the cron expression through Prefect's CronSchedule
+(its vendored croniter, refusing the random and hashed forms), the RRule through
+RRuleSchedule (dateutil's rrulestr, at most its maximum length), the timezone through
+Prefect's list of IANA names. A rule the API stores is therefore one Prefect takes, and
+`next_run_after` is the date Prefect's scheduler computes (its server-side models).
+
+No I/O here; with engine.dispatch and engine.prefect_private, this and engine.schedule_sync
+are the engine modules that import Prefect (import-linter, pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from prefect.client.schemas import schedules as client_schedules
+from prefect.server.schemas import schedules as server_schedules
+from pydantic import ValidationError
+
+from engine.errors import Problem
+
+ScheduleKind = Literal["cron", "interval", "rrule"]
+KINDS: tuple[ScheduleKind, ...] = ("cron", "interval", "rrule")
+#: The request field that carries each kind's rule.
+FIELD_OF_KIND: dict[ScheduleKind, str] = {
+    "cron": "cron",
+    "interval": "interval_seconds",
+    "rrule": "rrule",
+}
+#: Where an interval schedule's firings are counted from when it has no anchor of its own.
+DEFAULT_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
+#: Longest cron expression stored (the migration's check).
+MAX_CRON_LENGTH = 200
+#: Longest RRule stored (the migration's check; Prefect's own limit is larger).
+MAX_RRULE_LENGTH = 2000
+
+PrefectSchedule = (
+    client_schedules.CronSchedule
+    | client_schedules.IntervalSchedule
+    | client_schedules.RRuleSchedule
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A checked rule: its kind, that kind's field, the timezone, and (interval) the anchor."""
+
+    kind: ScheduleKind
+    cron: str | None = None
+    interval_seconds: float | None = None
+    rrule: str | None = None
+    timezone: str = "UTC"
+    #: An interval schedule fires at anchor + k * interval (the row's created_at).
+    anchor: datetime = DEFAULT_ANCHOR
+
+    @classmethod
+    def from_row(cls, row: Any) -> Rule:
+        """The rule of a schedules row (a mapping with the table's columns)."""
+        return cls(
+            kind=row["kind"],
+            cron=row["cron"],
+            interval_seconds=row["interval_seconds"],
+            rrule=row["rrule"],
+            timezone=row["timezone"],
+            anchor=row.get("created_at") or DEFAULT_ANCHOR,
+        )
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The message of a pydantic error without pydantic's "Value error, " prefix."""
+    message = str(exc.errors()[0].get("msg", "not valid"))
+    return message.removeprefix("Value error, ")
+
+
+def kind_problems(
+    cron: str | None, interval_seconds: float | None, rrule: str | None
+) -> tuple[ScheduleKind | None, list[Problem]]:
+    """The kind the set fields make (exactly one of cron, interval_seconds, rrule), or
+    None with a problem naming the fields."""
+    values: dict[ScheduleKind, object] = {
+        "cron": cron,
+        "interval": interval_seconds,
+        "rrule": rrule,
+    }
+    given = [kind for kind in KINDS if values[kind] is not None]
+    if len(given) == 1:
+        return given[0], []
+    names = ", ".join(FIELD_OF_KIND[k] for k in KINDS)
+    if not given:
+        return None, [Problem("cron", f"exactly one of {names} is required")]
+    message = f"exactly one of {names} may be set, not " + " and ".join(
+        FIELD_OF_KIND[k] for k in given
+    )
+    return None, [Problem(FIELD_OF_KIND[k], message) for k in given]
+
+
+def timezone_problem(timezone: str) -> str | None:
+    """Why `timezone` is not an IANA time zone name Prefect knows, or None."""
+    if not client_schedules.is_valid_timezone(timezone):
+        return f"'{timezone[:64]}' is not an IANA time zone name (e.g. 'Europe/Berlin')"
+    return None
+
+
+def cron_problem(cron: str) -> str | None:
+    """Why Prefect would refuse the cron expression, or None."""
+    if len(cron) > MAX_CRON_LENGTH:
+        return f"longer than {MAX_CRON_LENGTH} characters"
+    try:
+        client_schedules.CronSchedule(cron=cron)
+    except ValidationError as exc:
+        return _first_error(exc)
+    return None
+
+
+def rrule_problem(rrule: str) -> str | None:
+    """Why Prefect would refuse the RRule, or None."""
+    if len(rrule) > MAX_RRULE_LENGTH:
+        return f"longer than {MAX_RRULE_LENGTH} characters"
+    try:
+        client_schedules.RRuleSchedule(rrule=rrule)
+    except (ValidationError, ValueError, TypeError) as exc:
+        return _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
+    return None
+
+
+def interval_problem(interval_seconds: float, minimum: float) -> str | None:
+    """Why the interval is not allowed (below the minimum, or not finite), or None."""
+    if not math.isfinite(interval_seconds):
+        return "must be a finite number of seconds"
+    if interval_seconds < minimum:
+        return f"must be at least {minimum:g} seconds (MIN_SCHEDULE_INTERVAL_SECONDS)"
+    return None
+
+
+def check_rule(
+    *,
+    cron: str | None,
+    interval_seconds: float | None,
+    rrule: str | None,
+    timezone: str,
+    min_interval_seconds: float,
+    anchor: datetime = DEFAULT_ANCHOR,
+) -> tuple[Rule | None, list[Problem]]:
+    """The rule these fields make, or None and every problem, each naming its field
+    (`cron`, `interval_seconds`, `rrule`, `timezone`)."""
+    kind, problems = kind_problems(cron, interval_seconds, rrule)
+    tz_problem = timezone_problem(timezone)
+    if tz_problem is not None:
+        problems.append(Problem("timezone", tz_problem))
+    if kind == "cron" and cron is not None and (why := cron_problem(cron)):
+        problems.append(Problem("cron", why))
+    if kind == "rrule" and rrule is not None and (why := rrule_problem(rrule)):
+        problems.append(Problem("rrule", why))
+    if (
+        kind == "interval"
+        and interval_seconds is not None
+        and (why := interval_problem(interval_seconds, min_interval_seconds))
+    ):
+        problems.append(Problem("interval_seconds", why))
+    if problems or kind is None:
+        return None, problems
+    rule = Rule(
+        kind=kind,
+        cron=cron,
+        interval_seconds=interval_seconds,
+        rrule=rrule,
+        timezone=timezone,
+        anchor=anchor,
+    )
+    return rule, []
+
+
+def prefect_schedule(rule: Rule) -> PrefectSchedule:
+    """The rule as Prefect's client schedule (what a DeploymentSchedule is created with)."""
+    if rule.kind == "cron":
+        return client_schedules.CronSchedule(cron=str(rule.cron), timezone=rule.timezone)
+    if rule.kind == "rrule":
+        return client_schedules.RRuleSchedule(rrule=str(rule.rrule), timezone=rule.timezone)
+    return client_schedules.IntervalSchedule(
+        interval=timedelta(seconds=float(rule.interval_seconds or 0)),
+        anchor_date=rule.anchor,
+        timezone=rule.timezone,
+    )
+
+
+def _await_free(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """The result of a coroutine that never awaits (Prefect's get_dates computes only)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("the coroutine awaited")
+
+
+def next_run_after(rule: Rule, after: datetime) -> datetime | None:
+    """The first firing strictly after `after` (UTC), as Prefect's scheduler computes it;
+    None when the rule fires no more (an RRule with an end)."""
+    server_kind: Any = {
+        "cron": server_schedules.CronSchedule,
+        "interval": server_schedules.IntervalSchedule,
+        "rrule": server_schedules.RRuleSchedule,
+    }[rule.kind]
+    parsed = server_kind.model_validate(prefect_schedule(rule).model_dump())
+    dates = _await_free(parsed.get_dates(n=1, start=after + timedelta(microseconds=1)))
+    return dates[0].astimezone(UTC) if dates else None
