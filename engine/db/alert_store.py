@@ -25,6 +25,7 @@ from engine.jobs.alerts import (
     AlertKind,
     AlertThresholds,
     ConfigErrors,
+    FailingSchedule,
     Observations,
     WorkflowOutcomes,
 )
@@ -74,6 +75,9 @@ class AlertStore:
                 query("alerts_config_errors"),
                 {"window_seconds": thresholds.config_error_window_seconds},
             ).fetchall()
+            schedules = conn.execute(
+                query("schedule_fire_failing"), {"threshold": thresholds.schedule_failures}
+            ).fetchall()
         return Observations(
             now=queue["now"],
             outcomes=[
@@ -103,6 +107,15 @@ class AlertStore:
                     last_message=r["last_message"],
                 )
                 for r in config
+            ],
+            failing_schedules=[
+                FailingSchedule(
+                    schedule=r["schedule"],
+                    workflow_id=r["workflow_id"],
+                    consecutive_failures=int(r["consecutive_failures"]),
+                    last_job_id=None if r["last_job_id"] is None else str(r["last_job_id"]),
+                )
+                for r in schedules
             ],
             maintenance_seconds=maintenance_seconds,
         )

@@ -14,7 +14,9 @@ Rules (thresholds from settings, see `AlertThresholds.from_settings`):
 - slow_queue              the oldest `pending` job is older than `queue_age_seconds`;
 - slow_maintenance        the maintenance pass took longer than `maintenance_seconds`;
 - config_error            per workflow: workflow/transformer configuration lookup failed in the
-                          window (`config_error` events, and step failures of kind `config`).
+                          window (`config_error` events, and step failures of kind `config`);
+- schedule_failing        per schedule: its last `schedule_failures` jobs failed in a row
+                          (schedules.consecutive_failures; a completed job resolves it).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class AlertKind(StrEnum):
     SLOW_QUEUE = "slow_queue"
     SLOW_MAINTENANCE = "slow_maintenance"
     CONFIG_ERROR = "config_error"
+    SCHEDULE_FAILING = "schedule_failing"
 
 
 class Severity(StrEnum):
@@ -55,6 +58,7 @@ SEVERITY: dict[AlertKind, Severity] = {
     AlertKind.SLOW_QUEUE: Severity.WARNING,
     AlertKind.SLOW_MAINTENANCE: Severity.WARNING,
     AlertKind.CONFIG_ERROR: Severity.CRITICAL,
+    AlertKind.SCHEDULE_FAILING: Severity.CRITICAL,
 }
 
 
@@ -70,6 +74,7 @@ class AlertThresholds:
     queue_age_seconds: float = 300.0
     maintenance_seconds: float = 60.0
     config_error_window_seconds: float = 3600.0
+    schedule_failures: int = 3
 
     @classmethod
     def from_settings(cls, settings: object) -> AlertThresholds:
@@ -92,6 +97,7 @@ _SETTING_NAMES = {
     "queue_age_seconds": "alert_queue_age_seconds",
     "maintenance_seconds": "alert_maintenance_seconds",
     "config_error_window_seconds": "alert_config_error_window_seconds",
+    "schedule_failures": "alert_schedule_failures",
 }
 
 
@@ -136,6 +142,16 @@ class ConfigErrors:
 
 
 @dataclass(frozen=True)
+class FailingSchedule:
+    """A schedule whose last jobs failed `consecutive_failures` times in a row."""
+
+    schedule: str
+    workflow_id: str
+    consecutive_failures: int
+    last_job_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Observations:
     """Everything the rules look at, gathered at `now` (database time)."""
 
@@ -145,6 +161,8 @@ class Observations:
     pending_jobs: int = 0
     oldest_pending_created_at: datetime | None = None
     config_errors: Sequence[ConfigErrors] = ()
+    #: Schedules at or above the consecutive-failures threshold.
+    failing_schedules: Sequence[FailingSchedule] = ()
     #: Duration of the current maintenance pass; None when not measured (rule not evaluated).
     maintenance_seconds: float | None = None
 
@@ -323,6 +341,27 @@ def config_error_alerts(errors: Iterable[ConfigErrors], t: AlertThresholds) -> l
     return alerts
 
 
+def schedule_alerts(
+    schedules: Iterable[FailingSchedule], t: AlertThresholds
+) -> list[AlertCandidate]:
+    """One alert per schedule whose jobs failed `schedule_failures` times in a row (resolved
+    by its next completed job)."""
+    return [
+        _candidate(
+            AlertKind.SCHEDULE_FAILING,
+            s.schedule,
+            f"schedule '{s.schedule}' (workflow '{s.workflow_id}'): its last "
+            f"{s.consecutive_failures} jobs failed",
+            workflow_id=s.workflow_id,
+            consecutive_failures=s.consecutive_failures,
+            last_job_id=s.last_job_id,
+            threshold=t.schedule_failures,
+        )
+        for s in schedules
+        if s.consecutive_failures >= t.schedule_failures
+    ]
+
+
 def evaluated_kinds(observations: Observations) -> frozenset[AlertKind]:
     """The kinds this evaluation decides about; open alerts of other kinds stay untouched.
 
@@ -343,5 +382,6 @@ def evaluate(observations: Observations, t: AlertThresholds) -> list[AlertCandid
         *queue_alerts(observations.pending_jobs, observations.oldest_pending_created_at, now, t),
         *maintenance_alerts(observations.maintenance_seconds, t),
         *config_error_alerts(observations.config_errors, t),
+        *schedule_alerts(observations.failing_schedules, t),
     ]
     return sorted(alerts, key=lambda a: a.key)

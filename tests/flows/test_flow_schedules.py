@@ -28,6 +28,7 @@ from engine.db.store import JobStore
 from engine.jobs.schedule_firing import firing_key
 from engine.jobs.transitions import JobStatus
 from engine.settings import get_settings
+from flows.alerting import run_alerting
 from flows.schedules import fire
 from worker.deployments import ensure_warm_deployment
 from worker.schedule_deployment import ensure_schedule_deployment
@@ -114,8 +115,9 @@ def test_the_schedule_row_records_how_its_jobs_ended(
     flow_store: JobStore, db: psycopg.Connection[Any], user_id: str
 ) -> None:
     """Each failed job of a schedule adds one to consecutive_failures, a completed one sets
-    it back to 0; last_status is the last job's end; the failing query finds the schedule
-    at the threshold."""
+    it back to 0; last_status is the last job's end. At ALERT_SCHEDULE_FAILURES (3) failures
+    in a row the alerting pass opens a schedule_failing alert, and the next completed job
+    resolves it."""
     add_workflow(db, "scheduled_wf", {"steps": []})
     schedule_id = insert_schedule(db, "scheduled_wf", user_id)
     firings = ScheduleFirings(flow_store)
@@ -128,8 +130,12 @@ def test_the_schedule_row_records_how_its_jobs_ended(
         flow_store.transition(job, Transition(status=end, error_message="boom"))
         row = schedule_row(db, schedule_id)
         seen.append((row["last_status"], row["consecutive_failures"]))
+        alerting = run_alerting(flow_store, get_settings())
         if i == 2:
             assert [r["id"] for r in firings.failing(3)] == [UUID(schedule_id)]
+            assert [(k, s) for _, k, s in alerting.opened] == [("schedule_failing", schedule_id)]
+        if i == 3:
+            assert [(k, s) for _, k, s in alerting.resolved] == [("schedule_failing", schedule_id)]
     assert seen == [("failed", 1), ("failed", 2), ("failed", 3), ("completed", 0)]
     assert firings.failing(3) == []
 
