@@ -8,11 +8,12 @@ api/decoding.py (no NUL, lone surrogates, non-finite numbers or excessive nestin
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
+from api.start_times import parse_start_at
 from engine.definitions.callback_target import CallbackUrl
 from engine.jobs.control import error_kind
 
@@ -63,6 +64,17 @@ class StartRequest(RequestBody):
     on_finish: StartCallback | None = Field(
         default=None, description="Call this URL back when the job ends (default: the workflow's)."
     )
+    start_at: Annotated[AwareDatetime | None, BeforeValidator(parse_start_at)] = Field(
+        default=None,
+        description="Start no earlier than this RFC 3339 time, with a timezone offset (at most "
+        "MAX_START_DELAY_SECONDS ahead; not in the past). The job stays pending until then.",
+    )
+    delay_seconds: Annotated[float, Strict()] | None = Field(
+        default=None,
+        gt=0,
+        description="Start this many seconds from now instead (at most MAX_START_DELAY_SECONDS)"
+        "; not with start_at.",
+    )
 
 
 class StartResponse(BaseModel):
@@ -77,6 +89,9 @@ class StartResponse(BaseModel):
     job_id: UUID
     status: JobStatusName
     created_at: datetime
+    scheduled_for: datetime | None = Field(
+        default=None, description="A delayed start's time (start_at or delay_seconds); else null."
+    )
 
 
 class JobCallback(BaseModel):
@@ -158,6 +173,11 @@ class Job(BaseModel):
     )
     callback: JobCallback | None = Field(
         default=None, description="Its on_finish callback's delivery; null when none is owed."
+    )
+    scheduled_for: datetime | None = Field(
+        default=None,
+        description="A delayed start: the job stays pending until this time, its flow run "
+        "Scheduled for it; null when it starts at once.",
     )
 
     @classmethod

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.db.listen import PENDING_JOBS_CHANNEL, NotificationListener, reconnect_delay
-from engine.db.store import JobStore
+from engine.db.store import JobStore, StartRun
 from engine.settings import Settings
 
 logger = logging.getLogger("supaflow.admission")
@@ -47,14 +46,15 @@ class PendingDispatcher:
     """A background loop creating the flow runs of pending jobs, woken by NOTIFY.
 
     `start_run(job_id)` returns the new flow run's id, or None when Prefect refused or could
-    not be reached (engine.dispatch.RunStarter.try_start). `dsn` is where it LISTENs (the
+    not be reached (engine.dispatch.RunStarter.try_start); a delayed job's time is passed
+    as `scheduled_for`. `dsn` is where it LISTENs (the
     store's database by default).
     """
 
     def __init__(
         self,
         store: JobStore,
-        start_run: Callable[[str], str | None],
+        start_run: StartRun,
         *,
         dsn: str | None = None,
         pace: Pace = Pace(),
@@ -83,7 +83,7 @@ class PendingDispatcher:
 
     @classmethod
     def from_settings(
-        cls, store: JobStore, start_run: Callable[[str], str | None], settings: Settings
+        cls, store: JobStore, start_run: StartRun, settings: Settings
     ) -> PendingDispatcher:
         """A dispatcher on the store's database with the ADMISSION_* settings."""
         s = settings

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
-from prefect.states import Cancelled, Failed
+from prefect.states import Cancelled, Failed, Scheduled
 
 logger = logging.getLogger("supaflow.dispatch")
 
@@ -78,9 +79,20 @@ class RunStarter:
             return self._client
 
     def create(
-        self, job_id: str, *, idempotency_key: str | None = None, state: Any = None
+        self,
+        job_id: str,
+        *,
+        idempotency_key: str | None = None,
+        state: Any = None,
+        scheduled_for: datetime | None = None,
     ) -> FlowRun:
-        """Create a flow run of the job's deployment (idempotency key: the job id by default)."""
+        """Create a flow run of the job's deployment (idempotency key: the job id by default).
+
+        A future `scheduled_for` (a delayed start) creates it Scheduled for that time: the
+        Prefect UI lists it as upcoming and Prefect starts it then. One already past starts
+        at once."""
+        if state is None and scheduled_for is not None and scheduled_for > datetime.now(UTC):
+            state = Scheduled(scheduled_time=scheduled_for, message="delayed start")
         client = self.client
         if self._deployment_id is None:
             self._deployment_id = client.read_deployment_by_name(self.deployment_name).id
@@ -91,16 +103,23 @@ class RunStarter:
             state=state,
         )
 
-    def try_start(self, job_id: str, idempotency_key: str | None = None) -> str | None:
+    def try_start(
+        self,
+        job_id: str,
+        idempotency_key: str | None = None,
+        *,
+        scheduled_for: datetime | None = None,
+    ) -> str | None:
         """Create the job's flow run; its id, or None if Prefect refuses or cannot be reached.
 
         None leaves the job `pending` for the maintenance flow, so no job is lost. The
         idempotency key (the job id, or a rerun's own key) makes this safe to repeat: if a run
         was already created for the job but not recorded, Prefect returns that same run
-        instead of a second.
+        instead of a second. `scheduled_for`: a delayed start's time (see `create`).
         """
         try:
-            return str(self.create(job_id, idempotency_key=idempotency_key).id)
+            run = self.create(job_id, idempotency_key=idempotency_key, scheduled_for=scheduled_for)
+            return str(run.id)
         except Exception as exc:
             self._deployment_id = None
             logger.warning(

@@ -143,6 +143,13 @@ class Settings(BaseSettings):
         gt=0,
         description="A running job silent this long is presumed dead and resubmitted.",
     )
+    max_start_delay_seconds: float = Field(
+        default=30 * 24 * 3600,
+        gt=0,
+        allow_inf_nan=False,
+        description="Furthest ahead a delayed start may be (POST /workflows/start start_at or "
+        "delay_seconds); 30 days by default.",
+    )
     dispatch_grace_seconds: float = Field(
         default=10.0, ge=0, description="Age before maintenance takes an undispatched job."
     )

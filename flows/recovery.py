@@ -165,12 +165,14 @@ class _RecoveryPass:
                 Crashed(message=f"supaflow maintenance: {decision.reason}"),
                 force=True,
             )
+        at = datetime.now(UTC) + timedelta(seconds=decision.delay_seconds)
+        if job.scheduled_for is not None:
+            # A delayed job whose run a worker took early and lost: still not before its time.
+            at = max(at, job.scheduled_for)
         return self.starter.create(
             job.id,
             idempotency_key=f"{job.id}:resubmission:{job.resubmissions + 1}",
-            state=Scheduled(
-                scheduled_time=datetime.now(UTC) + timedelta(seconds=decision.delay_seconds)
-            ),
+            state=Scheduled(scheduled_time=at),
         )
 
     def _resubmit(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -183,6 +184,19 @@ def _load(store: JobStore, job_id: str) -> tuple[JobInfo, RunBundle]:
     return JobInfo.from_row(bundle.job, flow_run_id), bundle
 
 
+#: A delayed job's run that starts at most this early sleeps until its time; one earlier still
+#: was started on purpose (a rerun) and goes on at once.
+EARLY_START_SLACK_SECONDS = 2.0
+
+
+def _wait_for_start(bundle: RunBundle) -> None:
+    """A delayed job starts no step before its scheduled_for. Prefect holds its Scheduled
+    run until then, but to the second only (it rounds the wait), so the rest is slept here."""
+    ahead = bundle.starts_in_seconds
+    if ahead is not None and 0 < ahead <= EARLY_START_SLACK_SECONDS:
+        time.sleep(ahead)
+
+
 def _fail_on_config_error(
     store: JobStore, job: JobInfo, exc: DefinitionError, logger: RunLogger
 ) -> None:
@@ -311,6 +325,7 @@ def run_workflow(job_id: str) -> Any:
     except DefinitionError as exc:
         _fail_on_config_error(store, job, exc, logger)
         raise
+    _wait_for_start(bundle)
     _resume(store, job, plan, bundle.job.step_data)
     logger.info("job running", extra={**log_ctx, "status": "running"})
     try:

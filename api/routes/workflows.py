@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -27,8 +28,10 @@ from api.models import (
     WorkflowVersionDetail,
 )
 from api.responses import USER_CHECK, error_responses
+from api.start_times import only_in_the_past, refuse, start_problems
 from api.strict_input import StrictJSONRoute
-from engine.db.store import UnknownUserError
+from engine.db.rows import CreatedJob
+from engine.db.store import JobStore, UnknownUserError
 from engine.definitions.callback_target import CallbackTarget
 from engine.definitions.inputs import input_problems
 from engine.errors import InputValidationError, NotFoundError, WorkflowDisabledError
@@ -56,9 +59,10 @@ def request_hash(body: StartRequest) -> str:
     if fields.get("workflow_version") is None:
         # A body without a version hashes as it did before versions existed.
         fields.pop("workflow_version", None)
-    if fields.get("on_finish") is None:
-        # Likewise a body without a callback target.
-        fields.pop("on_finish", None)
+    for name in ("on_finish", "start_at", "delay_seconds"):
+        if fields.get(name) is None:
+            # Likewise a body without a callback target or a delayed start.
+            fields.pop(name, None)
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -128,14 +132,16 @@ def start_workflow(
 
     The committed row is the request to run it: its insert notifies the admission dispatcher
     (engine/admission.py), which creates the flow run. If no dispatcher runs, the maintenance
-    flow's dispatch pass takes the job."""
+    flow's dispatch pass takes the job. With `start_at` or `delay_seconds` the job stays
+    pending until that time (`scheduled_for`), its flow run Scheduled for it."""
     workflow = store.get_workflow(body.workflow_id, body.workflow_version)
     if not workflow["enabled"]:
         raise WorkflowDisabledError(f"workflow '{body.workflow_id}' is disabled")
     check_input_data(workflow, body.input_data)
     on_finish = callback_target(workflow, body.on_finish, settings)
+    replay = _checked_start_time(body, store, principal.user_id, idempotency_key, settings)
     try:
-        created = store.create_job(
+        created = replay or store.create_job(
             user_id=principal.user_id,
             workflow_id=body.workflow_id,
             workflow_version=int(workflow["version"]),
@@ -143,6 +149,8 @@ def start_workflow(
             idempotency_key=idempotency_key,
             request_hash=request_hash(body),
             on_finish=on_finish,
+            start_at=body.start_at,
+            delay_seconds=body.delay_seconds,
         )
     except UnknownUserError:
         # A valid signature for a user that no longer exists: the token is revoked.
@@ -151,8 +159,36 @@ def start_workflow(
         response.status_code = 200
     response.headers["Location"] = f"/jobs/{created.id}"
     return StartResponse(
-        job_id=UUID(created.id), status=created.status, created_at=created.created_at
+        job_id=UUID(created.id),
+        status=created.status,
+        created_at=created.created_at,
+        scheduled_for=created.scheduled_for,
     )
+
+
+def _checked_start_time(
+    body: StartRequest,
+    store: JobStore,
+    user_id: str,
+    idempotency_key: str | None,
+    settings: Settings,
+) -> CreatedJob | None:
+    """Raise the 422 of a bad `start_at` / `delay_seconds` (api/start_times.py), except for a
+    replay: a `start_at` that has passed since this Idempotency-Key and body created their
+    job answers that job (returned here; None: go on and create the job)."""
+    problems = start_problems(
+        body.start_at,
+        body.delay_seconds,
+        horizon_seconds=settings.max_start_delay_seconds,
+        now=datetime.now(UTC),
+    )
+    if not problems:
+        return None
+    if only_in_the_past(problems) and idempotency_key is not None:
+        replay = store.replayed_job(user_id, idempotency_key, request_hash(body))
+        if replay is not None:
+            return replay
+    raise refuse(problems)
 
 
 @router.get(

@@ -51,6 +51,8 @@ class CreatedJob:
     status: str
     created_at: datetime
     created: bool
+    #: A delayed start's time (jobs.scheduled_for); None: at once.
+    scheduled_for: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class RunBundle:
     transformers: dict[str, dict[str, Any]]
     #: Steps whose retry was rescheduled past an earlier run: the attempt they resume at.
     first_attempts: dict[str, int] = field(default_factory=dict)
+    #: A delayed job: seconds until its scheduled_for when read (negative: passed; None: none).
+    starts_in_seconds: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RunBundle:
@@ -110,6 +114,7 @@ class RunBundle:
             definition=row["definition"],
             transformers=dict(row["transformers"] or {}),
             first_attempts={k: int(v) for k, v in (row.get("first_attempts") or {}).items()},
+            starts_in_seconds=row.get("starts_in_seconds"),
         )
 
 
@@ -126,6 +131,8 @@ class InFlightJob:
     heartbeat_age_seconds: float
     #: Its owner asked to cancel it (jobs.cancel_requested_at is set).
     cancel_requested: bool = False
+    #: A delayed job's time (jobs.scheduled_for): a resubmitted run starts no earlier.
+    scheduled_for: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> InFlightJob:
@@ -138,6 +145,7 @@ class InFlightJob:
             max_retries=job_max_retries(row["max_retries"]),
             heartbeat_age_seconds=float(row["heartbeat_age_seconds"] or 0),
             cancel_requested=row.get("cancel_requested_at") is not None,
+            scheduled_for=row.get("scheduled_for"),
         )
 
 
@@ -148,10 +156,15 @@ class PendingJob:
     id: str
     workflow_id: str
     created_at: datetime
+    #: A delayed start: its flow run is created Scheduled for this time (None: at once).
+    scheduled_for: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> PendingJob:
         """From a jobs_pending_undispatched.sql row."""
         return cls(
-            id=str(row["id"]), workflow_id=str(row["workflow_id"]), created_at=row["created_at"]
+            id=str(row["id"]),
+            workflow_id=str(row["workflow_id"]),
+            created_at=row["created_at"],
+            scheduled_for=row.get("scheduled_for"),
         )

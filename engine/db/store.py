@@ -8,11 +8,11 @@ job creation and dispatch, and the reads. What the engine reads comes back as ty
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -37,9 +37,18 @@ __all__ = [
     "PendingJob",
     "Row",
     "RunBundle",
+    "StartRun",
     "Transition",
     "UnknownUserError",
 ]
+
+
+class StartRun(Protocol):
+    """Creates a pending job's flow run (engine.dispatch.RunStarter.try_start): the run's id,
+    or None when Prefect refused or could not be reached. `scheduled_for` is passed only for
+    a delayed start: the run is created Scheduled for that time."""
+
+    def __call__(self, job_id: str, /, *, scheduled_for: datetime = ...) -> str | None: ...
 
 
 class UnknownUserError(NotFoundError):
@@ -171,11 +180,15 @@ class JobStore(JobWrites):
         request_hash: str | None = None,
         workflow_version: int | None = None,
         on_finish: Mapping[str, Any] | None = None,
+        start_at: datetime | None = None,
+        delay_seconds: float | None = None,
     ) -> CreatedJob:
         """Insert a pending job and its `created` event in one statement, pinned to
         `workflow_version` (None: the workflow's default) and the current version of each
         transformer that version names (migration 20261203000300). `on_finish` is the job's
-        resolved callback target (engine.jobs.callbacks.resolve_target), or None.
+        resolved callback target (engine.jobs.callbacks.resolve_target), or None. `start_at`,
+        or `delay_seconds` from the database clock, is a delayed start: the job's
+        `scheduled_for`, written by the same insert (neither: it starts at once).
 
         With an idempotency key, the same key and request hash return the existing job; the
         same key with another request hash raises ConflictError. An owner missing from
@@ -192,6 +205,8 @@ class JobStore(JobWrites):
             "idempotency_key": idempotency_key,
             "request_hash": request_hash,
             "on_finish": None if on_finish is None else Jsonb(dict(on_finish)),
+            "start_at": start_at,
+            "delay_seconds": delay_seconds,
         }
         # A concurrent insert with the same key commits after our snapshot; then the
         # statement returns nothing and a second try sees the winner.
@@ -205,21 +220,21 @@ class JobStore(JobWrites):
                 break
         if row is None:  # pragma: no cover - needs a third concurrent writer
             raise ConflictError("a request with this Idempotency-Key is in progress")
-        if not row["created"] and row["request_hash"] != request_hash:
-            raise ConflictError(
-                "Idempotency-Key was already used with a different request body",
-                details={"job_id": str(row["id"])},
-            )
-        return CreatedJob(
-            id=str(row["id"]),
-            status=row["status"],
-            created_at=row["created_at"],
-            created=bool(row["created"]),
+        return _created(row, request_hash)
+
+    def replayed_job(
+        self, user_id: str, idempotency_key: str, request_hash: str
+    ) -> CreatedJob | None:
+        """The job this key and request hash created before (None: no job has the key);
+        ConflictError when the key was used with another request hash, as in create_job."""
+        row = self._fetchone(
+            "job_by_idempotency_key", {"user_id": user_id, "idempotency_key": idempotency_key}
         )
+        return None if row is None else _created(row, request_hash)
 
     def dispatch_pending(
         self,
-        start: Callable[[str], str | None],
+        start: StartRun,
         *,
         grace_seconds: float,
         limit: int = 100,
@@ -231,19 +246,27 @@ class JobStore(JobWrites):
         The jobs stay row-locked (FOR UPDATE SKIP LOCKED) while `start` runs, so two
         dispatchers never take the same job. `start` returns the flow-run id or None (still
         unreachable: the job stays pending for the next pass). The ids are recorded in the
-        same transaction, so a job is never left locked with its run unrecorded.
+        same transaction, so a job is never left locked with its run unrecorded. A delayed
+        job is handed over with its `scheduled_for` (its run is created Scheduled for then).
         """
         with self.pool.connection() as conn, conn.transaction():
             rows = conn.execute(
                 query("jobs_pending_undispatched"),
                 {"grace_seconds": grace_seconds, "limit": limit, "window": limit * 4},
             ).fetchall()
-            ids = [PendingJob.from_row(row).id for row in rows]
-            if parallel > 1 and len(ids) > 1:
-                with ThreadPoolExecutor(min(parallel, len(ids)), "dispatch") as pool:
-                    runs = list(pool.map(start, ids))
+            jobs = [PendingJob.from_row(row) for row in rows]
+            ids = [job.id for job in jobs]
+
+            def start_one(job: PendingJob) -> str | None:
+                if job.scheduled_for is None:
+                    return start(job.id)
+                return start(job.id, scheduled_for=job.scheduled_for)
+
+            if parallel > 1 and len(jobs) > 1:
+                with ThreadPoolExecutor(min(parallel, len(jobs)), "dispatch") as pool:
+                    runs = list(pool.map(start_one, jobs))
             else:
-                runs = [start(job_id) for job_id in ids]
+                runs = [start_one(job) for job in jobs]
             started = [
                 {"job_id": job_id, "flow_run_id": run}
                 for job_id, run in zip(ids, runs, strict=True)
@@ -320,6 +343,23 @@ class JobStore(JobWrites):
         """Current status of several jobs (service path)."""
         rows = self._fetchall("job_statuses", {"job_ids": list(job_ids)})
         return {r["id"]: r["status"] for r in rows}
+
+
+def _created(row: Row, request_hash: str | None) -> CreatedJob:
+    """A job_insert.sql (or job_by_idempotency_key.sql) row as CreatedJob; ConflictError for
+    an existing job whose request hash differs."""
+    if not row["created"] and row["request_hash"] != request_hash:
+        raise ConflictError(
+            "Idempotency-Key was already used with a different request body",
+            details={"job_id": str(row["id"])},
+        )
+    return CreatedJob(
+        id=str(row["id"]),
+        status=row["status"],
+        created_at=row["created_at"],
+        created=bool(row["created"]),
+        scheduled_for=row["scheduled_for"],
+    )
 
 
 def _raise_missing(

@@ -11,7 +11,8 @@ Rules (thresholds from settings, see `AlertThresholds.from_settings`):
                           for longer than `stalled_running_seconds`;
 - stalled_awaiting_retry  per workflow: jobs `awaiting_retry` whose next_retry_at is more than
                           `stalled_retry_grace_seconds` in the past (nobody picked the retry up);
-- slow_queue              the oldest `pending` job is older than `queue_age_seconds`;
+- slow_queue              the oldest `pending` job has waited longer than `queue_age_seconds`
+                          (a delayed job waits from its `scheduled_for`: healthy until then);
 - slow_maintenance        the maintenance pass took longer than `maintenance_seconds`;
 - config_error            per workflow: workflow/transformer configuration lookup failed in the
                           window (`config_error` events, and step failures of kind `config`);
@@ -159,6 +160,8 @@ class Observations:
     outcomes: Sequence[WorkflowOutcomes] = ()
     active_jobs: Sequence[ActiveJob] = ()
     pending_jobs: int = 0
+    #: Since when the oldest pending job could have started: its creation, or a delayed
+    #: job's scheduled_for. Delayed jobs whose time has not come are in neither number.
     oldest_pending_created_at: datetime | None = None
     config_errors: Sequence[ConfigErrors] = ()
     #: Schedules at or above the consecutive-failures threshold.
@@ -284,7 +287,8 @@ def queue_alerts(
     now: datetime,
     t: AlertThresholds,
 ) -> list[AlertCandidate]:
-    """An alert when the oldest pending job has waited longer than the threshold."""
+    """An alert when the oldest pending job has waited longer than the threshold (counted
+    from its scheduled_for for a delayed job, see Observations)."""
     if oldest_pending_created_at is None or pending_jobs <= 0:
         return []
     age = _age(now, oldest_pending_created_at)

@@ -46,6 +46,7 @@ JOB_FIELDS = {
     "parent_job_id",
     "parent_step_id",
     "callback",
+    "scheduled_for",
 }
 
 AUDIO_INPUT = {
@@ -93,8 +94,9 @@ def assert_error_shape(body: Any, code: str) -> dict[str, Any]:
 def test_start_records_a_pending_job_for_the_caller(
     client: TestClient, make_user: Callable[..., ApiUser], db: psycopg.Connection[Any]
 ) -> None:
-    """201 with {job_id, status pending, created_at}; the row belongs to the caller, holds the
-    input, has a `created` event, and (Prefect being unreachable) no flow run id."""
+    """201 with {job_id, status pending, created_at, scheduled_for null}; the row belongs to
+    the caller, holds the input, has a `created` event, and (Prefect being unreachable) no
+    flow run id."""
     user = make_user()
     response = client.post(
         "/workflows/start",
@@ -104,8 +106,8 @@ def test_start_records_a_pending_job_for_the_caller(
 
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"job_id", "status", "created_at"}
-    assert body["status"] == "pending"
+    assert set(body) == {"job_id", "status", "created_at", "scheduled_for"}
+    assert body["status"] == "pending" and body["scheduled_for"] is None
     assert response.headers["location"] == f"/jobs/{body['job_id']}"
     row = db.execute(
         "select user_id::text, workflow_id, status, input_data, created_at, prefect_flow_run_id"

@@ -408,6 +408,8 @@ COLUMNS: list[tuple[str, str, str, bool, str | None]] = [
     ("jobs", "cancel_requested_at", "timestamp with time zone", False, None),
     # Job deadlines (20261207000800): when the job must be finished by.
     ("jobs", "deadline_at", "timestamp with time zone", False, None),
+    # Delayed starts (20261207000900).
+    ("jobs", "scheduled_for", "timestamp with time zone", False, None),
     # Wait steps (20261207000100): what a job waits for, and one row per wait.
     ("jobs", "waiting_for", "jsonb", False, None),
     ("job_waits", "id", "uuid", True, "gen_random_uuid()"),
@@ -732,6 +734,11 @@ INDEXES: list[tuple[str, str]] = [
         "CREATE INDEX jobs_deadline_idx ON public.jobs USING btree (deadline_at) "
         "WHERE ((deadline_at IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, "
         "'running'::text, 'awaiting_retry'::text])))",
+    ),
+    (
+        "jobs",
+        "CREATE INDEX jobs_scheduled_for_idx ON public.jobs USING btree (scheduled_for) "
+        "WHERE ((scheduled_for IS NOT NULL) AND (status = 'pending'::text))",
     ),
     (
         "job_waits",

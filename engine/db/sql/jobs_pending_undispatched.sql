@@ -1,9 +1,11 @@
 -- Pending jobs that never reached Prefect: the oldest first, fair across users. Of the oldest
 -- `window` candidates (row-locked, SKIP LOCKED so two dispatchers never take the same job),
 -- each user's first job comes before anyone's second, and so on: one user's burst cannot
--- hold back another user's job by more than one turn per user.
+-- hold back another user's job by more than one turn per user. A delayed job
+-- (scheduled_for, migration 20261207000900) is taken at once too: its flow run is created
+-- Scheduled for its time, so Prefect, not this query, holds it back.
 with candidates as (
-  select id, user_id, workflow_id, created_at
+  select id, user_id, workflow_id, created_at, scheduled_for
   from public.jobs
   where status = 'pending' and prefect_flow_run_id is null
     and created_at < now() - make_interval(secs => %(grace_seconds)s)
@@ -13,7 +15,7 @@ with candidates as (
   limit %(window)s
   for update skip locked
 )
-select id, workflow_id, created_at
+select id, workflow_id, created_at, scheduled_for
 from (
   select c.*, row_number() over (partition by c.user_id order by c.created_at, c.id) as turn
   from candidates as c

@@ -4,6 +4,8 @@
 -- every run of a job executes the same plan, whatever was synced since it started.
 select j.id, j.user_id, j.workflow_id, j.workflow_version, j.status, j.input_data, j.step_data,
        j.retry_count, j.max_retries, j.created_at, j.resubmissions,
+       -- A delayed job (migration 20261207000900): seconds until its time, by this clock.
+       extract(epoch from j.scheduled_for - clock_timestamp())::float8 as starts_in_seconds,
        v.definition,
        coalesce((
          select jsonb_object_agg(t.transformer_id, jsonb_build_object(

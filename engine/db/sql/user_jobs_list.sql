@@ -5,6 +5,7 @@ select id, user_id, workflow_id, workflow_version, current_step_id, status, inpu
        max_retries, next_retry_at, state_history, waiting_for,
        parent_job_id, parent_step_id, -- a child job's parent (migration 20261207000500)
        deadline_at, -- the job timeout (migration 20261207000800)
+       scheduled_for, -- a delayed start (migration 20261207000900)
        -- The latest callback (migration 20261207000300), read under the same RLS.
        (select jsonb_build_object('status', c.status, 'attempts', c.attempts,
                                   'next_attempt_at', c.next_attempt_at, 'last_error', c.last_error,
