@@ -3,7 +3,8 @@
 Layout: `definitions/transformers/<id>.json` holds one transformers row
 (`id, type, description, config, target_function`); `definitions/workflows/<id>.json` holds
 `{"id", "description", "definition"}` and optionally `default_version` (the version a start
-runs when it names none; absent: the latest) and `enabled` (false: no new jobs). Every file is
+runs when it names none; absent: the latest) and `enabled` (false: no new jobs);
+`definitions/schedules/<id>.json` is an operator schedule (cli/schedule_files.py). Every file is
 checked with the same checks the API runs; sync refuses to write anything if any file has a
 problem. A changed definition or transformer config becomes a new version (the tables keep
 every version); `diff_definitions` says what a sync would change without writing.
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli.schedule_files import diff_schedules, load_schedules, sync_schedules
 from engine.db.rows import Upserted
 from engine.db.store import JobStore
 from engine.db.sub_workflows import stored_workflows
@@ -37,6 +39,8 @@ class DefinitionSet:
 
     workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     transformers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Operator schedules (definitions/schedules/*.json) as their rows' columns, by id.
+    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -136,6 +140,8 @@ def load_definitions(
         result.workflows[raw["id"]] = raw
         files[raw["id"]] = where
     result.problems.extend(_sub_workflow_problems(result, files, stored))
+    definitions = {wid: raw.get("definition") for wid, raw in result.workflows.items()}
+    result.schedules = load_schedules(directory, definitions, stored, result.problems, _read_json)
     return result
 
 
@@ -150,6 +156,8 @@ class SyncChange:
 
     def __str__(self) -> str:
         kind = self.table.removesuffix("s")
+        if self.table == "schedules":  # not versioned
+            return f"{kind} {self.id}: {self.outcome}"
         return f"{kind} {self.id}: {self.outcome} (version {self.version})"
 
 
@@ -196,6 +204,8 @@ def sync_definitions(store: JobStore, directory: Path = DEFAULT_DIR) -> list[Syn
                 wid, row.get("description"), row["definition"], **_workflow_flags(row)
             ),
         )
+    for name, outcome in sync_schedules(store, loaded.schedules):
+        changes.append(SyncChange("schedules", name, outcome, 0))
     return changes
 
 
@@ -246,4 +256,4 @@ def diff_definitions(store: JobStore, directory: Path = DEFAULT_DIR) -> list[str
                 out.append(f"{kind} {key}: updated (version {stored['version']} stays)")
             before = _lines(old) if old is not None else []
             out.extend(difflib.unified_diff(before, _lines(new), "stored", "file", lineterm=""))
-    return out
+    return out + diff_schedules(store, loaded.schedules)

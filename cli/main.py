@@ -61,7 +61,7 @@ def migrate(
 def definitions_validate(
     directory: Annotated[Path, typer.Option(help="Definitions folder.")] = Path("definitions"),
 ) -> None:
-    """Check every workflow and transformer file; list every problem."""
+    """Check every workflow, transformer and schedule file; list every problem."""
     from cli.definition_files import load_definitions
 
     loaded = load_definitions(directory)
@@ -71,7 +71,7 @@ def definitions_validate(
         raise typer.Exit(code=1)
     console.print(
         f"[green]✓[/green] {len(loaded.workflows)} workflow(s), "
-        f"{len(loaded.transformers)} transformer(s) valid"
+        f"{len(loaded.transformers)} transformer(s), {len(loaded.schedules)} schedule(s) valid"
     )
 
 
