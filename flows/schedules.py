@@ -30,22 +30,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.client.orchestration import get_client
-from prefect.runtime import deployment as deployment_runtime
 from prefect.runtime import flow_run as flow_run_runtime
-from prefect.server.schemas import schedules as server_schedules
-from prefect.utilities.asyncutils import run_coro_as_sync
 
 from engine.db.connection import shared_store
 from engine.db.schedule_firings import ScheduleFirings
 from engine.dispatch import RunStarter
 from engine.jobs.schedule_firing import Decision, Firing, decide, firing_time_text
+from engine.schedule_rules import Rule, next_run_after
 from engine.settings import get_settings
 
 logger = logging.getLogger("supaflow.schedules")
@@ -71,39 +68,14 @@ def scheduled_time() -> datetime:
     return moment.astimezone(UTC)
 
 
-def next_firing_after(schedule_id: str, after: datetime) -> datetime | None:
-    """The schedule's next firing after `after`, from its Prefect schedule (None: this run has
-    no deployment, or its deployment has no schedule for this row)."""
-    deployment_id = deployment_runtime.id
-    if deployment_id is None:
-        return None
+def next_firing_after(row: Mapping[str, Any], after: datetime) -> datetime | None:
+    """The schedule's next firing after `after`, as Prefect's scheduler computes it from the
+    row's rule (None: the rule fires no more, or the row's rule does not parse)."""
     try:
-        with get_client(sync_client=True) as client:
-            found = client.read_deployment(UUID(str(deployment_id))).schedules
+        return next_run_after(Rule.from_row(row), after)
     except Exception as exc:
-        logger.warning("could not read the schedule's deployment: %s", exc)
+        logger.warning("could not compute the schedule's next firing: %s", exc)
         return None
-    for entry in found:
-        if entry.slug == schedule_id or entry.parameters.get("schedule_id") == schedule_id:
-            return _next_date(entry.schedule.model_dump(), after)
-    return None
-
-
-def _next_date(schedule: dict[str, Any], after: datetime) -> datetime | None:
-    """The first date of a Prefect schedule (its JSON form) after `after`."""
-    kinds: tuple[type[Any], ...] = (
-        server_schedules.IntervalSchedule,
-        server_schedules.CronSchedule,
-        server_schedules.RRuleSchedule,
-    )
-    for kind in kinds:
-        if set(schedule) <= set(kind.model_fields):
-            parsed = kind.model_validate(schedule)
-            dates: list[datetime] = run_coro_as_sync(
-                parsed.get_dates(n=1, start=after + timedelta(microseconds=1))
-            )
-            return dates[0].astimezone(UTC) if dates else None
-    return None
 
 
 def fire(
@@ -124,7 +96,7 @@ def fire(
     )
     if row is not None and firing.lateness_seconds > firing.grace_seconds:
         # Only a late firing needs to know whether a later one is already due.
-        firing = replace(firing, next_after=next_firing_after(schedule_id, scheduled_for))
+        firing = replace(firing, next_after=next_firing_after(row, scheduled_for))
     outcome: dict[str, Any] = {
         "schedule_id": schedule_id,
         "scheduled_for": firing_time_text(scheduled_for),

@@ -66,6 +66,14 @@ def schedule_jobs(db: psycopg.Connection[Any], schedule_id: str) -> list[tuple[s
     return [(r[0], r[1]) for r in rows]
 
 
+def created_at(db: psycopg.Connection[Any], schedule_id: str) -> datetime:
+    """The schedule's created_at (an interval schedule's anchor)."""
+    row = db.execute("select created_at from public.schedules where id = %s", [schedule_id])
+    found = row.fetchone()
+    assert found is not None
+    return found[0]  # type: ignore[no-any-return]
+
+
 def schedule_row(db: psycopg.Connection[Any], schedule_id: str) -> dict[str, Any]:
     """The schedule's firing columns."""
     cur = db.cursor(row_factory=psycopg.rows.dict_row)
@@ -83,7 +91,8 @@ def test_one_job_per_firing_time_and_the_catch_up_rule(
 ) -> None:
     """Firing the same scheduled time twice gives one job (user and operator schedules
     alike); a firing past the grace is missed when a later one is due, and fires when it is
-    the latest due; each firing is counted by outcome."""
+    the latest due unless catch_up is 'none'; a paused schedule fires nothing; each firing is
+    counted by outcome."""
     add_workflow(db, "scheduled_wf", {"steps": []})
     firings = ScheduleFirings(flow_store)
     users = insert_schedule(db, "scheduled_wf", user_id)
@@ -99,16 +108,24 @@ def test_one_job_per_firing_time_and_the_catch_up_rule(
     owner = db.execute("select user_id from public.jobs where id = %s", [first["job_id"]])
     assert owner.fetchone() == (None,)
 
-    # Ten minutes late, the next firing (2 s later) long due: missed, no job. With no
-    # Prefect schedule to ask (a direct call), the next firing is unknown: it is the latest.
-    late = at - timedelta(minutes=10)
-    assert fire(users, late, now=at)["outcome"] == "created"  # the latest due (unknown next)
-    none_row = insert_schedule(db, "scheduled_wf", user_id, catch_up="none")
-    assert fire(none_row, late, now=at)["outcome"] == "missed"
-    assert schedule_jobs(db, none_row) == []
+    # The catch-up rule on the rows' rules (an interval fires at created_at + k * interval).
+    every_2s = created_at(db, users)
+    now = every_2s + timedelta(seconds=1000)
+    assert fire(users, every_2s + timedelta(seconds=600), now=now)["outcome"] == "missed"
+    hourly = insert_schedule(db, "scheduled_wf", user_id, interval_seconds=3600)
+    hourly_none = insert_schedule(
+        db, "scheduled_wf", user_id, interval_seconds=3600, catch_up="none"
+    )
+    for schedule_id, outcome in ((hourly, "created"), (hourly_none, "missed")):
+        # 15 minutes late, the next firing still ahead: the latest due one.
+        anchor = created_at(db, schedule_id)
+        late = fire(schedule_id, anchor + timedelta(hours=1), now=anchor + timedelta(minutes=75))
+        assert late["outcome"] == outcome
+    assert len(schedule_jobs(db, hourly)) == 1
+    assert schedule_jobs(db, hourly_none) == []
     db.execute("update public.schedules set active = false where id = %s", [users])
     assert fire(users, at + timedelta(seconds=2))["outcome"] == "inactive"
-    assert firings.counts() == {"created": 3, "duplicate": 2, "missed": 1, "inactive": 1}
+    assert firings.counts() == {"created": 3, "duplicate": 2, "missed": 2, "inactive": 1}
 
 
 def test_the_schedule_row_records_how_its_jobs_ended(
