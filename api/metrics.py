@@ -3,8 +3,8 @@
 Two sources:
 - **the database**, read at scrape time from the metrics views (engine.db.metrics): job
   outcomes and rates, failures by step and error kind, job and step duration histograms, queue
-  length, open alerts. Every API replica reports the same numbers, so aggregate with max() or
-  scrape one replica;
+  length, open alerts, schedules (api/schedule_metrics.py). Every API replica reports the
+  same numbers, so aggregate with max() or scrape one replica;
 - **this process**: `supaflow_api_request_duration_seconds{route,method,status}`, observed by
   `ResponseTimeMiddleware` with the route *template* (`/jobs/{job_id}`), never the raw path, so
   label cardinality stays bounded; and the rate limiter's state (`RateLimitCollector`):
@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.ratelimit import RateLimiter
+from api.schedule_metrics import SCHEDULE_METRIC_NAMES, schedule_families
 from engine.db.metrics import HistogramSeries, MetricsSnapshot, read_metrics
 
 logger = logging.getLogger("supaflow.api.metrics")
@@ -65,6 +66,7 @@ METRIC_NAMES: tuple[str, ...] = (
     f"{PREFIX}_service_restarts_total",
     f"{PREFIX}_callbacks_total",
     f"{PREFIX}_callback_attempts_total",
+    *SCHEDULE_METRIC_NAMES,
     f"{PREFIX}_api_request_duration_seconds",
     f"{PREFIX}_rate_limit_local_fallback",
     f"{PREFIX}_rate_limit_fallbacks_total",
@@ -249,6 +251,7 @@ def snapshot_metrics(snapshot: MetricsSnapshot) -> list[Metric]:
         *_alert_families(snapshot.alerts_open),
         *_restart_families(snapshot.service_restarts),
         *_callback_families(snapshot.callbacks),
+        *schedule_families(snapshot),
     ]
 
 

@@ -22,6 +22,8 @@ Row = dict[str, Any]
 JOB_DURATION_BOUNDS: tuple[float, ...] = (
     0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200,
 )  # fmt: skip
+#: Most schedules given per-schedule series (label `schedule`), active ones first.
+SCHEDULE_METRICS_LIMIT = 500
 #: One step attempt: a JSON transform takes milliseconds, a model call minutes.
 STEP_DURATION_BOUNDS: tuple[float, ...] = (
     0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
@@ -57,6 +59,9 @@ class MetricsSnapshot:
     alerts_open: list[Row] = field(default_factory=list)
     service_restarts: list[Row] = field(default_factory=list)
     callbacks: list[Row] = field(default_factory=list)
+    #: Per-schedule rows (at most SCHEDULE_METRICS_LIMIT) and firing/schedule counts.
+    schedules: list[Row] = field(default_factory=list)
+    schedule_counts: list[Row] = field(default_factory=list)
 
 
 def _bound_text(bound: float) -> str:
@@ -124,4 +129,6 @@ def read_metrics(
             alerts_open=rows("metrics_alerts_open"),
             service_restarts=rows("metrics_service_restarts"),
             callbacks=rows("metrics_callbacks"),
+            schedules=rows("metrics_schedules", {"limit": SCHEDULE_METRICS_LIMIT}),
+            schedule_counts=rows("metrics_schedule_firings"),
         )
