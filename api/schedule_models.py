@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, Strict
 
 from api.models import RequestBody, example
 
@@ -41,7 +41,9 @@ class ScheduleCreate(RequestBody):
     )
     name: str | None = Field(default=None, min_length=1, max_length=200, description="A label.")
     cron: str | None = Field(default=None, min_length=1, max_length=200, description=_CRON)
-    interval_seconds: float | None = Field(default=None, gt=0, description=_INTERVAL)
+    interval_seconds: Annotated[float, Strict()] | None = Field(
+        default=None, gt=0, description=_INTERVAL
+    )
     rrule: str | None = Field(default=None, min_length=1, max_length=2000, description=_RRULE)
     timezone: str = Field(default="UTC", min_length=1, max_length=64, description=_TIMEZONE)
     input_data: dict[str, Any] = Field(
@@ -63,7 +65,9 @@ class ScheduleUpdate(RequestBody):
     name: str | None = Field(default=None, min_length=1, max_length=200, description="A label.")
     workflow_version: int | None = Field(default=None, ge=1, le=2**31 - 1)
     cron: str | None = Field(default=None, min_length=1, max_length=200, description=_CRON)
-    interval_seconds: float | None = Field(default=None, gt=0, description=_INTERVAL)
+    interval_seconds: Annotated[float, Strict()] | None = Field(
+        default=None, gt=0, description=_INTERVAL
+    )
     rrule: str | None = Field(default=None, min_length=1, max_length=2000, description=_RRULE)
     timezone: str | None = Field(default=None, min_length=1, max_length=64, description=_TIMEZONE)
     input_data: dict[str, Any] | None = Field(default=None)

@@ -15,8 +15,16 @@ import pytest
 from fastapi.testclient import TestClient
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.actions import DeploymentScheduleCreate
-from prefect.client.schemas.objects import DeploymentSchedule
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import DeploymentSchedule, StateType
 from prefect.client.schemas.schedules import CronSchedule
+from waiting import wait_until
 
 from api.app import create_app
 from engine.db.schedules import ScheduleStore
@@ -90,9 +98,22 @@ def prefect_schedule(
     return next((s for s in found if s.slug == schedule_id), None)
 
 
+def scheduled_runs(prefect: SyncPrefectClient, deployment: str, schedule_id: str) -> list[str]:
+    """Ids of the deployment's Scheduled flow runs for this schedule (its parameters)."""
+    deployment_id = prefect.read_deployment_by_name(deployment).id
+    runs = prefect.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+        ),
+    )
+    return [str(r.id) for r in runs if r.parameters.get("schedule_id") == schedule_id]
+
+
 def schedule_count(db: psycopg.Connection[Any]) -> int:
-    """How many schedules rows exist (as the service)."""
-    row = db.execute("select count(*) from public.schedules").fetchone()
+    """How many users' schedules exist (as the service; operator schedules are synced from
+    definitions/schedules)."""
+    row = db.execute("select count(*) from public.schedules where user_id is not null").fetchone()
     assert row is not None
     return int(row[0])
 
@@ -122,6 +143,12 @@ def test_create_list_get_pause_change_delete_keep_prefect_in_step(
     assert isinstance(in_prefect.schedule, CronSchedule)
     assert in_prefect.schedule.cron == "*/5 * * * *"
     assert in_prefect.schedule.timezone == "Europe/Berlin"
+    # Prefect's scheduler has the upcoming firings, each a run with the schedule's parameters.
+    wait_until(
+        lambda: scheduled_runs(prefect, deployment, schedule_id),
+        timeout=60,
+        what="Scheduled flow runs of the new schedule",
+    )
 
     listed = client.get("/schedules", headers=user.headers).json()
     assert [s["id"] for s in listed["schedules"]] == [schedule_id]
@@ -132,6 +159,11 @@ def test_create_list_get_pause_change_delete_keep_prefect_in_step(
     assert paused.json()["active"] is False and paused.json()["next_run_at"] is None
     in_prefect = prefect_schedule(prefect, deployment, schedule_id)
     assert in_prefect is not None and in_prefect.active is False
+    wait_until(
+        lambda: not scheduled_runs(prefect, deployment, schedule_id),
+        timeout=60,
+        what="the paused schedule's upcoming runs gone",
+    )
 
     resumed = client.patch(
         f"/schedules/{schedule_id}",
