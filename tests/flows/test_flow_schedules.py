@@ -184,12 +184,10 @@ def _all_final(client: SyncPrefectClient, deployment_id: UUID, before: datetime)
 
 @pytest.mark.slow
 def test_a_schedule_every_two_seconds_creates_n_jobs_and_pausing_stops_it(
-    flow_store: JobStore,
-    db: psycopg.Connection[Any],
-    user_id: str,
-    monkeypatch: pytest.MonkeyPatch,
+    flow_store: JobStore, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A Prefect interval schedule (2 s) on the fire-schedule deployment, its runs created by
+    """A Prefect interval schedule (2 s, an operator schedule's) on the fire-schedule
+    deployment, its runs created by
     two scheduler passes over the same window and run by a warm worker: N firings make N
     jobs, keyed by the scheduled times, which then run to completed. A second flow run for
     an already fired time finds the same job. Paused (the Prefect schedule and the row),
@@ -202,7 +200,8 @@ def test_a_schedule_every_two_seconds_creates_n_jobs_and_pausing_stops_it(
     assert ensure_schedule_deployment(pool, f"fire-{pool}") == fire_name  # idempotent
     delay_transformer(db, "tiny_nap", 0.01)
     add_workflow(db, "scheduled_wf", {"steps": [{"id": "nap", "transformer": "tiny_nap"}]})
-    schedule_id = insert_schedule(db, "scheduled_wf", user_id)
+    # An operator schedule: its jobs belong to no user and run like any other.
+    schedule_id = insert_schedule(db, "scheduled_wf", None, name="every_two_seconds")
     anchor = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
     times = [anchor + timedelta(seconds=PERIOD * i) for i in range(FIRINGS)]
     with get_client(sync_client=True) as client:
