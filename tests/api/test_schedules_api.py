@@ -337,3 +337,22 @@ def test_with_prefect_down_the_row_is_kept_and_maintenance_syncs_it(
     assert down.delete(path, headers=user.headers).status_code == 204
     run_schedule_sync(job_store, settings, prefect, log=logging.getLogger("test"))
     assert prefect_schedule(prefect, deployment, kept["id"]) is None
+
+
+def test_list_is_paged_newest_first(
+    make_app: Callable[..., TestClient], make_user: Callable[..., ApiUser]
+) -> None:
+    """GET /schedules pages with limit and the next_cursor it returns, newest first."""
+    client, user = make_app(), make_user()
+    ids = [
+        client.post("/schedules", json=CRON_BODY, headers=user.headers).json()["id"]
+        for _ in range(3)
+    ]
+    first = client.get("/schedules?limit=2", headers=user.headers).json()
+    assert [s["id"] for s in first["schedules"]] == ids[::-1][:2]
+    cursor = first["next_cursor"]
+    assert cursor is not None
+    rest = client.get(f"/schedules?limit=2&cursor={cursor}", headers=user.headers).json()
+    assert [s["id"] for s in rest["schedules"]] == ids[:1] and rest["next_cursor"] is None
+    for schedule_id in ids:
+        assert client.delete(f"/schedules/{schedule_id}", headers=user.headers).status_code == 204
