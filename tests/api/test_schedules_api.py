@@ -295,8 +295,9 @@ def test_with_prefect_down_the_row_is_kept_and_maintenance_syncs_it(
     make_settings: Callable[..., Settings],
 ) -> None:
     """Prefect unreachable: POST still answers 201 with prefect_schedule_id null, DELETE 204.
-    The maintenance pass then creates the missing Prefect schedule, records its id, and
-    deletes the orphan Prefect schedule of a row that no longer exists."""
+    The maintenance pass then creates the missing Prefect schedule, records its id, deletes
+    the orphan Prefect schedule of a row that no longer exists, and leaves the schedules
+    already in step alone (a second pass changes nothing)."""
     down, user = make_app(prefect_url=CLOSED_PREFECT_API_URL), make_user()
     created = down.post("/schedules", json=CRON_BODY, headers=user.headers)
     assert created.status_code == 201, created.text
@@ -316,9 +317,16 @@ def test_with_prefect_down_the_row_is_kept_and_maintenance_syncs_it(
         ],
     )
 
+    # Rows Prefect already has, of each kind, are left as they are by the pass.
+    up = make_app()
+    for rule in ({"interval_seconds": 3600}, {"rrule": "FREQ=DAILY;BYHOUR=9"}):
+        body = {**{k: v for k, v in CRON_BODY.items() if k != "cron"}, **rule}
+        assert up.post("/schedules", json=body, headers=user.headers).status_code == 201
+
     settings = make_settings(schedule_deployment=deployment)
     outcome = run_schedule_sync(job_store, settings, prefect, log=logging.getLogger("test"))
     assert outcome["created"] >= 1 and outcome["deleted"] >= 1, outcome
+    assert outcome["updated"] == 0 and outcome["failed"] == 0, outcome
 
     in_prefect = prefect_schedule(prefect, deployment, kept["id"])
     assert in_prefect is not None and in_prefect.parameters == {"schedule_id": kept["id"]}
