@@ -12,12 +12,14 @@ ahead of time, each Scheduled for one firing; a worker runs each when it is due.
      except that with the row's `catch_up` = `latest` (the default) the schedule's latest due
      firing (its next firing time still ahead) fires, once; with `catch_up` = `none` every
      firing past the grace is missed;
-   - a paused (active false) or deleted schedule fires nothing (counted `inactive`);
+   - a paused (active false) or deleted schedule, or one whose workflow is disabled, fires
+     nothing (counted `inactive`);
 3. creates the job through the API's job insert with the idempotency key
    `schedule:<schedule id>:<scheduled time, ISO 8601 UTC>`, owned by the row's user (null:
-   an operator schedule), with the row's input_data and pinned version (none: the
-   workflow's default), and starts its run-workflow flow run as the API's dispatcher does
-   (Prefect refusing leaves the job pending for the maintenance dispatch);
+   an operator schedule), with the row's input_data, pinned version (none: the workflow's
+   default) and the workflow's on_finish callback, and starts its run-workflow flow run as
+   the API's dispatcher does (Prefect refusing leaves the job pending for the maintenance
+   dispatch);
 4. records the firing on the row (last_fired_for, last_job_id) and counts it `created`, or
    `duplicate` when the same firing ran before (Prefect firing twice, two schedulers, a
    restarted run): that finds the same job and starts nothing new.
@@ -40,7 +42,11 @@ from prefect.runtime import flow_run as flow_run_runtime
 
 from engine.db.connection import shared_store
 from engine.db.schedule_firings import ScheduleFirings
+from engine.db.store import JobStore
+from engine.definitions.callback_target import CallbackTarget
 from engine.dispatch import RunStarter
+from engine.errors import NotFoundError
+from engine.jobs.callbacks import resolve_target
 from engine.jobs.schedule_firing import Decision, Firing, decide, firing_time_text
 from engine.schedule_rules import Rule, next_run_after
 from engine.settings import get_settings
@@ -78,6 +84,19 @@ def next_firing_after(row: Mapping[str, Any], after: datetime) -> datetime | Non
         return None
 
 
+def _workflow_terms(store: JobStore, row: Mapping[str, Any]) -> tuple[bool, Any]:
+    """(whether the schedule's workflow is enabled, the job's on_finish target): a disabled
+    workflow takes no new jobs, as at POST /workflows/start; the definition's on_finish
+    applies to a scheduled job as to a start that names none."""
+    try:
+        workflow = store.get_workflow(row["workflow_id"], row["workflow_version"])
+    except NotFoundError:
+        return False, None
+    raw = (workflow["definition"] or {}).get("on_finish")
+    defined = CallbackTarget.model_validate(raw) if raw else None
+    return bool(workflow["enabled"]), resolve_target(defined, None)
+
+
 def fire(
     schedule_id: str, scheduled_for: datetime, *, now: datetime | None = None
 ) -> dict[str, Any]:
@@ -106,7 +125,12 @@ def fire(
     if decision is not Decision.FIRE or row is None:
         firings.count(decision.value)
         return {**outcome, "outcome": decision.value, "job_id": None}
-    job = firings.create_job(row, scheduled_for)
+    enabled, on_finish = _workflow_terms(firings.store, row)
+    if not enabled:
+        logger.warning("schedule %s: its workflow is disabled, no job", schedule_id)
+        firings.count(Decision.INACTIVE.value)
+        return {**outcome, "outcome": Decision.INACTIVE.value, "job_id": None}
+    job = firings.create_job(row, scheduled_for, on_finish)
     if job.created:
         run = _starter(settings.prefect_deployment).try_start(job.id)
         if run is not None:

@@ -9,7 +9,9 @@ trigger jobs_schedule_outcome.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from engine.db.rows import CreatedJob, Row
@@ -40,12 +42,18 @@ class ScheduleFirings:
             return None
         return self.store._fetchone("schedule_fire_get", {"schedule_id": schedule_id})
 
-    def create_job(self, schedule: Row, scheduled_for: datetime) -> CreatedJob:
+    def create_job(
+        self,
+        schedule: Row,
+        scheduled_for: datetime,
+        on_finish: Mapping[str, Any] | None = None,
+    ) -> CreatedJob:
         """The job of this firing: created now, or found when this firing made it before.
 
         Owned by the schedule's user (None: an operator schedule), with the row's input_data
-        and pinned version (None: the workflow's default at this firing). The request hash is
-        the key itself, so a repeat of the firing is a replay, never a conflict.
+        and pinned version (None: the workflow's default at this firing), and `on_finish` (the
+        workflow's callback target, as a start without one of its own gets). The request hash
+        is the key itself, so a repeat of the firing is a replay, never a conflict.
         """
         key = firing_key(str(schedule["id"]), scheduled_for)
         return self.store.create_job(
@@ -55,6 +63,7 @@ class ScheduleFirings:
             input_data=schedule["input_data"],
             idempotency_key=key,
             request_hash=key,
+            on_finish=on_finish,
         )
 
     def fired(self, schedule_id: str, scheduled_for: datetime, job: CreatedJob) -> None:

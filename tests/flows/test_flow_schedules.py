@@ -282,3 +282,21 @@ def test_a_schedule_every_two_seconds_creates_n_jobs_and_pausing_stops_it(
             runs = _fire_runs(client, deployment_id)
             assert len(runs) == FIRINGS + 2  # no run created after the pause
             assert [j for _, j in schedule_jobs(db, schedule_id)] == jobs
+
+
+def test_a_firing_takes_the_workflows_callback_and_skips_a_disabled_workflow(
+    flow_store: JobStore, db: psycopg.Connection[Any], user_id: str
+) -> None:
+    """As at POST /workflows/start without an on_finish of its own: the scheduled job gets
+    the workflow's on_finish target; while the workflow is disabled a firing makes no job
+    (counted inactive)."""
+    definition = {"on_finish": {"url": "http://127.0.0.1:9/hook"}, "steps": []}
+    add_workflow(db, "called_back_wf", definition)
+    schedule_id = insert_schedule(db, "called_back_wf", user_id)
+    at = datetime.now(UTC).replace(microsecond=0)
+    job = fire(schedule_id, at)["job_id"]
+    on_finish = flow_store.get_job(job)["on_finish"]
+    assert on_finish["url"] == "http://127.0.0.1:9/hook"
+    db.execute("update public.workflows set enabled = false where id = 'called_back_wf'")
+    assert fire(schedule_id, at + timedelta(seconds=2))["outcome"] == "inactive"
+    assert len(schedule_jobs(db, schedule_id)) == 1
