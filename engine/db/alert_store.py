@@ -45,6 +45,37 @@ class Reconciled:
     resolved: list[tuple[int, str, str]]
 
 
+def _active_job(r: Row) -> ActiveJob:
+    return ActiveJob(
+        job_id=r["job_id"],
+        workflow_id=r["workflow_id"],
+        status=r["status"],
+        last_activity_at=r["last_activity_at"],
+        next_retry_at=r["next_retry_at"],
+        waiting=r["waiting"],
+        wait_deadline=r["wait_deadline"],
+    )
+
+
+def _config_errors(r: Row) -> ConfigErrors:
+    return ConfigErrors(
+        workflow_id=r["workflow_id"],
+        errors=int(r["errors"]),
+        last_at=r["last_at"],
+        last_job_id=r["last_job_id"],
+        last_message=r["last_message"],
+    )
+
+
+def _failing_schedule(r: Row) -> FailingSchedule:
+    return FailingSchedule(
+        schedule=r["schedule"],
+        workflow_id=r["workflow_id"],
+        consecutive_failures=int(r["consecutive_failures"]),
+        last_job_id=None if r["last_job_id"] is None else str(r["last_job_id"]),
+    )
+
+
 class AlertStore:
     """Reads and writes `public.alerts` and the alert rules' inputs through a pool."""
 
@@ -84,39 +115,11 @@ class AlertStore:
                 WorkflowOutcomes(r["workflow_id"], int(r["finished"]), int(r["failed"]))
                 for r in outcomes
             ],
-            active_jobs=[
-                ActiveJob(
-                    job_id=r["job_id"],
-                    workflow_id=r["workflow_id"],
-                    status=r["status"],
-                    last_activity_at=r["last_activity_at"],
-                    next_retry_at=r["next_retry_at"],
-                    waiting=r["waiting"],
-                    wait_deadline=r["wait_deadline"],
-                )
-                for r in active
-            ],
+            active_jobs=[_active_job(r) for r in active],
             pending_jobs=int(queue["pending_jobs"]),
             oldest_pending_created_at=queue["oldest_pending_created_at"],
-            config_errors=[
-                ConfigErrors(
-                    workflow_id=r["workflow_id"],
-                    errors=int(r["errors"]),
-                    last_at=r["last_at"],
-                    last_job_id=r["last_job_id"],
-                    last_message=r["last_message"],
-                )
-                for r in config
-            ],
-            failing_schedules=[
-                FailingSchedule(
-                    schedule=r["schedule"],
-                    workflow_id=r["workflow_id"],
-                    consecutive_failures=int(r["consecutive_failures"]),
-                    last_job_id=None if r["last_job_id"] is None else str(r["last_job_id"]),
-                )
-                for r in schedules
-            ],
+            config_errors=[_config_errors(r) for r in config],
+            failing_schedules=[_failing_schedule(r) for r in schedules],
             maintenance_seconds=maintenance_seconds,
         )
 
