@@ -3,7 +3,8 @@
 - `supaflow_schedules{state}`: schedules active or paused;
 - `supaflow_schedule_firings_total{outcome}`: firings that created a job, found the job of an
   earlier run for the same time (`duplicate`), were skipped by the catch-up rule (`missed`)
-  or found the schedule paused or deleted (`inactive`);
+  or found the schedule paused or deleted (`inactive`), and firings no run made that the
+  maintenance pass made (`backfilled`);
 - per schedule (label `schedule`: an operator schedule's name, else the row id; at most
   engine.db.metrics.SCHEDULE_METRICS_LIMIT schedules, active first):
   `supaflow_schedule_next_run_timestamp_seconds` (active schedules: the next firing as
@@ -27,7 +28,7 @@ from engine.schedule_rules import Rule, next_run_after
 logger = logging.getLogger("supaflow.api.metrics")
 
 PREFIX = "supaflow"
-FIRING_OUTCOMES = ("created", "duplicate", "missed", "inactive")
+FIRING_OUTCOMES = ("created", "duplicate", "missed", "inactive", "backfilled")
 SCHEDULE_METRIC_NAMES: tuple[str, ...] = (
     f"{PREFIX}_schedules",
     f"{PREFIX}_schedule_firings_total",
@@ -56,7 +57,8 @@ def _count_families(rows: Iterable[Mapping[str, Any]]) -> list[Metric]:
     firings = CounterMetricFamily(
         f"{PREFIX}_schedule_firings",
         "Schedule firings by outcome: created a job, duplicate (the job of an earlier run "
-        "for the same time), missed (catch-up rule), inactive (paused or deleted).",
+        "for the same time), missed (catch-up rule), inactive (paused or deleted), backfilled "
+        "(made by the maintenance pass: no run made it).",
         labels=["outcome"],
     )
     for outcome in FIRING_OUTCOMES:

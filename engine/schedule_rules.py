@@ -6,7 +6,8 @@ Prefect's own schedule models to check: the cron expression through Prefect's Cr
 (its vendored croniter, refusing the random and hashed forms), the RRule through
 RRuleSchedule (dateutil's rrulestr, at most its maximum length), the timezone through
 Prefect's list of IANA names. A rule the API stores is therefore one Prefect takes, and
-`next_run_after` is the date Prefect's scheduler computes (its server-side models).
+`next_run_after` is the date Prefect's scheduler computes (its server-side models), as is
+`latest_run_at_or_before` (a schedule's latest due firing, for the maintenance backfill).
 
 No I/O here; with engine.dispatch and engine.prefect_private, this and engine.schedule_sync
 are the engine modules that import Prefect (import-linter, pyproject.toml).
@@ -19,7 +20,9 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
+from prefect._vendor.croniter.croniter import croniter
 from prefect.client.schemas import schedules as client_schedules
 from prefect.server.schemas import schedules as server_schedules
 from pydantic import ValidationError
@@ -40,6 +43,8 @@ DEFAULT_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
 MAX_CRON_LENGTH = 200
 #: Longest RRule stored (the migration's check; Prefect's own limit is larger).
 MAX_RRULE_LENGTH = 2000
+#: Dates Prefect's schedules compute in one call at most.
+PREFECT_MAX_DATES = server_schedules.MAX_ITERATIONS
 
 PrefectSchedule = (
     client_schedules.CronSchedule
@@ -203,11 +208,66 @@ def _await_free(coroutine: Coroutine[Any, Any, Any]) -> Any:
 def next_run_after(rule: Rule, after: datetime) -> datetime | None:
     """The first firing strictly after `after` (UTC), as Prefect's scheduler computes it;
     None when the rule fires no more (an RRule with an end)."""
+    parsed = _server_schedule(rule)
+    dates = _await_free(parsed.get_dates(n=1, start=after + timedelta(microseconds=1)))
+    return dates[0].astimezone(UTC) if dates else None
+
+
+def _server_schedule(rule: Rule) -> Any:
+    """The rule as Prefect's server-side schedule (the one its scheduler computes with)."""
     server_kind: Any = {
         "cron": server_schedules.CronSchedule,
         "interval": server_schedules.IntervalSchedule,
         "rrule": server_schedules.RRuleSchedule,
     }[rule.kind]
-    parsed = server_kind.model_validate(prefect_schedule(rule).model_dump())
-    dates = _await_free(parsed.get_dates(n=1, start=after + timedelta(microseconds=1)))
-    return dates[0].astimezone(UTC) if dates else None
+    return server_kind.model_validate(prefect_schedule(rule).model_dump())
+
+
+def _previous_guess(rule: Rule, parsed: Any, now: datetime) -> datetime | None:
+    """A first guess at the rule's last firing at or before `now`: croniter's previous wall
+    time in the row's timezone (cron), the anchor plus whole intervals (interval), dateutil's
+    `before` on Prefect's own RRule (rrule). Only a guess: Prefect's dates decide."""
+    zone = ZoneInfo(rule.timezone)
+    if rule.kind == "cron":
+        local_now = now.astimezone(zone).replace(tzinfo=None)
+        wall = croniter(str(rule.cron), local_now)  # type: ignore[no-untyped-call]
+        previous: datetime = wall.get_prev(datetime)  # type: ignore[no-untyped-call]
+        return previous.replace(tzinfo=zone).astimezone(UTC)
+    if rule.kind == "interval":
+        step = timedelta(seconds=float(rule.interval_seconds or 0))
+        anchor = rule.anchor if rule.anchor.tzinfo else rule.anchor.replace(tzinfo=UTC)
+        return anchor + step * max(0, (now - anchor) // step)
+    found: datetime | None = parsed.to_rrule().before(now.astimezone(zone), inc=True)
+    return found.astimezone(UTC) if found is not None else None
+
+
+def _last_date_between(parsed: Any, start: datetime, end: datetime) -> datetime | None:
+    """Prefect's last date of the schedule in [start, end], or None."""
+    last: datetime | None = None
+    while True:
+        dates: list[datetime] = _await_free(
+            parsed.get_dates(n=PREFECT_MAX_DATES, start=start, end=end)
+        )
+        if not dates:
+            return last
+        last = dates[-1].astimezone(UTC)
+        if len(dates) < PREFECT_MAX_DATES:
+            return last
+        start = last + timedelta(microseconds=1)  # Prefect checks at most 1000 a call
+
+
+def latest_run_at_or_before(rule: Rule, now: datetime, not_before: datetime) -> datetime | None:
+    """The rule's latest firing at or before `now` and not before `not_before` (UTC), exactly
+    as Prefect's scheduler dates it (so its job key matches the flow run's); None when the
+    rule has none in that span (nothing due yet, or an RRule that ended)."""
+    parsed = _server_schedule(rule)
+    guess = _previous_guess(rule, parsed, now)
+    span = max(now - guess, timedelta(seconds=1)) if guess else timedelta(minutes=1)
+    # Look back from the guess, doubling the span, until Prefect has a date in it: its last
+    # one is the answer even when the guess and Prefect differ (a DST edge).
+    while True:
+        start = max(now - span, not_before)
+        found = _last_date_between(parsed, start, now)
+        if found is not None or start <= not_before:
+            return found
+        span *= 2

@@ -16,7 +16,8 @@ Each pass:
 4. evaluates, stores and delivers alerts;
 5. delivers the job callbacks (`on_finish`) that are due: retries, and first attempts the
    flow did not make;
-6. makes Prefect's schedules match the schedules rows (flows/schedule_sync_pass.py).
+6. makes Prefect's schedules match the schedules rows (flows/schedule_sync_pass.py), then
+   makes each schedule's latest due firing that no run made (flows/schedule_backfill.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from flows.callbacks import run_callbacks
 from flows.job_control import dispatch_reruns
 from flows.job_deadlines import run_job_deadlines
 from flows.recovery import recover_jobs
+from flows.schedule_backfill import run_schedule_backfill
 from flows.schedule_sync_pass import run_schedule_sync
 from flows.sub_workflows import run_sub_workflows
 from flows.wait_deadlines import run_wait_deadlines
@@ -59,6 +61,7 @@ def maintenance(grace_seconds: float | None = None, limit: int = 100) -> dict[st
         ).as_dict()
         children = run_sub_workflows(store, starter, log=logger, limit=limit)
         schedules = run_schedule_sync(store, settings, client, log=logger)
+        schedules["backfill"] = run_schedule_backfill(store, settings, log=logger)
     dispatched = [job for job, run in outcomes if run is not None]
     waiting = [job for job, run in outcomes if run is None]
     for job_id, run_id in outcomes:

@@ -98,10 +98,18 @@ def _workflow_terms(store: JobStore, row: Mapping[str, Any]) -> tuple[bool, Any]
 
 
 def fire(
-    schedule_id: str, scheduled_for: datetime, *, now: datetime | None = None
+    schedule_id: str,
+    scheduled_for: datetime,
+    *,
+    now: datetime | None = None,
+    backfill: bool = False,
 ) -> dict[str, Any]:
     """One firing of the schedule for `scheduled_for` (steps 2 to 4 of the module docstring);
-    what it did: outcome, job_id (when it has a job), scheduled_for, lateness_seconds."""
+    what it did: outcome, job_id (when it has a job), scheduled_for, lateness_seconds.
+
+    `backfill`: the maintenance pass makes a firing whose own run never made its job
+    (flows/schedule_backfill.py); a job it creates counts `backfilled`, and a firing that
+    creates none counts nothing (the pass looks again next time)."""
     settings = get_settings()
     firings = ScheduleFirings(shared_store(settings))
     moment = now or datetime.now(UTC)
@@ -123,12 +131,14 @@ def fire(
     }
     decision = decide(firing)
     if decision is not Decision.FIRE or row is None:
-        firings.count(decision.value)
+        if not backfill:
+            firings.count(decision.value)
         return {**outcome, "outcome": decision.value, "job_id": None}
     enabled, on_finish = _workflow_terms(firings.store, row)
     if not enabled:
         logger.warning("schedule %s: its workflow is disabled, no job", schedule_id)
-        firings.count(Decision.INACTIVE.value)
+        if not backfill:
+            firings.count(Decision.INACTIVE.value)
         return {**outcome, "outcome": Decision.INACTIVE.value, "job_id": None}
     job = firings.create_job(row, scheduled_for, on_finish)
     if job.created:
@@ -136,8 +146,9 @@ def fire(
         if run is not None:
             # Unless the admission dispatcher recorded it first (same run: its key is the job).
             firings.store._fetchone("child_set_flow_run", {"job_id": job.id, "flow_run_id": run})
-    firings.fired(schedule_id, scheduled_for, job)
-    return {**outcome, "outcome": "created" if job.created else "duplicate", "job_id": job.id}
+    created_as = "backfilled" if backfill else "created"
+    firings.fired(schedule_id, scheduled_for, job, created_as)
+    return {**outcome, "outcome": created_as if job.created else "duplicate", "job_id": job.id}
 
 
 @flow(name=FIRE_SCHEDULE_FLOW, persist_result=False, log_prints=False)

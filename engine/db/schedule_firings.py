@@ -4,12 +4,14 @@ A firing reads its schedule (`schedule`), creates its job through the API's job 
 (`JobStore.create_job`, idempotency key engine.jobs.schedule_firing.firing_key), and records
 the outcome: `fired` for a created or found job (the row's last_fired_for and last_job_id),
 `count` for a firing that created nothing. The job's end is recorded on the row by the
-trigger jobs_schedule_outcome.
+trigger jobs_schedule_outcome. The maintenance backfill lists the active schedules
+(`active_schedules`) and which of their due firings have a job (`jobs_found`); a job it
+creates is counted `backfilled` (migration 20261207001200).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -19,7 +21,7 @@ from engine.db.store import JobStore
 from engine.jobs.schedule_firing import firing_key
 
 #: The outcomes a firing counts (schedule_firing_counts.outcome).
-OUTCOMES = ("created", "duplicate", "missed", "inactive")
+OUTCOMES = ("created", "duplicate", "missed", "inactive", "backfilled")
 
 
 def _is_uuid(text: str) -> bool:
@@ -66,17 +68,41 @@ class ScheduleFirings:
             on_finish=on_finish,
         )
 
-    def fired(self, schedule_id: str, scheduled_for: datetime, job: CreatedJob) -> None:
-        """Record that the firing has its job, counted `created` or `duplicate`."""
+    def fired(
+        self,
+        schedule_id: str,
+        scheduled_for: datetime,
+        job: CreatedJob,
+        created_as: str = "created",
+    ) -> None:
+        """Record that the firing has its job, counted `created_as` (`created`, or
+        `backfilled` by the maintenance pass) or `duplicate` when the job was there."""
         self.store._fetchone(
             "schedule_fire_record",
             {
                 "schedule_id": schedule_id,
                 "scheduled_for": scheduled_for,
                 "job_id": job.id,
-                "outcome": "created" if job.created else "duplicate",
+                "outcome": created_as if job.created else "duplicate",
             },
         )
+
+    def active_schedules(self) -> list[Row]:
+        """Every active schedule, with what a firing and the backfill read."""
+        return self.store._fetchall("schedule_fire_backfill_list", {})
+
+    def jobs_found(self, firings: Sequence[tuple[Row, datetime]]) -> set[str]:
+        """The keys of those (schedule, scheduled time) firings that have their job."""
+        if not firings:
+            return set()
+        rows = self.store._fetchall(
+            "schedule_fire_backfill_found",
+            {
+                "keys": [firing_key(str(row["id"]), at) for row, at in firings],
+                "user_ids": [row["user_id"] for row, _ in firings],
+            },
+        )
+        return {str(r["idempotency_key"]) for r in rows}
 
     def count(self, outcome: str) -> None:
         """Count a firing that created no job (`missed` or `inactive`)."""

@@ -77,7 +77,13 @@ def test_schedule_metrics_follow_the_rows(
     assert paused is not None and paused[0] >= 1
     assert states == {"active": 1.0, "paused": float(paused[0])}
     outcomes = {lab["outcome"]: v for lab, v in parsed["supaflow_schedule_firings_total"]}
-    assert outcomes == {"created": 0.0, "duplicate": 0.0, "missed": 2.0, "inactive": 1.0}
+    assert outcomes == {
+        "created": 0.0,
+        "duplicate": 0.0,
+        "missed": 2.0,
+        "inactive": 1.0,
+        "backfilled": 0.0,
+    }
 
     [(labels, next_run)] = parsed["supaflow_schedule_next_run_timestamp_seconds"]
     assert labels == {"schedule": "hourly_demo", "workflow_id": "demo_offline_v1"}

@@ -603,11 +603,11 @@ CONSTRAINTS: list[tuple[str, str]] = [
         "FOREIGN KEY (workflow_id, workflow_version) REFERENCES "
         "workflow_versions(workflow_id, version)",
     ),
-    # Schedule firings (20261207001100).
+    # Schedule firings (20261207001100; `backfilled` from 20261207001200).
     (
         "schedule_firing_counts",
         "CHECK ((outcome = ANY (ARRAY['created'::text, 'duplicate'::text, 'missed'::text, "
-        "'inactive'::text])))",
+        "'inactive'::text, 'backfilled'::text])))",
     ),
     ("schedule_firing_counts", "PRIMARY KEY (outcome)"),
     ("schedule_firing_counts", "CHECK ((total >= 0))"),
