@@ -223,20 +223,26 @@ def _server_schedule(rule: Rule) -> Any:
     return server_kind.model_validate(prefect_schedule(rule).model_dump())
 
 
-def _previous_guess(rule: Rule, parsed: Any, now: datetime) -> datetime | None:
-    """A first guess at the rule's last firing at or before `now`: croniter's previous wall
-    time in the row's timezone (cron), the anchor plus whole intervals (interval), dateutil's
-    `before` on Prefect's own RRule (rrule). Only a guess: Prefect's dates decide."""
-    zone = ZoneInfo(rule.timezone)
+def _previous_guess(rule: Rule, now: datetime) -> datetime:
+    """A first guess at a cron or interval rule's last firing at or before `now`: croniter's
+    previous wall time in the row's timezone (cron), the anchor plus whole intervals
+    (interval). Only a guess: Prefect's dates decide."""
     if rule.kind == "cron":
+        zone = ZoneInfo(rule.timezone)
         local_now = now.astimezone(zone).replace(tzinfo=None)
         wall = croniter(str(rule.cron), local_now)  # type: ignore[no-untyped-call]
         previous: datetime = wall.get_prev(datetime)  # type: ignore[no-untyped-call]
         return previous.replace(tzinfo=zone).astimezone(UTC)
-    if rule.kind == "interval":
-        step = timedelta(seconds=float(rule.interval_seconds or 0))
-        anchor = rule.anchor if rule.anchor.tzinfo else rule.anchor.replace(tzinfo=UTC)
-        return anchor + step * max(0, (now - anchor) // step)
+    step = timedelta(seconds=float(rule.interval_seconds or 0))
+    anchor = rule.anchor if rule.anchor.tzinfo else rule.anchor.replace(tzinfo=UTC)
+    return anchor + step * max(0, (now - anchor) // step)
+
+
+def _rrule_latest(parsed: Any, rule: Rule, now: datetime) -> datetime | None:
+    """dateutil's `before` on the very RRule Prefect's scheduler walks (its `to_rrule`), so
+    exactly Prefect's date. dateutil cannot seek: this walks once from the rule's start
+    (2020-01-01 unless it names a DTSTART), where each Prefect date query would walk again."""
+    zone = ZoneInfo(rule.timezone)
     found: datetime | None = parsed.to_rrule().before(now.astimezone(zone), inc=True)
     return found.astimezone(UTC) if found is not None else None
 
@@ -261,8 +267,10 @@ def latest_run_at_or_before(rule: Rule, now: datetime, not_before: datetime) -> 
     as Prefect's scheduler dates it (so its job key matches the flow run's); None when the
     rule has none in that span (nothing due yet, or an RRule that ended)."""
     parsed = _server_schedule(rule)
-    guess = _previous_guess(rule, parsed, now)
-    span = max(now - guess, timedelta(seconds=1)) if guess else timedelta(minutes=1)
+    if rule.kind == "rrule":
+        found = _rrule_latest(parsed, rule, now)
+        return found if found is not None and found >= not_before else None
+    span = max(now - _previous_guess(rule, now), timedelta(seconds=1))
     # Look back from the guess, doubling the span, until Prefect has a date in it: its last
     # one is the answer even when the guess and Prefect differ (a DST edge).
     while True:
