@@ -176,3 +176,53 @@ def test_a_small_grace_shortens_the_settle() -> None:
     catch_up 'none' firing within the grace."""
     due = NOW - timedelta(seconds=40)
     assert needs_backfill(due, now=NOW, catch_up="none", last_fired_for=None, grace_seconds=60)
+
+
+# (case, rule, now, expected): around daylight saving changes, Prefect's dates decide.
+DST_CASES = [
+    (
+        "Berlin spring forward: 02:30 does not exist that day, the day before's fired",
+        Rule(kind="cron", cron="30 2 * * *", timezone="Europe/Berlin"),
+        _utc(2026, 3, 29, 1, 0),
+        _utc(2026, 3, 28, 1, 30),
+    ),
+    (
+        "Berlin fall back: 02:30 happens twice, Prefect fires the first",
+        Rule(kind="cron", cron="30 2 * * *", timezone="Europe/Berlin"),
+        _utc(2026, 10, 25, 1, 45),
+        _utc(2026, 10, 25, 0, 30),
+    ),
+    (
+        "New York fall back, hourly: the repeated 01:00 (06:00 UTC) is not a Prefect date",
+        Rule(kind="cron", cron="0 * * * *", timezone="America/New_York"),
+        _utc(2026, 11, 1, 6, 30),
+        _utc(2026, 11, 1, 5, 0),
+    ),
+    (
+        "daily interval in Berlin keeps 02:30 local across spring forward",
+        Rule(
+            kind="interval",
+            interval_seconds=86400,
+            timezone="Europe/Berlin",
+            anchor=_utc(2026, 3, 1, 1, 30),
+        ),
+        _utc(2026, 3, 30, 0, 45),
+        _utc(2026, 3, 29, 1, 30),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "now", "expected"),
+    [case[1:] for case in DST_CASES],
+    ids=[case[0] for case in DST_CASES],
+)
+def test_latest_due_firing_around_daylight_saving_changes(
+    rule: Rule, now: datetime, expected: datetime
+) -> None:
+    """Where croniter's previous wall time and Prefect's dates differ, the latest due firing
+    is Prefect's (so its key is the one the firing's own run would use)."""
+    found = latest_run_at_or_before(rule, now, LONG_AGO)
+    assert found == expected
+    assert next_run_after(rule, found - timedelta(microseconds=1)) == found
+    assert next_run_after(rule, found) is not None and next_run_after(rule, found) > now  # type: ignore[operator]
