@@ -54,10 +54,11 @@ def run_schedule_sync(
             "schedules synced with Prefect",
             extra={
                 "decision": "schedule_sync",
-                "created": report.created,
-                "updated": report.updated,
-                "deleted": report.deleted,
-                "failed": report.failed,
+                # Not "created": a LogRecord attribute, which `extra` may not overwrite.
+                "schedules_created": report.created,
+                "schedules_updated": report.updated,
+                "schedules_deleted": report.deleted,
+                "schedules_failed": report.failed,
             },
         )
     return {
