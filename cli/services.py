@@ -84,6 +84,22 @@ def require_free_port(
         raise PortInUseError(port, what, option)
 
 
+def sigint_inheritable() -> None:
+    """Let the processes started from here on stop on SIGINT.
+
+    A process started in the background by a non-interactive shell (`cmd &`, nohup, many CI
+    runners) has SIGINT ignored, and its children inherit that: the SIGINT `Service.stop`
+    sends first is then lost, and every stop waits its whole grace before SIGTERM. A handled
+    SIGINT is reset to the default at exec, so restoring Python's handler here is enough.
+    Only the main thread may change a handler; elsewhere nothing changes.
+    """
+    if (
+        signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        and threading.current_thread() is threading.main_thread()
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class Service:
     """A child process with its log file; stopped with SIGINT, then SIGTERM, then SIGKILL."""
 
@@ -104,6 +120,7 @@ class Service:
         self.log_path = log_dir / f"{name}.log"
         log_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
+        sigint_inheritable()
         self.proc = subprocess.Popen(
             list(args),
             env=dict(env),

@@ -49,6 +49,7 @@ from dbfixtures import (  # noqa: E402
 from hypothesis import settings as hypothesis_settings  # noqa: E402
 from pytest_httpserver import HTTPServer  # noqa: E402
 
+from cli.services import sigint_inheritable  # noqa: E402
 from engine.db.connection import shared_store  # noqa: E402
 from engine.db.migrate import apply_migrations  # noqa: E402
 from engine.db.store import JobStore  # noqa: E402
@@ -58,6 +59,9 @@ from engine.db.store import JobStore  # noqa: E402
 hypothesis_settings.register_profile("suite", derandomize=True)
 hypothesis_settings.register_profile("explore", derandomize=False)
 hypothesis_settings.load_profile("suite")
+# A suite started in the background has SIGINT ignored; the workers and servers the tests
+# start and stop with SIGINT would inherit that and each stop would wait out its grace.
+sigint_inheritable()
 
 
 @pytest.fixture(scope="session", autouse=True)
