@@ -12,6 +12,7 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from dbfixtures import create_user
 from flow_services import add_workflow, delay_transformer
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import DeploymentScheduleCreate
@@ -306,3 +307,24 @@ def test_a_firing_takes_the_workflows_callback_and_skips_a_disabled_workflow(
     db.execute("update public.workflows set enabled = false where id = 'called_back_wf'")
     assert fire(schedule_id, at + timedelta(seconds=2))["outcome"] == "inactive"
     assert len(schedule_jobs(db, schedule_id)) == 1
+
+
+def test_only_the_schedules_own_jobs_count_for_it(
+    flow_store: JobStore, db: psycopg.Connection[Any], user_id: str
+) -> None:
+    """A job another user started with a key naming someone's schedule id leaves that
+    schedule's last_status and consecutive_failures alone, and a key that only looks like a
+    schedule's (36 dashes for the id) does not stop its job from ending."""
+    add_workflow(db, "scheduled_wf", {"steps": []})
+    schedule_id = insert_schedule(db, "scheduled_wf", user_id)
+    other = create_user(db)
+    keys = [f"schedule:{schedule_id}:2026-01-01T00:00:00Z", f"schedule:{'-' * 36}:x"]
+    for key in keys:
+        job = flow_store.create_job(
+            user_id=other, workflow_id="scheduled_wf", input_data={}, idempotency_key=key
+        ).id
+        flow_store.transition(job, Transition(status=JobStatus.RUNNING))
+        flow_store.transition(job, Transition(status=JobStatus.FAILED, error_message="boom"))
+        assert flow_store.get_job(job)["status"] == "failed"
+    row = schedule_row(db, schedule_id)
+    assert (row["last_status"], row["consecutive_failures"]) == (None, 0)
