@@ -20,6 +20,9 @@ removes or renames it: that test failing means this module needs updating.
 - The HTTP client inside `prefect.client.orchestration.SyncPrefectClient` (`_client`), whose
   transport's connection pool Prefect sets to retry refused connections
   (`without_connect_retries`).
+- `prefect._vendor.croniter.croniter.croniter`: the cron iterator Prefect's CronSchedule uses
+  (Prefect vendors it; no croniter is installed otherwise); schedules ask it for a cron
+  rule's previous wall time (`cron_iterator`, engine.schedule_rules).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import httpcore
 import httpx
 from prefect._flow_run_suspension import mark_flow_run_suspension_requested
 from prefect._internal.observers import FlowRunCancellingObserver, OnCancellingCallback
+from prefect._vendor.croniter.croniter import croniter
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.events import Event
@@ -50,7 +54,11 @@ from prefect.workers.base import (
 PRIVATE_MODULE_NAMES: dict[str, tuple[str, ...]] = {
     "prefect._flow_run_suspension": ("mark_flow_run_suspension_requested",),
     "prefect._internal.observers": ("FlowRunCancellingObserver", "OnCancellingCallback"),
+    "prefect._vendor.croniter.croniter": ("croniter",),
 }
+
+#: Prefect's vendored croniter, under a public name (engine.schedule_rules).
+cron_iterator = croniter
 
 #: Parameters passed by name to the callables taken from private modules.
 PRIVATE_CALLABLE_PARAMETERS: dict[str, tuple[str, ...]] = {

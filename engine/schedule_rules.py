@@ -22,12 +22,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from prefect._vendor.croniter.croniter import croniter
 from prefect.client.schemas import schedules as client_schedules
 from prefect.server.schemas import schedules as server_schedules
 from pydantic import ValidationError
 
 from engine.errors import Problem
+from engine.prefect_private import cron_iterator
 
 ScheduleKind = Literal["cron", "interval", "rrule"]
 KINDS: tuple[ScheduleKind, ...] = ("cron", "interval", "rrule")
@@ -230,7 +230,7 @@ def _previous_guess(rule: Rule, now: datetime) -> datetime:
     if rule.kind == "cron":
         zone = ZoneInfo(rule.timezone)
         local_now = now.astimezone(zone).replace(tzinfo=None)
-        wall = croniter(str(rule.cron), local_now)  # type: ignore[no-untyped-call]
+        wall = cron_iterator(str(rule.cron), local_now)  # type: ignore[no-untyped-call]
         previous: datetime = wall.get_prev(datetime)  # type: ignore[no-untyped-call]
         return previous.replace(tzinfo=zone).astimezone(UTC)
     step = timedelta(seconds=float(rule.interval_seconds or 0))
