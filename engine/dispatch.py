@@ -22,42 +22,22 @@ from prefect.states import Cancelled, Failed, Scheduled
 logger = logging.getLogger("supaflow.dispatch")
 
 
-class RunStarter:
-    """Creates flow runs of one deployment for jobs, the job id as idempotency key.
+class PrefectConnection:
+    """A Prefect client that is either a caller's (used, never closed here) or owned: opened
+    on first use (PREFECT_API_URL unless `api_url`) and closed by `close()`.
 
-    Built on a caller's open client (`RunStarter(client, name)`: a maintenance pass, whose many
-    runs share one connection), or with `RunStarter.own_client(name)`, which opens its client
-    on first use and closes it in `close()` (the API, for the life of the process). The
-    deployment id is looked up once and forgotten after any failure, so a redeployed
-    deployment is found again.
+    `fail_fast` turns off an owned client's connect retries (`without_connect_retries`): for a
+    caller that answers requests and would rather leave work for maintenance than wait.
     """
 
     def __init__(
-        self,
-        client: SyncPrefectClient | None,
-        deployment_name: str,
-        *,
-        api_url: str | None = None,
-        fail_fast: bool = False,
+        self, client: SyncPrefectClient | None, *, api_url: str | None, fail_fast: bool
     ) -> None:
-        self.deployment_name = deployment_name
         self._client = client
         self._owns_client = client is None
         self._api_url = api_url
         self._fail_fast = fail_fast
-        self._deployment_id: UUID | None = None
         self._lock = threading.Lock()
-
-    @classmethod
-    def own_client(
-        cls, deployment_name: str, *, api_url: str | None = None, fail_fast: bool = False
-    ) -> RunStarter:
-        """A starter with a client of its own (PREFECT_API_URL unless `api_url` is given).
-
-        `fail_fast` turns off the client's connect retries (`without_connect_retries`): for a
-        caller that answers requests and would rather leave a job `pending` for maintenance.
-        """
-        return cls(None, deployment_name, api_url=api_url, fail_fast=fail_fast)
 
     @property
     def client(self) -> SyncPrefectClient:
@@ -77,6 +57,52 @@ class RunStarter:
                 client.__enter__()
                 self._client = client
             return self._client
+
+    def close(self) -> None:
+        """Close the client if it is owned (a caller's client is the caller's)."""
+        with self._lock:
+            if self._owns_client and self._client is not None:
+                self._client.__exit__(None, None, None)
+                self._client = None
+
+
+class RunStarter:
+    """Creates flow runs of one deployment for jobs, the job id as idempotency key.
+
+    Built on a caller's open client (`RunStarter(client, name)`: a maintenance pass, whose many
+    runs share one connection), or with `RunStarter.own_client(name)`, which opens its client
+    on first use and closes it in `close()` (the API, for the life of the process). The
+    deployment id is looked up once and forgotten after any failure, so a redeployed
+    deployment is found again.
+    """
+
+    def __init__(
+        self,
+        client: SyncPrefectClient | None,
+        deployment_name: str,
+        *,
+        api_url: str | None = None,
+        fail_fast: bool = False,
+    ) -> None:
+        self.deployment_name = deployment_name
+        self._connection = PrefectConnection(client, api_url=api_url, fail_fast=fail_fast)
+        self._deployment_id: UUID | None = None
+
+    @classmethod
+    def own_client(
+        cls, deployment_name: str, *, api_url: str | None = None, fail_fast: bool = False
+    ) -> RunStarter:
+        """A starter with a client of its own (PREFECT_API_URL unless `api_url` is given).
+
+        `fail_fast` turns off the client's connect retries (`without_connect_retries`): for a
+        caller that answers requests and would rather leave a job `pending` for maintenance.
+        """
+        return cls(None, deployment_name, api_url=api_url, fail_fast=fail_fast)
+
+    @property
+    def client(self) -> SyncPrefectClient:
+        """The Prefect client; an owned one is opened here, on first use."""
+        return self._connection.client
 
     def create(
         self,
@@ -191,7 +217,4 @@ class RunStarter:
 
     def close(self) -> None:
         """Close the client if this starter opened it (a caller's client is the caller's)."""
-        with self._lock:
-            if self._owns_client and self._client is not None:
-                self._client.__exit__(None, None, None)
-                self._client = None
+        self._connection.close()
