@@ -40,36 +40,6 @@ async def ensure_work_pool(client: PrefectClient, pool: str = DEFAULT_POOL) -> N
         )
 
 
-async def create_pool_deployment(
-    client: PrefectClient,
-    pool: str,
-    name: str,
-    *,
-    entrypoint: str,
-    project_dir: Path,
-    description: str,
-) -> str:
-    """Create (or update) a deployment of the flow at `entrypoint` on `pool`, which is made
-    if missing, run from `project_dir`; returns its full name."""
-    flow = load_flow(entrypoint, project_dir)
-    await ensure_work_pool(client, pool)
-    flow_id = await client.create_flow_from_name(flow.name)
-    await client.create_deployment(
-        flow_id=flow_id,
-        name=name,
-        entrypoint=entrypoint,
-        path=str(project_dir),
-        work_pool_name=pool,
-        work_queue_name="default",
-        parameter_openapi_schema=parameter_schema(flow).model_dump(),
-        description=description,
-        pull_steps=[
-            {"prefect.deployments.steps.set_working_directory": {"directory": str(project_dir)}}
-        ],
-    )
-    return f"{flow.name}/{name}"
-
-
 async def ensure_warm_deployment_async(
     pool: str = DEFAULT_POOL,
     name: str = WARM_DEPLOYMENT,
@@ -82,15 +52,24 @@ async def ensure_warm_deployment_async(
     It mirrors prefect.yaml's `run-workflow` (same flow, entrypoint and parameters) on the
     warm pool, so both can exist at once and settings choose which one the API starts.
     """
+    flow = load_flow(entrypoint, project_dir)
     async with get_client() as client:
-        return await create_pool_deployment(
-            client,
-            pool,
-            name,
+        await ensure_work_pool(client, pool)
+        flow_id = await client.create_flow_from_name(flow.name)
+        await client.create_deployment(
+            flow_id=flow_id,
+            name=name,
             entrypoint=entrypoint,
-            project_dir=project_dir,
+            path=str(project_dir),
+            work_pool_name=pool,
+            work_queue_name="default",
+            parameter_openapi_schema=parameter_schema(flow).model_dump(),
             description="Runs one job in a warm worker (in-process, no process per run).",
+            pull_steps=[
+                {"prefect.deployments.steps.set_working_directory": {"directory": str(project_dir)}}
+            ],
         )
+    return f"{flow.name}/{name}"
 
 
 def ensure_warm_deployment(pool: str = DEFAULT_POOL, name: str = WARM_DEPLOYMENT) -> str:

@@ -13,11 +13,13 @@ from pathlib import Path
 import anyio
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
+from prefect.utilities.callables import parameter_schema
 
 from engine.settings import PROJECT_ROOT, get_settings
 from flows.schedules import FIRE_SCHEDULE_FLOW
 from worker.command_options import DEFAULT_POOL
-from worker.deployments import create_pool_deployment
+from worker.deployments import ensure_work_pool
+from worker.flow_loading import load_flow
 
 FIRE_SCHEDULE_ENTRYPOINT = "flows/schedules.py:fire_schedule"
 
@@ -40,14 +42,23 @@ async def ensure_schedule_deployment_async(
             return full_name
         except ObjectNotFound:
             pass
-        return await create_pool_deployment(
-            client,
-            pool,
-            name,
+        flow = load_flow(FIRE_SCHEDULE_ENTRYPOINT, project_dir)
+        await ensure_work_pool(client, pool)
+        flow_id = await client.create_flow_from_name(flow.name)
+        await client.create_deployment(
+            flow_id=flow_id,
+            name=name,
             entrypoint=FIRE_SCHEDULE_ENTRYPOINT,
-            project_dir=project_dir,
+            path=str(project_dir),
+            work_pool_name=pool,
+            work_queue_name="default",
+            parameter_openapi_schema=parameter_schema(flow).model_dump(),
             description="Fires the recurring schedules (public.schedules): one job per firing.",
+            pull_steps=[
+                {"prefect.deployments.steps.set_working_directory": {"directory": str(project_dir)}}
+            ],
         )
+    return full_name
 
 
 def ensure_schedule_deployment(pool: str = DEFAULT_POOL, name: str | None = None) -> str:
