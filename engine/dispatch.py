@@ -22,50 +22,6 @@ from prefect.states import Cancelled, Failed, Scheduled
 logger = logging.getLogger("supaflow.dispatch")
 
 
-class PrefectConnection:
-    """A Prefect client that is either a caller's (used, never closed here) or owned: opened
-    on first use (PREFECT_API_URL unless `api_url`) and closed by `close()`.
-
-    `fail_fast` turns off an owned client's connect retries (`without_connect_retries`): for a
-    caller that answers requests and would rather leave work for maintenance than wait.
-    """
-
-    def __init__(
-        self, client: SyncPrefectClient | None, *, api_url: str | None, fail_fast: bool
-    ) -> None:
-        self._client = client
-        self._owns_client = client is None
-        self._api_url = api_url
-        self._fail_fast = fail_fast
-        self._lock = threading.Lock()
-
-    @property
-    def client(self) -> SyncPrefectClient:
-        """The Prefect client; an owned one is opened here, on first use."""
-        with self._lock:
-            if self._client is None:
-                client = (
-                    SyncPrefectClient(self._api_url)
-                    if self._api_url
-                    else get_client(sync_client=True)
-                )
-                if self._fail_fast:
-                    # Imported here: the module also loads Prefect's worker machinery.
-                    from engine.prefect_private import without_connect_retries
-
-                    without_connect_retries(client)
-                client.__enter__()
-                self._client = client
-            return self._client
-
-    def close(self) -> None:
-        """Close the client if it is owned (a caller's client is the caller's)."""
-        with self._lock:
-            if self._owns_client and self._client is not None:
-                self._client.__exit__(None, None, None)
-                self._client = None
-
-
 class RunStarter:
     """Creates flow runs of one deployment for jobs, the job id as idempotency key.
 
@@ -85,8 +41,12 @@ class RunStarter:
         fail_fast: bool = False,
     ) -> None:
         self.deployment_name = deployment_name
-        self._connection = PrefectConnection(client, api_url=api_url, fail_fast=fail_fast)
+        self._client = client
+        self._owns_client = client is None
+        self._api_url = api_url
+        self._fail_fast = fail_fast
         self._deployment_id: UUID | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def own_client(
@@ -102,7 +62,21 @@ class RunStarter:
     @property
     def client(self) -> SyncPrefectClient:
         """The Prefect client; an owned one is opened here, on first use."""
-        return self._connection.client
+        with self._lock:
+            if self._client is None:
+                client = (
+                    SyncPrefectClient(self._api_url)
+                    if self._api_url
+                    else get_client(sync_client=True)
+                )
+                if self._fail_fast:
+                    # Imported here: the module also loads Prefect's worker machinery.
+                    from engine.prefect_private import without_connect_retries
+
+                    without_connect_retries(client)
+                client.__enter__()
+                self._client = client
+            return self._client
 
     def create(
         self,
@@ -217,4 +191,7 @@ class RunStarter:
 
     def close(self) -> None:
         """Close the client if this starter opened it (a caller's client is the caller's)."""
-        self._connection.close()
+        with self._lock:
+            if self._owns_client and self._client is not None:
+                self._client.__exit__(None, None, None)
+                self._client = None

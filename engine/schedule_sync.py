@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.objects import DeploymentSchedule
 from prefect.exceptions import ObjectNotFound
 
-from engine.dispatch import PrefectConnection
 from engine.schedule_rules import PrefectSchedule, Rule, next_run_after, prefect_schedule
 
 logger = logging.getLogger("supaflow.schedule_sync")
@@ -126,8 +126,12 @@ class PrefectSchedules:
         fail_fast: bool = False,
     ) -> None:
         self.deployment_name = deployment_name
-        self._connection = PrefectConnection(client, api_url=api_url, fail_fast=fail_fast)
+        self._api_url = api_url
+        self._client = client
+        self._owns_client = client is None
+        self._fail_fast = fail_fast
         self._deployment_id: UUID | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def own_client(
@@ -139,7 +143,20 @@ class PrefectSchedules:
     @property
     def client(self) -> SyncPrefectClient:
         """The Prefect client; an owned one is opened here, on first use."""
-        return self._connection.client
+        with self._lock:
+            if self._client is None:
+                client = (
+                    SyncPrefectClient(self._api_url)
+                    if self._api_url
+                    else get_client(sync_client=True)
+                )
+                if self._fail_fast:
+                    from engine.prefect_private import without_connect_retries
+
+                    without_connect_retries(client)
+                client.__enter__()
+                self._client = client
+            return self._client
 
     def deployment_id(self) -> UUID:
         """The fire-schedule deployment's id (looked up once; ObjectNotFound when absent)."""
@@ -275,4 +292,7 @@ class PrefectSchedules:
 
     def close(self) -> None:
         """Close the client if this object opened it."""
-        self._connection.close()
+        with self._lock:
+            if self._owns_client and self._client is not None:
+                self._client.__exit__(None, None, None)
+                self._client = None
